@@ -1,0 +1,97 @@
+"""Every setting of a run, as plain dataclasses.
+
+The CLI (jsonargparse) turns these into `--section.option` flags and reads the
+same names from a YAML file given with `--config`; the resolved values are saved
+with each run as `config.yaml`, so a run folder says exactly what it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+DEFAULT_DATA = Path("../shared/datasets/mvsa-lab5")
+
+
+@dataclass
+class CleanConfig:
+    """Tweet clean-up, applied before an encoder's tokenizer (lower-casing is the encoder's)."""
+
+    strip_retweet: bool = True  # "RT @user:" at the start
+    strip_mentions: bool = True  # other "@user" tokens
+    strip_links: bool = True  # http(s)://... and www....
+    hashtags: Literal["word", "drop", "keep"] = "word"  # "#happy" -> "happy" | "" | "#happy"
+    collapse_space: bool = True
+
+
+@dataclass
+class DataConfig:
+    root: Path = DEFAULT_DATA
+    train_list: str = "train.txt"
+    test_list: str = "test_without_label.txt"
+    skip_bad: bool = False  # skip and list bad pairs instead of stopping at the first
+    clean: CleanConfig = field(default_factory=CleanConfig)
+
+
+@dataclass
+class SplitConfig:
+    val_fraction: float = 0.15
+    seed: int = 42
+    folds: int = 0  # >1: k-fold; `fold` picks which fold is validation
+    fold: int = 0
+
+
+@dataclass
+class EncoderConfig:
+    image: str = "efficientnet-lite0"
+    text: str = "minilm"
+    max_text_tokens: int = 64
+    batch_size: int = 32
+    workers: int = 1  # image-decoding processes, overlapping the forward pass
+    tokens: bool = True  # also store token sequences (needed by the transformer heads)
+    cache: Path = Path(".cache/mmsent/features")
+
+
+@dataclass
+class TrainConfig:
+    heads: list[str] = field(default_factory=lambda: ["text_only", "image_only", "concat"])
+    seed: int = 0
+    max_epochs: int = 60
+    patience: int = 8
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    hidden: int = 256
+    dropout: float = 0.3
+    loss: Literal["ce", "focal"] = "ce"
+    class_weights: bool = False
+    label_smoothing: float = 0.0
+    monitor: Literal["val_loss", "val_acc", "val_macro_f1"] = "val_loss"
+    devices: int = 1
+    accelerator: str = "auto"
+
+
+@dataclass
+class RunConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    encoders: EncoderConfig = field(default_factory=EncoderConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    out: Path = Path("runs")
+    name: str = ""  # run folder name; empty: a timestamp
+
+
+def to_plain(cfg) -> dict:
+    """A YAML-safe dict of a config dataclass (paths as strings)."""
+
+    def plain(value):
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [plain(v) for v in value]
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    return plain(asdict(cfg))
