@@ -7,6 +7,8 @@ with each run as `config.yaml`, so a run folder says exactly what it was.
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -95,3 +97,43 @@ def to_plain(cfg) -> dict:
         return value
 
     return plain(asdict(cfg))
+
+
+def from_plain(cls, data: dict | None, prefix: str = ""):
+    """Rebuild a config dataclass from `to_plain` output (nested sections included),
+    checking each value's type so a bad YAML value is named rather than crashing later."""
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for f in dataclasses.fields(cls):
+        if data is None or f.name not in data:
+            continue
+        value, hint = data[f.name], hints[f.name]
+        values[f.name] = (
+            from_plain(hint, value, f"{prefix}{f.name}.")
+            if dataclasses.is_dataclass(hint)
+            else checked(value, hint, prefix + f.name)
+        )
+    return cls(**values)
+
+
+def checked(value, hint, name: str):
+    """`value` as type `hint`, or MmsentError naming the option."""
+    from mmsent.errors import MmsentError
+
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        if value not in typing.get_args(hint):
+            choices = ", ".join(map(str, typing.get_args(hint)))
+            raise MmsentError(f"option {name} must be one of {choices}, not {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            value = [value]
+        return [checked(v, typing.get_args(hint)[0], name) for v in value]
+    if hint is Path:
+        return Path(value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
+        raise MmsentError(f"option {name} must be {hint.__name__}, not {value!r}")
+    return value

@@ -1,0 +1,160 @@
+"""`mmsent`: a thin face over the pipeline. Bad input ends in one clear line, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+
+from mmsent.cli.options import add_config_options, resolve_config
+from mmsent.config import DEFAULT_DATA, CleanConfig
+from mmsent.errors import MmsentError
+
+
+def cmd_audit(args) -> int:
+    from mmsent.data.audit import audit, render_audit
+
+    report = audit(Path(args.data), args.lists, CleanConfig())
+    print(render_audit(report))
+    out = Path(args.json or Path(args.data).name + ".audit.json")
+    out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"audit written to {out}")
+    return 1 if args.strict and report.get("problems") else 0
+
+
+def cmd_extract(args) -> int:
+    cfg = resolve_config(args)
+    from mmsent import pipeline
+
+    for list_name in (cfg.data.train_list, cfg.data.test_list):
+        encoded = pipeline.encode(cfg, pipeline.load_list(cfg, list_name), progress=not args.quiet)
+        print(
+            f"{list_name}: {len(encoded.pairs)} pairs; image store {encoded.image.key[:12]}, "
+            f"text store {encoded.text.key[:12]}; {len(encoded.skipped)} skipped"
+        )
+    return 0
+
+
+def cmd_train(args) -> int:
+    cfg = resolve_config(args)
+    from mmsent import pipeline
+
+    run = pipeline.train(cfg, progress=not args.quiet)
+    print((run.path / "report.md").read_text(encoding="utf-8"))
+    print(f"run folder: {run.path}")
+    return 0
+
+
+def cmd_run(args) -> int:
+    started = time.perf_counter()
+    cfg = resolve_config(args)
+    from mmsent import pipeline  # torch and the models load only once the options are known to be good
+
+    run, filled = pipeline.run_all(cfg, progress=not args.quiet)
+    print((run.path / "report.md").read_text(encoding="utf-8"))
+    print(
+        f"run folder: {run.path}\nfilled-in test list: {filled}\ntotal {time.perf_counter() - started:.1f} s"
+    )
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from mmsent import pipeline
+    from mmsent.evaluate.metrics import metrics_table
+    from mmsent.runs import RunFolder
+
+    results = pipeline.evaluate(RunFolder.open(args.run), args.list, args.data, progress=not args.quiet)
+    print(metrics_table(results))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from mmsent import pipeline
+    from mmsent.runs import RunFolder
+
+    run = RunFolder.open(args.run)
+    out, missing = pipeline.predict(
+        run,
+        args.list or run.config()["data"]["test_list"],
+        args.data,
+        args.head,
+        args.output,
+        progress=not args.quiet,
+    )
+    print(f"predictions written to {out}")
+    if missing:
+        print(f"{len(missing)} rows stay null (skipped as bad input): {', '.join(missing)}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from mmsent.serve.app import serve
+
+    serve(Path(args.run), host=args.host, port=args.port)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmsent", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    audit = commands.add_parser("audit", help="check a data folder and report what is in it")
+    audit.add_argument("data", nargs="?", default=str(DEFAULT_DATA), help="folder in the lab's layout")
+    audit.add_argument("--lists", nargs="+", default=["train.txt", "test_without_label.txt"])
+    audit.add_argument("--json", help="where to write the JSON report (default: <folder name>.audit.json)")
+    audit.add_argument("--strict", action="store_true", help="exit 1 when any problem is found")
+    audit.set_defaults(func=cmd_audit)
+
+    for name, func, text in (
+        ("extract", cmd_extract, "extract and store features of the train and test lists"),
+        ("train", cmd_train, "split, train every head, report validation metrics"),
+        ("run", cmd_run, "the main job: extract, train, evaluate, fill in the test list"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        add_config_options(sub)
+        sub.add_argument("--quiet", action="store_true", help="no progress bars")
+        sub.set_defaults(func=func)
+
+    evaluate = commands.add_parser("evaluate", help="metrics of a run's heads on a labelled list")
+    evaluate.add_argument("run", type=Path, help="run folder")
+    evaluate.add_argument("--list", required=True, help="labelled guid,tag list (in --data)")
+    evaluate.add_argument("--data", type=Path, help="data folder (default: the run's)")
+    evaluate.add_argument("--quiet", action="store_true")
+    evaluate.set_defaults(func=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="fill in the tags of a guid,null list")
+    predict.add_argument("run", type=Path, help="run folder")
+    predict.add_argument("--list", help="guid,null list in --data (default: the run's test list)")
+    predict.add_argument("--data", type=Path, help="data folder (default: the run's)")
+    predict.add_argument("--head", help="which head (default: the run's best on validation)")
+    predict.add_argument("--output", type=Path, help="output file (default: <run>/predictions/<list>)")
+    predict.add_argument("--quiet", action="store_true")
+    predict.set_defaults(func=cmd_predict)
+
+    serve = commands.add_parser("serve", help="HTTP service and web page for a trained run")
+    serve.add_argument("run", type=Path, help="run folder")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(func=cmd_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    try:
+        return args.func(args)
+    except MmsentError as error:
+        print(f"mmsent: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mmsent: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
