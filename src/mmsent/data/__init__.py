@@ -1,0 +1,38 @@
+"""Reading the lab folder: lists, texts, images, pairs, splits and the audit."""
+
+from mmsent.data.audit import audit, render_audit
+from mmsent.data.images import image_digest, image_size, open_image
+from mmsent.data.pairs import (
+    ListRow,
+    LoadResult,
+    Pair,
+    Skipped,
+    check_row,
+    fingerprint,
+    load_pairs,
+    read_list,
+)
+from mmsent.data.split import duplicate_groups, group_ids, kfold, train_val_split
+from mmsent.data.texts import clean_text, decode_text
+
+__all__ = [
+    "ListRow",
+    "LoadResult",
+    "Pair",
+    "Skipped",
+    "audit",
+    "check_row",
+    "clean_text",
+    "decode_text",
+    "duplicate_groups",
+    "fingerprint",
+    "group_ids",
+    "image_digest",
+    "image_size",
+    "kfold",
+    "load_pairs",
+    "open_image",
+    "read_list",
+    "render_audit",
+    "train_val_split",
+]
