@@ -1,0 +1,134 @@
+"""Heads on the pooled vectors: single-modality ablations, concatenation, gated fusion."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from mmsent.heads.base import Features, Head
+from mmsent.heads.layers import (
+    check_common,
+    check_dim,
+    classifier,
+    first_linear,
+    input_share,
+    require,
+)
+
+
+class SingleModalityHead(Head):
+    """Ablation: layer norm and an MLP on one modality's pooled vector; the other is ignored."""
+
+    def __init__(
+        self,
+        image_dim: int,
+        text_dim: int,
+        num_classes: int = 3,
+        *,
+        modality: Literal["image", "text"] = "text",
+        hidden: int = 256,
+        dropout: float = 0.3,
+    ):
+        super().__init__()
+        require(modality in ("image", "text"), f"modality must be 'image' or 'text', got {modality!r}")
+        check_common(hidden, dropout)
+        self.modality = modality
+        self.dim = image_dim if modality == "image" else text_dim
+        self.norm = nn.LayerNorm(self.dim)
+        self.classifier = classifier(self.dim, hidden, num_classes, dropout)
+
+    def forward(self, image: Features, text: Features) -> torch.Tensor:
+        features = image if self.modality == "image" else text
+        check_dim(features, self.dim, self.modality)
+        return self.classifier(self.norm(features.pooled))
+
+    def explain(self, image: Features, text: Features) -> dict[str, Any]:
+        share = 1.0 if self.modality == "image" else 0.0
+        return {"image_share": [share] * image.pooled.shape[0]}
+
+
+class ConcatHead(Head):
+    """Both pooled vectors, each layer-normed (their scales differ), concatenated, then an MLP."""
+
+    def __init__(
+        self,
+        image_dim: int,
+        text_dim: int,
+        num_classes: int = 3,
+        *,
+        hidden: int = 256,
+        dropout: float = 0.3,
+    ):
+        super().__init__()
+        check_common(hidden, dropout)
+        self.image_dim, self.text_dim = image_dim, text_dim
+        self.image_norm = nn.LayerNorm(image_dim)
+        self.text_norm = nn.LayerNorm(text_dim)
+        self.classifier = classifier(image_dim + text_dim, hidden, num_classes, dropout)
+
+    def _inputs(self, image: Features, text: Features) -> tuple[torch.Tensor, torch.Tensor]:
+        check_dim(image, self.image_dim, "image")
+        check_dim(text, self.text_dim, "text")
+        return self.image_norm(image.pooled), self.text_norm(text.pooled)
+
+    def forward(self, image: Features, text: Features) -> torch.Tensor:
+        return self.classifier(torch.cat(self._inputs(image, text), dim=-1))
+
+    @torch.no_grad()
+    def explain(self, image: Features, text: Features) -> dict[str, Any]:
+        # How strongly each half of the input moves the first layer: not attention, but
+        # the same question ("which modality did it lean on") in [0, 1].
+        share = input_share(first_linear(self.classifier), *self._inputs(image, text))
+        return {"image_share": share.tolist()}
+
+
+class GatedHead(Head):
+    """Gated fusion: both modalities projected to one width; the sigmoid of one projection
+    gates the other element-wise; then a linear classifier (or one hidden layer)."""
+
+    def __init__(
+        self,
+        image_dim: int,
+        text_dim: int,
+        num_classes: int = 3,
+        *,
+        gate: Literal["image", "text"] = "image",
+        width: int = 256,
+        hidden: int = 0,
+        dropout: float = 0.3,
+    ):
+        super().__init__()
+        require(gate in ("image", "text"), f"gate must be 'image' or 'text', got {gate!r}")
+        require(width > 0, f"width must be positive, got {width}")
+        check_common(hidden, dropout)
+        self.gate = gate
+        self.image_dim, self.text_dim = image_dim, text_dim
+        self.image_proj = nn.Sequential(nn.LayerNorm(image_dim), nn.Linear(image_dim, width))
+        self.text_proj = nn.Sequential(nn.LayerNorm(text_dim), nn.Linear(text_dim, width))
+        self.classifier = classifier(width, hidden, num_classes, dropout)
+
+    def _fuse(self, image: Features, text: Features) -> tuple[torch.Tensor, torch.Tensor]:
+        check_dim(image, self.image_dim, "image")
+        check_dim(text, self.text_dim, "text")
+        image_h, text_h = self.image_proj(image.pooled), self.text_proj(text.pooled)
+        gating, gated = (image_h, text_h) if self.gate == "image" else (text_h, image_h)
+        gate = torch.sigmoid(gating)
+        return gate * gated, gate
+
+    def forward(self, image: Features, text: Features) -> torch.Tensor:
+        return self.classifier(self._fuse(image, text)[0])
+
+    @torch.no_grad()
+    def explain(self, image: Features, text: Features) -> dict[str, Any]:
+        gate = self._fuse(image, text)[1]
+        return {
+            "gate": self.gate,  # which modality's projection is the gate
+            "mean_gate": float(gate.mean()),
+            "gate_mean": gate.mean(-1).tolist(),
+            "gate_std": gate.std(-1, unbiased=False).tolist(),
+            "gate_min": gate.amin(-1).tolist(),
+            "gate_max": gate.amax(-1).tolist(),
+            "gate_open_fraction": (gate > 0.5).float().mean(-1).tolist(),
+        }
