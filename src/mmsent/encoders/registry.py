@@ -1,0 +1,80 @@
+"""Encoders by name, like timm's `create_model`: adding a backbone is one `register_encoder` call.
+
+A name is either a fixed model ("efficientnet-lite0", "minilm") or a family
+with a source after a colon ("hf-text:bert-base-uncased",
+"hf-resnet:/models/resnet-50"); a family may have a default source
+("clip-image" alone means openai/clip-vit-base-patch32).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from mmsent.encoders.base import Encoder
+from mmsent.errors import MmsentError
+
+
+@dataclass(frozen=True)
+class EncoderEntry:
+    build: Callable[..., Encoder]  # build([name, source], max_tokens=..., pooling=...) as it takes
+    summary: str
+    modality: str
+    family: bool = False  # the name takes ":<hub id or folder>"
+    default_source: str | None = None
+    pooling: bool = False  # takes a pooling option ("cls" | "mean")
+
+
+_ENTRIES: dict[str, EncoderEntry] = {}
+
+
+def register_encoder(name: str, entry: EncoderEntry) -> None:
+    if ":" in name:
+        raise ValueError(f"an encoder name cannot contain ':' ({name!r})")
+    _ENTRIES[name] = entry
+
+
+def list_encoders() -> list[str]:
+    """Every accepted spelling, e.g. 'minilm', 'hf-text:<hub id or folder>', 'clip-text[:<...>]'."""
+    names = []
+    for name, entry in sorted(_ENTRIES.items()):
+        if not entry.family:
+            names.append(name)
+        elif entry.default_source:
+            names.append(f"{name}[:<hub id or folder>]")
+        else:
+            names.append(f"{name}:<hub id or folder>")
+    return names
+
+
+def create_encoder(name: str, *, max_tokens: int | None = None, pooling: str | None = None) -> Encoder:
+    """An encoder in eval mode, with its preprocessing.
+
+    `max_tokens`: longest text kept, special tokens included (text encoders only;
+    default 64, capped at the model's position table). `pooling`: "cls" | "mean"
+    (hf-text only). Unknown names, unloadable models and options an encoder does
+    not take raise MmsentError.
+    """
+    prefix, colon, source = name.partition(":")
+    entry = _ENTRIES.get(prefix)
+    if entry is None:
+        raise MmsentError(f"unknown encoder {name!r}; known: {', '.join(list_encoders())}")
+    options: dict = {}
+    if entry.modality == "text":
+        options["max_tokens"] = 64 if max_tokens is None else max_tokens
+    elif max_tokens is not None:
+        raise MmsentError(f"encoder {prefix!r} reads images; 'max_tokens' is for text encoders")
+    if pooling is not None:
+        if not entry.pooling:
+            raise MmsentError(f"encoder {prefix!r} has a fixed pooling; 'pooling' is for hf-text")
+        options["pooling"] = pooling
+    if entry.family:
+        source = source or entry.default_source or ""
+        if not source:
+            raise MmsentError(f"name the model: '{prefix}:<hub id or local folder>'")
+        encoder = entry.build(name if colon else f"{prefix}:{source}", source, **options)
+    elif colon:
+        raise MmsentError(f"encoder {prefix!r} is a fixed model and takes no ':{source}'")
+    else:
+        encoder = entry.build(**options)
+    return encoder.eval()

@@ -1,0 +1,193 @@
+"""One pass of an encoder over items, written straight to .npy files in a folder.
+
+Images are decoded in DataLoader worker processes (JPEG at reduced scale via
+draft mode) while the main process runs the forward pass, so decoding hides
+behind the model. Token grids go to a memory-mapped float16 file batch by
+batch: extraction never holds every token in memory. Texts are tokenised in the
+main process (cheap) and run shortest first, so batches carry little padding.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from mmsent.data.images import open_image
+from mmsent.encoders.base import Encoder, EncoderOutput
+from mmsent.errors import BadInput, MmsentError
+
+PREFETCH_BATCHES = 4  # per worker: enough to ride out a slow image, little memory
+
+
+@dataclass
+class Extracted:
+    guids: list[str]  # the rows written, in item order
+    failed: dict[str, str]  # guid -> reason (the file is the item's source), for items left out
+    seconds: float
+
+
+# (item indices that worked, their stacked inputs or None, [(item index, reason)])
+Batch = tuple[list[int], object, list[tuple[int, str]]]
+
+
+class _ImageFiles(Dataset):
+    """Decodes and preprocesses one image; a bad file comes back as a reason, not an exception,
+    so the main process can name it (or skip it) instead of seeing a worker crash."""
+
+    def __init__(self, paths: Sequence[Path], transform, draft_size: int | None):
+        self.paths, self.transform, self.draft_size = list(paths), transform, draft_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int):
+        try:
+            image = open_image(self.paths[index], draft_size=self.draft_size)
+            return index, self.transform(image), None
+        except MmsentError as error:
+            return index, None, error.message
+        except (OSError, ValueError) as error:
+            return index, None, f"image could not be preprocessed ({error})"
+
+
+def _stack_good(samples) -> Batch:
+    good = [(index, pixels) for index, pixels, reason in samples if reason is None]
+    failures = [(index, reason) for index, _, reason in samples if reason is not None]
+    pixels = torch.stack([p for _, p in good]) if good else None
+    return [index for index, _ in good], pixels, failures
+
+
+def _decoding_worker(_worker_id: int) -> None:
+    # Workers only decode; letting each start a full torch thread pool would fight the model.
+    torch.set_num_threads(1)
+
+
+def _image_batches(encoder: Encoder, paths: list[Path], batch_size: int, workers: int):
+    transform = getattr(encoder, "transform", encoder.preprocess)
+    dataset = _ImageFiles(paths, transform, getattr(encoder, "draft_size", None))
+    loader = DataLoader(
+        dataset,
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=_stack_good,
+        worker_init_fn=_decoding_worker if workers else None,
+        prefetch_factor=PREFETCH_BATCHES if workers else None,
+    )
+    yield from loader
+
+
+def _text_batches(encoder: Encoder, texts: list[str], batch_size: int) -> Iterator[Batch]:
+    encoded = [encoder.preprocess(text) for text in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]["input_ids"]))
+    for start in range(0, len(order), batch_size):
+        rows = order[start : start + batch_size]
+        yield rows, encoder.collate([encoded[i] for i in rows]), []
+
+
+class _Writer:
+    """Rows into pooled.npy / tokens.npy / mask.npy; tokens as a float16 memmap on disk."""
+
+    def __init__(self, folder: Path, count: int, keep_tokens: bool, token_slots: int | None):
+        self.folder, self.count = folder, count
+        self.keep_tokens, self.token_slots = keep_tokens, token_slots
+        self.pooled: np.ndarray | None = None
+        self.tokens: np.memmap | None = None
+        self.mask: np.ndarray | None = None
+
+    def _allocate(self, out: EncoderOutput) -> None:
+        self.pooled = np.zeros((self.count, out.pooled.shape[1]), dtype=np.float32)
+        if self.keep_tokens:
+            slots = max(self.token_slots or 0, out.tokens.shape[1])
+            shape = (self.count, slots, out.tokens.shape[2])
+            self.tokens = np.lib.format.open_memmap(
+                self.folder / "tokens.npy", mode="w+", dtype=np.float16, shape=shape
+            )
+            self.mask = np.zeros((self.count, slots), dtype=bool)
+
+    def write(self, rows: list[int], out: EncoderOutput) -> None:
+        if self.pooled is None:
+            self._allocate(out)
+        self.pooled[rows] = out.pooled.float().cpu().numpy()
+        if self.tokens is not None:
+            length, slots = out.tokens.shape[1], self.tokens.shape[1]
+            if length > slots:
+                raise RuntimeError(f"a batch has {length} tokens, more than the store's {slots}")
+            self.tokens[rows, :length] = out.tokens.to(torch.float16).cpu().numpy()
+            self.mask[rows, :length] = out.mask.cpu().numpy()
+
+    def finish(self, keep: list[int]) -> None:
+        """Save, dropping the rows of failed items (rare: copies tokens in chunks)."""
+        np.save(self.folder / "pooled.npy", self.pooled[keep])
+        if self.tokens is None:
+            return
+        np.save(self.folder / "mask.npy", self.mask[keep])
+        self.tokens.flush()
+        if len(keep) == self.count:
+            return
+        kept = np.lib.format.open_memmap(
+            self.folder / "tokens.kept.npy",
+            mode="w+",
+            dtype=np.float16,
+            shape=(len(keep), *self.tokens.shape[1:]),
+        )
+        for start in range(0, len(keep), 256):
+            kept[start : start + 256] = self.tokens[keep[start : start + 256]]
+        kept.flush()
+        del kept
+        self.tokens = None
+        (self.folder / "tokens.kept.npy").replace(self.folder / "tokens.npy")
+
+
+def extract_to_folder(
+    encoder: Encoder,
+    items: Sequence[tuple[str, object]],
+    folder: Path,
+    *,
+    batch_size: int = 32,
+    workers: int = 1,
+    tokens: bool = True,
+    skip_bad: bool = False,
+    progress: bool = True,
+) -> Extracted:
+    """Run `encoder` over `items` ((guid, image path | text)) and write the arrays into `folder`."""
+    started = time.perf_counter()
+    guids = [guid for guid, _ in items]
+    sources = [source for _, source in items]
+    if encoder.modality == "image":
+        batches = _image_batches(encoder, [Path(s) for s in sources], batch_size, workers)
+    else:
+        batches = _text_batches(encoder, list(sources), batch_size)
+    writer = _Writer(folder, len(items), tokens, getattr(encoder, "max_tokens", None))
+    failed_rows: dict[int, str] = {}
+    encoder.eval()
+    unit = " img" if encoder.modality == "image" else " text"
+    with tqdm(total=len(items), desc=encoder.name, unit=unit, disable=not progress) as bar:
+        for rows, inputs, failures in batches:
+            for row, reason in failures:
+                if not skip_bad:
+                    raise BadInput(reason, sources[row])
+                failed_rows[row] = reason
+            if rows:
+                with torch.inference_mode():
+                    writer.write(rows, encoder.encode(inputs))
+            bar.update(len(rows) + len(failures))
+    keep = [row for row in range(len(items)) if row not in failed_rows]
+    if not keep:
+        first = min(failed_rows)
+        raise BadInput(
+            f"none of the {len(items)} items could be read; the first: {failed_rows[first]}",
+            sources[first],
+        )
+    writer.finish(keep)
+    return Extracted(
+        guids=[guids[row] for row in keep],
+        failed={guids[row]: reason for row, reason in failed_rows.items()},
+        seconds=time.perf_counter() - started,
+    )

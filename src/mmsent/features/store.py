@@ -1,0 +1,340 @@
+"""Extract once, train many times: encoder features on disk, keyed by everything they depend on.
+
+The key is a sha256 over the encoder's identity (name, weights hash,
+preprocessing), how images are decoded, whether tokens are kept, and each
+item's guid and content (image bytes / text), in order. Same key, same
+features: the next run just opens the folder.
+
+A folder is built in a temporary sibling, fsynced, then renamed into place in
+one step, so a reader sees a whole store or none. A folder that is
+nevertheless incomplete or damaged (a file missing, truncated or altered,
+meta.json edited) is reported, removed and built again. Two processes building
+the same key each write their own temporary folder; the first rename wins and
+the second keeps it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from mmsent.encoders.base import Encoder
+from mmsent.errors import BadInput, MmsentError
+from mmsent.features.extract import extract_to_folder
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1  # bump when the layout or dtypes change: old folders are then simply not found
+SMALL_FILE = 64 << 20  # files up to this size are checksummed on every open; tokens only if "full"
+TEMP_PREFIX, TRASH_PREFIX = ".tmp-", ".trash-"
+
+
+class _Damaged(Exception):
+    """A store folder that exists but cannot be trusted (the message says why)."""
+
+
+@dataclass
+class StoredFeatures:
+    guids: list[str]
+    pooled: np.ndarray  # float32 [N, D], in memory
+    tokens: np.ndarray | None  # float16 [N, T, D], memory-mapped read-only
+    mask: np.ndarray | None  # bool [N, T], True where a token is real
+    failed: dict[str, str]  # guid -> reason, for items that are not stored
+    key: str
+    identity: dict[str, Any]
+    path: Path
+    _rows: dict[str, int] = field(default_factory=dict, init=False, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.guids)
+
+    def index(self, guids: Sequence[str]) -> np.ndarray:
+        """Row of each guid (int64), for pooled/tokens/mask; KeyError lists any unknown."""
+        if not self._rows:
+            self._rows = {guid: row for row, guid in enumerate(self.guids)}
+        unknown = [guid for guid in guids if guid not in self._rows]
+        if unknown:
+            skipped = [guid for guid in unknown if guid in self.failed]
+            note = f" ({len(skipped)} of them failed at extraction)" if skipped else ""
+            shown = ", ".join(map(str, unknown[:10])) + (", ..." if len(unknown) > 10 else "")
+            raise KeyError(f"{len(unknown)} guid(s) not in the feature store{note}: {shown}")
+        return np.fromiter((self._rows[guid] for guid in guids), dtype=np.int64, count=len(guids))
+
+
+class FeatureStore:
+    """Feature folders under `root`, one per key.
+
+    `verify="full"` also checksums the (large) tokens file on every open; the
+    default checks its size and header, which catches truncation.
+    """
+
+    def __init__(self, root: str | Path, *, verify: Literal["fast", "full"] = "fast"):
+        self.root = Path(root)
+        self.verify = verify
+
+    def get_or_extract(
+        self,
+        encoder: Encoder,
+        items: Sequence[tuple[str, Any]],
+        *,
+        batch_size: int = 32,
+        workers: int = 1,
+        tokens: bool = True,
+        skip_bad: bool = False,
+        progress: bool = True,
+    ) -> StoredFeatures:
+        """Features of `items` ((guid, image path | cleaned text)), from disk when already stored.
+
+        A bad image raises BadInput naming it; with `skip_bad` it is listed in
+        `.failed` instead and has no row.
+        """
+        items = list(items)
+        _check_items(items)
+        if batch_size < 1 or workers < 0:
+            raise MmsentError(f"batch_size must be >= 1 and workers >= 0 (got {batch_size}, {workers})")
+        key = self.key(encoder, items, tokens=tokens, skip_bad=skip_bad)
+        folder = self.root / f"{_slug(encoder.name)}-{key}"
+        stored = self._open_or_discard(folder, key)
+        if stored is None:
+            options = dict(batch_size=batch_size, workers=workers, tokens=tokens)
+            options.update(skip_bad=skip_bad, progress=progress)
+            stored = self._build(encoder, items, key, folder, **options)
+        if stored.failed and not skip_bad:
+            sources = dict(items)
+            guid = next(iter(stored.failed))
+            raise BadInput(
+                f"{len(stored.failed)} item(s) could not be read (stored with skip_bad); "
+                f"first: {stored.failed[guid]}",
+                sources.get(guid),
+            )
+        return stored
+
+    def key(
+        self,
+        encoder: Encoder,
+        items: Sequence[tuple[str, Any]],
+        *,
+        tokens: bool = True,
+        skip_bad: bool = False,
+    ) -> str:
+        """The sha256 naming the features of `items` under `encoder` (reads every image file)."""
+        recipe = {
+            "format": FORMAT,
+            "identity": encoder.identity(),
+            "decoding": {"draft_size": getattr(encoder, "draft_size", None)},
+            "tokens": tokens,
+        }
+        digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode())
+        for guid, source in items:
+            content = _content_digest(source, encoder.modality, skip_bad)
+            digest.update(f"{len(guid)}:{guid}:{content}\n".encode())
+        return digest.hexdigest()
+
+    def _open_or_discard(self, folder: Path, key: str) -> StoredFeatures | None:
+        if not folder.exists():
+            return None
+        try:
+            return self._open(folder, key)
+        except _Damaged as damage:
+            log.warning("feature store %s is damaged (%s); removing it and extracting again", folder, damage)
+            self._discard(folder)
+            return None
+
+    def _open(self, folder: Path, key: str) -> StoredFeatures:
+        meta = _read_meta(folder)
+        if meta.get("format") != FORMAT or meta.get("key") != key:
+            raise _Damaged("meta.json names another key or format")
+        arrays = {name: self._open_array(folder, name, info) for name, info in meta["files"].items()}
+        count = len(meta["guids"])
+        if any(array.shape[0] != count for array in arrays.values()):
+            raise _Damaged(f"row counts disagree with the {count} guids")
+        if "pooled.npy" not in arrays or ("tokens.npy" in arrays) != ("mask.npy" in arrays):
+            raise _Damaged("meta.json lists an incomplete set of arrays")
+        mask = arrays.get("mask.npy")
+        return StoredFeatures(
+            guids=list(meta["guids"]),
+            pooled=np.array(arrays["pooled.npy"]),
+            tokens=arrays.get("tokens.npy"),
+            mask=None if mask is None else np.array(mask),
+            failed=dict(meta["failed"]),
+            key=key,
+            identity=meta["identity"],
+            path=folder,
+        )
+
+    def _open_array(self, folder: Path, name: str, info: dict[str, Any]) -> np.ndarray:
+        path = folder / name
+        if not path.is_file():
+            raise _Damaged(f"{name} is missing")
+        size = path.stat().st_size
+        if size != info["bytes"]:
+            raise _Damaged(f"{name} has {size} bytes, meta.json says {info['bytes']}")
+        if (size <= SMALL_FILE or self.verify == "full") and _file_sha256(path) != info["sha256"]:
+            raise _Damaged(f"{name} does not match its checksum")
+        try:
+            array = np.load(path, mmap_mode="r")
+        except (OSError, ValueError) as error:
+            raise _Damaged(f"{name} is unreadable ({error})") from None
+        if list(array.shape) != info["shape"] or str(array.dtype) != info["dtype"]:
+            raise _Damaged(f"{name} is {array.dtype}{list(array.shape)}, meta.json says otherwise")
+        return array
+
+    def _build(self, encoder: Encoder, items: list, key: str, folder: Path, **options: Any) -> StoredFeatures:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._sweep()
+        temp = self.root / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        temp.mkdir()
+        try:
+            result = extract_to_folder(encoder, items, temp, **options)
+            meta = {
+                "format": FORMAT,
+                "key": key,
+                "identity": encoder.identity(),
+                "tokens_stored": options["tokens"],
+                "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                "items": len(items),
+                "guids": result.guids,
+                "failed": result.failed,
+                "extraction": {
+                    "seconds": round(result.seconds, 3),
+                    "batch_size": options["batch_size"],
+                    "workers": options["workers"],
+                },
+                "files": {path.name: _describe(path) for path in sorted(temp.glob("*.npy"))},
+            }
+            _write_meta(temp, meta)  # last: a folder without it is never mistaken for whole
+            _fsync(temp)
+            try:
+                os.replace(temp, folder)
+            except OSError:
+                if not folder.exists():
+                    raise
+                log.info("feature store %s was completed by another process; keeping it", folder)
+            _fsync(self.root)
+        finally:
+            shutil.rmtree(temp, ignore_errors=True)
+        try:
+            return self._open(folder, key)
+        except _Damaged as damage:
+            raise MmsentError(f"the feature store just written is unreadable ({damage})", folder) from None
+
+    def _discard(self, folder: Path) -> None:
+        # Rename first: the key's name is free at once, and a half-deleted folder is never seen.
+        trash = self.root / f"{TRASH_PREFIX}{uuid.uuid4().hex[:12]}"
+        try:
+            os.replace(folder, trash)
+        except FileNotFoundError:
+            return  # another process got there first
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _sweep(self) -> None:
+        """Remove temporary folders left by processes that died mid-extraction."""
+        for entry in self.root.iterdir():
+            if entry.name.startswith(TRASH_PREFIX):
+                shutil.rmtree(entry, ignore_errors=True)
+            elif entry.name.startswith(TEMP_PREFIX):
+                pid = entry.name[len(TEMP_PREFIX) :].split("-")[0]
+                if pid.isdigit() and not _alive(int(pid)):
+                    shutil.rmtree(entry, ignore_errors=True)
+
+
+def _check_items(items: list) -> None:
+    if not items:
+        raise MmsentError("no items to extract features from")
+    seen: set[str] = set()
+    for entry in items:
+        if not (isinstance(entry, tuple | list) and len(entry) == 2 and isinstance(entry[0], str)):
+            raise TypeError(f"items must be (guid: str, source) pairs, not {entry!r}")
+        if entry[0] in seen:
+            raise MmsentError(f"guid {entry[0]!r} appears twice in the items")
+        seen.add(entry[0])
+
+
+def _content_digest(source: Any, modality: str, skip_bad: bool) -> str:
+    if modality == "text":
+        if not isinstance(source, str):
+            raise TypeError(f"a text encoder's items carry str, not {type(source).__name__}")
+        return hashlib.sha256(source.encode("utf-8", "surrogatepass")).hexdigest()
+    path = Path(source)
+    try:
+        return _file_sha256(path)
+    except OSError as error:
+        if not skip_bad:
+            reason = "image file is missing" if isinstance(error, FileNotFoundError) else str(error)
+            raise BadInput(reason, path) from None
+        return f"unreadable ({error.strerror})"  # extraction will record why
+
+
+def _file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _describe(path: Path) -> dict[str, Any]:
+    array = np.load(path, mmap_mode="r")
+    info = {
+        "shape": list(array.shape),
+        "dtype": str(array.dtype),
+        "bytes": path.stat().st_size,
+        "sha256": _file_sha256(path),
+    }
+    del array
+    _fsync(path)
+    return info
+
+
+def _meta_digest(meta: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
+
+
+def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
+    meta = {**meta, "meta_sha256": _meta_digest(meta)}
+    path = folder / "meta.json"
+    path.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    _fsync(path)
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    try:
+        meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise _Damaged("meta.json is missing") from None
+    except (OSError, ValueError) as error:
+        raise _Damaged(f"meta.json is unreadable ({error})") from None
+    if not isinstance(meta, dict) or meta.pop("meta_sha256", None) != _meta_digest(meta):
+        raise _Damaged("meta.json does not match its checksum")
+    return meta
+
+
+def _fsync(path: Path) -> None:
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_")[-40:] or "encoder"
