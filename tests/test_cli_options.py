@@ -26,7 +26,9 @@ def test_yaml_then_flags_take_precedence(tmp_path):
 
 
 def test_every_field_has_a_flag():
-    cfg = parse("--train.heads", "concat", "gated_image", "--no-data.clean.strip-links", "--encoders.workers", "0")
+    cfg = parse(
+        "--train.heads", "concat", "gated_image", "--no-data.clean.strip-links", "--encoders.workers", "0"
+    )
     assert cfg.train.heads == ["concat", "gated_image"]
     assert cfg.data.clean.strip_links is False
     assert cfg.encoders.workers == 0
@@ -34,7 +36,11 @@ def test_every_field_has_a_flag():
 
 @pytest.mark.parametrize(
     "text, message",
-    [("train:\n  nope: 1\n", "unknown option 'train.nope'"), ("train: 3\n", "must be a section"), ("a: [", "not valid YAML")],
+    [
+        ("train:\n  nope: 1\n", "unknown option 'train.nope'"),
+        ("train: 3\n", "must be a section"),
+        ("a: [", "not valid YAML"),
+    ],
 )
 def test_bad_config_file_is_one_clear_line(tmp_path, capsys, text, message):
     config = tmp_path / "bad.yaml"

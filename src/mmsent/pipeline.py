@@ -21,7 +21,7 @@ from mmsent.errors import MmsentError
 from mmsent.evaluate.metrics import classification_metrics, confusion_table, metrics_table
 from mmsent.evaluate.predictions import write_filled_list
 from mmsent.features.store import FeatureStore, StoredFeatures
-from mmsent.heads import create_head
+from mmsent.heads import create_head, head_defaults, head_needs_tokens
 from mmsent.runs import RunFolder
 from mmsent.train.dataset import PairFeatures
 from mmsent.train.fit import fit_head, predict_proba
@@ -108,6 +108,18 @@ def split_pairs(cfg: RunConfig, pairs: list[Pair]) -> tuple[list[Pair], list[Pai
     return [pairs[i] for i in train_idx], [pairs[i] for i in val_idx]
 
 
+def head_hparams(head: str, cfg) -> dict:
+    """The shared options (classifier width, dropout) that this head takes; the rest keep its defaults.
+
+    A head whose default classifier has no hidden layer (the gated heads: a sigmoid
+    gate, then one linear layer) keeps it that way."""
+    defaults = head_defaults(head)
+    chosen = {"dropout": cfg.dropout}
+    if defaults.get("hidden", 0) > 0:
+        chosen["hidden"] = cfg.hidden
+    return {key: value for key, value in chosen.items() if key in defaults}
+
+
 def check_heads(names: list[str]) -> None:
     """Fail before any slow step if a head name is unknown."""
     for name in names:
@@ -130,7 +142,7 @@ def train(cfg: RunConfig, progress: bool = True) -> RunFolder:
     results = {}
     for head in cfg.train.heads:
         log.info("training %s", head)
-        tokens = create_head(head, 8, 8).needs_tokens
+        tokens = head_needs_tokens(head)
         fit = fit_head(
             head,
             labelled.dataset(train_pairs, tokens),
@@ -138,6 +150,7 @@ def train(cfg: RunConfig, progress: bool = True) -> RunFolder:
             cfg.train,
             run.head_dir(head),
             identities,
+            head_hparams(head, cfg.train),
         )
         val = labelled.dataset(val_pairs, tokens)
         probs = predict_proba(fit.module, val)

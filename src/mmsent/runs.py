@@ -35,8 +35,16 @@ class RunFolder:
 
     @classmethod
     def create(cls, cfg: RunConfig) -> RunFolder:
-        name = cfg.name or time.strftime("%Y%m%d-%H%M%S")
-        path = Path(cfg.out) / name
+        if cfg.name:
+            path = Path(cfg.out) / cfg.name
+            if path.exists() and any(path.iterdir()):
+                raise MmsentError("a run folder of this name exists already; pick another --name", path)
+        else:  # a timestamp, made unique if two runs start in the same second
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            path, n = Path(cfg.out) / stamp, 1
+            while path.exists():
+                n += 1
+                path = Path(cfg.out) / f"{stamp}-{n}"
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
         run.write_yaml("config.yaml", to_plain(cfg))

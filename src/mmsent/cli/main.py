@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from mmsent.cli.options import add_config_options, resolve_config
-from mmsent.config import DEFAULT_DATA, CleanConfig
+from mmsent.config import DEFAULT_DATA, CleanConfig, RunConfig, TrainConfig
 from mmsent.errors import MmsentError
 
 
@@ -58,6 +58,18 @@ def cmd_run(args) -> int:
     print(
         f"run folder: {run.path}\nfilled-in test list: {filled}\ntotal {time.perf_counter() - started:.1f} s"
     )
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from mmsent.compare import ALL_HEADS, compare
+
+    # Every head, unless --heads or the YAML file names some.
+    defaults = RunConfig(train=TrainConfig(heads=list(ALL_HEADS)))
+    cfg = resolve_config(args, defaults)
+    files = compare(cfg, seeds=args.seeds, progress=not args.quiet)
+    print(Path(files["report.md"]).read_text(encoding="utf-8"))
+    print("report files: " + ", ".join(str(p) for p in files.values()))
     return 0
 
 
@@ -118,6 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
         add_config_options(sub)
         sub.add_argument("--quiet", action="store_true", help="no progress bars")
         sub.set_defaults(func=func)
+
+    compare = commands.add_parser("compare", help="every head over several seeds on one split: report")
+    add_config_options(compare)
+    compare.add_argument("--seeds", type=int, default=3, help="seeds per head (default 3)")
+    compare.add_argument("--quiet", action="store_true", help="no progress bars")
+    compare.set_defaults(func=cmd_compare)
 
     evaluate = commands.add_parser("evaluate", help="metrics of a run's heads on a labelled list")
     evaluate.add_argument("run", type=Path, help="run folder")

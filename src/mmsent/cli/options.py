@@ -71,9 +71,9 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
         add_flag(group, flags, name, hint, default)
 
 
-def resolve_config(args: argparse.Namespace) -> RunConfig:
+def resolve_config(args: argparse.Namespace, defaults: RunConfig | None = None) -> RunConfig:
     """Defaults, then the YAML file, then the flags given on the command line."""
-    data: dict[str, Any] = to_plain(RunConfig())
+    data: dict[str, Any] = to_plain(defaults or RunConfig())
     if getattr(args, "config", None):
         merge(data, read_yaml(args.config), str(args.config))
     known = {name for name, _, _ in fields_of(RunConfig)}

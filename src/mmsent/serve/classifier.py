@@ -49,22 +49,29 @@ class Prediction:
         }
 
 
-def as_image(image: ImageInput, name: str = "image") -> Image.Image:
-    """A path, raw bytes or a PIL image, as a fully decoded RGB image (BadInput if it is not one)."""
+def as_image(image: ImageInput, name: str = "image", draft_size: int | None = None) -> Image.Image:
+    """A path, raw bytes or a PIL image, as a fully decoded RGB image (BadInput if it is not one).
+
+    Files and bytes are decoded as the feature store decodes them (JPEG draft mode at
+    the encoder's size), so a pair gets the same features here as in a run."""
     if isinstance(image, Image.Image):
         return image.convert("RGB")
     if isinstance(image, bytes | bytearray):
         try:
             with Image.open(io.BytesIO(image)) as opened:
+                if draft_size is not None:
+                    opened.draft("RGB", (draft_size, draft_size))
                 opened.load()
                 return opened.convert("RGB")
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
             raise BadInput(f"not a readable image ({error})", name) from None
-    return open_image(Path(image))
+    return open_image(Path(image), draft_size=draft_size)
 
 
 class Classifier:
-    def __init__(self, run: RunFolder, cfg: RunConfig, image_encoder, text_encoder, heads: dict[str, HeadModule]):
+    def __init__(
+        self, run: RunFolder, cfg: RunConfig, image_encoder, text_encoder, heads: dict[str, HeadModule]
+    ):
         self.run, self.cfg = run, cfg
         self.image_encoder, self.text_encoder = image_encoder, text_encoder
         self.heads = heads
@@ -97,7 +104,10 @@ class Classifier:
         if len(images) != len(texts):
             raise MmsentError(f"{len(images)} images but {len(texts)} texts")
         pixels = self.image_encoder.collate(
-            [self.image_encoder.preprocess(as_image(img, f"image {i}")) for i, img in enumerate(images)]
+            [
+                self.image_encoder.preprocess(as_image(img, f"image {i}", self.image_encoder.draft_size))
+                for i, img in enumerate(images)
+            ]
         )
         tokens = self.text_encoder.collate(
             [self.text_encoder.preprocess(clean_text(t, self.cfg.data.clean)) for t in texts]
@@ -118,20 +128,26 @@ class Classifier:
         results = []
         for i in range(len(texts)):
             per_head = {name: as_answer(p[i]) for name, p in probs.items()}
-            one = lambda f: Features(*(None if t is None else t[i : i + 1] for t in (f.pooled, f.tokens, f.mask)))  # noqa: E731
             results.append(
                 Prediction(
                     label=per_head[main]["label"],
                     probabilities=per_head[main]["probabilities"],
                     head=main,
                     per_head=per_head,
-                    explanation=self.heads[main].head.explain(one(image), one(text)),
+                    explanation=self.heads[main].head.explain(row(image, i), row(text, i)),
                 )
             )
         return results
 
     def predict(self, image: ImageInput, text: str) -> Prediction:
         return self.predict_batch([image], [text])[0]
+
+
+def row(features: Features, i: int) -> Features:
+    """The i-th pair of a batch, as a batch of one."""
+    return Features(
+        *(None if t is None else t[i : i + 1] for t in (features.pooled, features.tokens, features.mask))
+    )
 
 
 def as_answer(probabilities: torch.Tensor) -> dict[str, Any]:

@@ -43,6 +43,8 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
     warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # The head's folder holds its CSV log before the first checkpoint lands there.
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
 
 
 def make_trainer(cfg: TrainConfig, out_dir: Path, callbacks: list, progress: bool) -> L.Trainer:
@@ -57,6 +59,7 @@ def make_trainer(cfg: TrainConfig, out_dir: Path, callbacks: list, progress: boo
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
+        log_every_n_steps=1,
         default_root_dir=out_dir,
     )
 
@@ -90,7 +93,12 @@ def fit_head(
     if module.needs_tokens != train.tokens:
         raise ValueError(f"head {head!r} needs_tokens={module.needs_tokens}, dataset tokens={train.tokens}")
     checkpoint = ModelCheckpoint(
-        dirpath=out_dir, filename="model", monitor=cfg.monitor, mode=MODES[cfg.monitor], save_top_k=1
+        dirpath=out_dir,
+        filename="model",
+        monitor=cfg.monitor,
+        mode=MODES[cfg.monitor],
+        save_top_k=1,
+        enable_version_counter=False,
     )
     stopper = EarlyStopping(monitor=cfg.monitor, mode=MODES[cfg.monitor], patience=cfg.patience)
     trainer = make_trainer(cfg, out_dir, [checkpoint, stopper], progress)

@@ -1,0 +1,156 @@
+"""The main job end to end on a tiny lab with tiny encoders: files, formats, seeds, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from conftest import make_lab, tiny_config
+
+from mmsent import LABELS, pipeline
+from mmsent.cli.main import main
+from mmsent.errors import MmsentError
+from mmsent.runs import RunFolder
+from mmsent.serve.classifier import Classifier
+
+
+def test_run_folder_says_what_the_run_was(tiny_run: Path):
+    for name in ("config.yaml", "run.json", "split.json", "skipped.json", "metrics.json", "report.md"):
+        assert (tiny_run / name).is_file(), name
+    meta = json.loads((tiny_run / "run.json").read_text())
+    assert meta["heads"] == ["text_only", "image_only", "concat"]
+    assert meta["best_head"] in meta["heads"]
+    assert set(meta["encoders"]) == {"image", "text"} and len(meta["data_fingerprint"]) == 64
+    split = json.loads((tiny_run / "split.json").read_text())
+    assert not set(split["train"]) & set(split["val"])
+    for head in meta["heads"]:
+        assert (tiny_run / "heads" / head / "model.ckpt").is_file()
+        metrics = json.loads((tiny_run / "heads" / head / "metrics.json").read_text())
+        assert metrics["n"] == len(split["val"]) and sum(map(sum, metrics["confusion"])) == metrics["n"]
+    assert "| concat |" in (tiny_run / "report.md").read_text()
+
+
+def test_test_list_is_filled_in_order_with_header(tiny_run: Path, tiny_lab: Path):
+    source = (tiny_lab / "test_without_label.txt").read_text().splitlines()
+    for filled in [tiny_run / "predictions" / "test_without_label.txt"] + [
+        tiny_run / "predictions" / head / "test_without_label.txt" for head in ("text_only", "concat")
+    ]:
+        lines = filled.read_text().splitlines()
+        assert lines[0] == source[0] == "guid,tag"
+        assert [line.split(",")[0] for line in lines] == [line.split(",")[0] for line in source]
+        assert all(line.split(",")[1] in LABELS for line in lines[1:])
+
+
+def test_the_tiny_task_is_learned(tiny_run: Path, tiny_lab: Path):
+    # Colour and words both carry the label: a working pipeline gets most test pairs right.
+    results = pipeline.evaluate(RunFolder.open(tiny_run), "test_with_label.txt", progress=False)
+    assert max(m["accuracy"] for m in results.values()) >= 0.8
+    assert (tiny_run / "evaluations" / "test_with_label.json").is_file()
+
+
+def test_same_seed_same_numbers(tmp_path, tiny_lab, tiny_encoders):
+    # The store is shared, so the second run reads features back: metrics must match exactly.
+    runs = []
+    for name in ("a", "b"):
+        cfg = tiny_config(tiny_lab, tiny_encoders, tmp_path, heads=["concat", "single_stream_light"])
+        cfg.name = name
+        runs.append(pipeline.train(cfg, progress=False))
+    first, second = (run.read_json("metrics.json") for run in runs)
+    for head in first["validation"]:
+        first["validation"][head].pop("train_seconds"), second["validation"][head].pop("train_seconds")
+    assert first == second
+
+
+def test_cli_run_then_predict_and_evaluate(tmp_path, tiny_lab, tiny_encoders, capsys):
+    image, text = tiny_encoders
+    common = ["--data", str(tiny_lab), "--out", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache")]
+    tiny = ["--image-encoder", image, "--text-encoder", text, "--encoders.max-text-tokens", "24"]
+    quick = ["--train.max-epochs", "2", "--heads", "concat", "--split.val-fraction", "0.25", "--quiet"]
+    assert main(["run", *common, *tiny, *quick, "--name", "cli"]) == 0
+    out = capsys.readouterr().out
+    assert "filled-in test list" in out and "| concat |" in out
+    run = tmp_path / "runs" / "cli"
+    target = tmp_path / "mine.txt"
+    assert main(["predict", str(run), "--output", str(target), "--quiet"]) == 0
+    assert target.read_text() == (run / "predictions" / "test_without_label.txt").read_text()
+    assert main(["evaluate", str(run), "--list", "test_with_label.txt", "--quiet"]) == 0
+    assert "| concat |" in capsys.readouterr().out
+
+
+def test_bad_input_stops_with_file_and_line(tmp_path, tiny_encoders, capsys):
+    lab = make_lab(tmp_path / "lab", n_per_class=4, n_test=3)
+    lines = (lab / "train.txt").read_text().splitlines()
+    lines[3] = lines[3].split(",")[0] + ",postive"
+    (lab / "train.txt").write_text("\n".join(lines) + "\n")
+    image, text = tiny_encoders
+    code = main(
+        [
+            "run",
+            "--data",
+            str(lab),
+            "--out",
+            str(tmp_path / "runs"),
+            "--image-encoder",
+            image,
+            "--text-encoder",
+            text,
+            "--cache",
+            str(tmp_path / "cache"),
+            "--quiet",
+        ]
+    )
+    err = capsys.readouterr().err
+    assert code == 2
+    assert f"{lab / 'train.txt'}:4:" in err and "postive" in err and "Traceback" not in err
+
+
+def test_skip_bad_lists_every_skipped_pair(tmp_path, tiny_encoders):
+    lab = make_lab(tmp_path / "lab", n_per_class=6, n_test=3)
+    train_rows = (lab / "train.txt").read_text().splitlines()[1:]
+    test_rows = (lab / "test_without_label.txt").read_text().splitlines()[1:]
+    missing_text = train_rows[0].split(",")[0]
+    corrupt_image = train_rows[1].split(",")[0]
+    truncated_test = test_rows[0].split(",")[0]
+    (lab / "data" / f"{missing_text}.txt").unlink()
+    (lab / "data" / f"{corrupt_image}.jpg").write_bytes(b"not a jpeg at all")
+    data = (lab / "data" / f"{truncated_test}.jpg").read_bytes()
+    (lab / "data" / f"{truncated_test}.jpg").write_bytes(data[: len(data) // 2])
+    cfg = tiny_config(lab, tiny_encoders, tmp_path, heads=["concat"])
+    cfg.data.skip_bad = True
+    run, filled = pipeline.run_all(cfg, progress=False)
+    skipped = {s["guid"]: s for s in run.read_json("skipped.json")}
+    assert set(skipped) == {missing_text, corrupt_image}
+    assert skipped[corrupt_image]["path"].endswith(f"{corrupt_image}.jpg")
+    split = run.read_json("split.json")
+    assert not {missing_text, corrupt_image} & set(split["train"] + split["val"])
+    assert "2 pairs were skipped" in (run.path / "report.md").read_text()
+    # The test row whose image is truncated stays null, and is listed.
+    rows = dict(line.split(",") for line in filled.read_text().splitlines()[1:])
+    assert rows[truncated_test] == "null" and list(rows.values()).count("null") == 1
+    listed = run.read_json(Path("predictions") / "test_without_label.skipped.json")
+    assert [s["guid"] for s in listed] == [truncated_test]
+
+
+def test_checkpoint_refuses_other_encoders(tiny_run: Path, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(tiny_run, copy)
+    meta = json.loads((copy / "run.json").read_text())
+    meta["encoders"]["image"]["name"] = "efficientnet-lite2"
+    (copy / "run.json").write_text(json.dumps(meta))
+    with pytest.raises(MmsentError, match="trained on image features"):
+        pipeline.predict(RunFolder.open(copy), "test_without_label.txt", progress=False)
+
+
+def test_classifier_agrees_with_the_stored_feature_path(tiny_run: Path, tiny_lab: Path):
+    clf = Classifier.load(tiny_run)
+    rows = (tiny_run / "predictions" / "test_without_label.txt").read_text().splitlines()[1:]
+    guids = [row.split(",")[0] for row in rows]
+    texts = [(tiny_lab / "data" / f"{g}.txt").read_text() for g in guids]
+    images = [tiny_lab / "data" / f"{g}.jpg" for g in guids]
+    answers = clf.predict_batch(images, texts)
+    assert [a.label for a in answers] == [row.split(",")[1] for row in rows]
+    one = clf.predict((tiny_lab / "data" / f"{guids[0]}.jpg").read_bytes(), texts[0])
+    assert one.probabilities == pytest.approx(answers[0].probabilities, abs=1e-5)
+    assert set(one.per_head) == {"text_only", "image_only", "concat"}
