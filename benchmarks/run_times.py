@@ -66,8 +66,11 @@ def main() -> None:
     print("| head | accuracy | weighted F1 | macro F1 |\n| --- | --- | --- | --- |")
     for head, m in rows[0][3]["validation"].items():
         print(f"| {head} | {m['accuracy']:.4f} | {m['weighted_f1']:.4f} | {m['macro_f1']:.4f} |")
+
     def scores(metrics: dict) -> dict:  # everything but the wall-clock training time
-        return {h: {k: v for k, v in m.items() if k != "train_seconds"} for h, m in metrics["validation"].items()}
+        return {
+            h: {k: v for k, v in m.items() if k != "train_seconds"} for h, m in metrics["validation"].items()
+        }
 
     print(f"\nwarm metrics identical to cold: {scores(rows[0][3]) == scores(rows[1][3])}")
 
