@@ -66,10 +66,11 @@ def make_tiny_encoders(root: Path) -> tuple[str, str]:
         max_position_embeddings=64,
     )
     BertModel(bert).save_pretrained(text_dir)
+    # Four stages, as in ResNet-50: a 7x7 grid (49 tokens) at 224 px.
     resnet = ResNetConfig(
         embedding_size=8,
-        hidden_sizes=[8, 16],
-        depths=[1, 1],
+        hidden_sizes=[8, 8, 16, 16],
+        depths=[1, 1, 1, 1],
         layer_type="basic",
         downsample_in_first_stage=False,
     )

@@ -68,7 +68,7 @@ def cmd_compare(args) -> int:
     defaults = RunConfig(train=TrainConfig(heads=list(ALL_HEADS)))
     cfg = resolve_config(args, defaults)
     files = compare(cfg, seeds=args.seeds, progress=not args.quiet)
-    print(Path(files["report.md"]).read_text(encoding="utf-8"))
+    print(Path(files["markdown"]).read_text(encoding="utf-8"))
     print("report files: " + ", ".join(str(p) for p in files.values()))
     return 0
 

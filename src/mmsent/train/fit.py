@@ -6,6 +6,7 @@ this file only sets them up the same way for every head.
 
 from __future__ import annotations
 
+import csv
 import logging
 import time
 import warnings
@@ -20,6 +21,7 @@ from lightning.pytorch.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from mmsent.config import TrainConfig
+from mmsent.heads import head_needs_tokens
 from mmsent.train.dataset import PairFeatures, collate
 from mmsent.train.losses import class_weights_from_counts
 from mmsent.train.module import HeadModule, load_head_module
@@ -52,7 +54,11 @@ def make_trainer(cfg: TrainConfig, out_dir: Path, callbacks: list, progress: boo
         max_epochs=cfg.max_epochs,
         accelerator=cfg.accelerator,
         devices=cfg.devices,
-        strategy="ddp" if cfg.devices > 1 else "auto",
+        num_nodes=cfg.num_nodes,
+        strategy=strategy_for(cfg.devices, cfg.num_nodes),
+        precision=resolve_precision(cfg.precision, cfg.accelerator),
+        # Our RankSampler splits the training rows; validation stays whole in every process.
+        use_distributed_sampler=False,
         deterministic=True,
         callbacks=callbacks,
         logger=CSVLogger(out_dir, name="", version="log"),
@@ -77,6 +83,10 @@ def fit_head(
     quiet_lightning()
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     counts = np.bincount(train.labels.numpy(), minlength=3)
+    head_hparams = dict(head_hparams or {})
+    if head_needs_tokens(head):  # position tables sized to the stored sequences
+        head_hparams.setdefault("max_image_tokens", train.image_store.tokens.shape[1])
+        head_hparams.setdefault("max_text_tokens", train.text_store.tokens.shape[1])
     module = HeadModule(
         head,
         image_dim=train.image_store.pooled.shape[1],
@@ -102,10 +112,14 @@ def fit_head(
     )
     stopper = EarlyStopping(monitor=cfg.monitor, mode=MODES[cfg.monitor], patience=cfg.patience)
     trainer = make_trainer(cfg, out_dir, [checkpoint, stopper], progress)
-    generator = torch.Generator().manual_seed(cfg.seed)
-    train_loader = DataLoader(
-        train, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate, generator=generator
-    )
+    if cfg.devices * cfg.num_nodes > 1:
+        sampler = RankSampler(len(train), seed=cfg.seed)
+        train_loader = DataLoader(train, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate)
+    else:
+        generator = torch.Generator().manual_seed(cfg.seed)
+        train_loader = DataLoader(
+            train, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate, generator=generator
+        )
     val_loader = DataLoader(val, batch_size=256, collate_fn=collate)
     started = time.perf_counter()
     trainer.fit(module, train_loader, val_loader)
@@ -115,10 +129,19 @@ def fit_head(
         head=head,
         checkpoint=best,
         seconds=seconds,
-        epochs=trainer.current_epoch,
+        # Spawned processes hand back the best checkpoint, not the loop's counters: read the log.
+        epochs=trainer.current_epoch or epochs_logged(out_dir / "log" / "metrics.csv"),
         params=sum(p.numel() for p in module.head.parameters()),
         module=load_head_module(best),
     )
+
+
+def epochs_logged(metrics_csv: Path) -> int:
+    if not metrics_csv.is_file():
+        return 0
+    with open(metrics_csv, newline="", encoding="utf-8") as handle:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(handle) if row.get("epoch")]
+    return max(epochs) + 1 if epochs else 0
 
 
 @torch.inference_mode()

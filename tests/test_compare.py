@@ -1,0 +1,29 @@
+"""`mmsent compare` on the tiny lab: every head, two seeds, one report."""
+
+from __future__ import annotations
+
+import json
+
+from mmsent.cli.main import main
+
+
+def test_compare_writes_the_report(tmp_path, tiny_lab, tiny_encoders, capsys):
+    image, text = tiny_encoders
+    heads = ["text_only", "image_only", "concat", "gated_image", "single_stream", "dual_stream_light"]
+    code = main([
+        "compare", "--data", str(tiny_lab), "--out", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache"),
+        "--image-encoder", image, "--text-encoder", text, "--encoders.max-text-tokens", "24",
+        "--split.val-fraction", "0.25", "--train.max-epochs", "2", "--train.batch-size", "8",
+        "--heads", *heads, "--seeds", "2", "--quiet",
+    ])  # fmt: skip
+    assert code == 0
+    folder = tmp_path / "runs" / "compare"
+    records = json.loads((folder / "records.json").read_text())
+    assert sorted({(r["head"], r["seed"]) for r in records}) == sorted((h, s) for h in heads for s in (0, 1))
+    report = (folder / "report.md").read_text()
+    for head in heads:
+        assert f"| {head} |" in report
+    html = (folder / "report.html").read_text()
+    assert "data:image/png;base64," in html and "http://" not in html and "https://" not in html
+    assert list(folder.glob("*.png"))
+    assert "report files:" in capsys.readouterr().out
