@@ -154,3 +154,20 @@ def test_classifier_agrees_with_the_stored_feature_path(tiny_run: Path, tiny_lab
     one = clf.predict((tiny_lab / "data" / f"{guids[0]}.jpg").read_bytes(), texts[0])
     assert one.probabilities == pytest.approx(answers[0].probabilities, abs=1e-5)
     assert set(one.per_head) == {"text_only", "image_only", "concat"}
+
+
+def test_classifier_refuses_huge_and_broken_images(tiny_run: Path):
+    import io
+
+    from PIL import Image
+
+    from mmsent.data.images import ImageTooLarge
+    from mmsent.errors import BadInput
+
+    clf = Classifier.load(tiny_run)
+    huge = io.BytesIO()
+    Image.new("1", (8000, 6000)).save(huge, format="PNG")  # 48 megapixels in a few kB
+    with pytest.raises(ImageTooLarge, match="megapixels"):
+        clf.predict(huge.getvalue(), "hello")
+    with pytest.raises(BadInput, match="not an image"):
+        clf.predict(b"plain text, not a picture", "hello")

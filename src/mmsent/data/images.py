@@ -9,6 +9,7 @@ turning it on would quietly fill the missing part with grey.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import warnings
 from functools import cache
@@ -30,12 +31,16 @@ def _check_file(path: Path) -> None:
         raise BadInput("image file is empty", path)
 
 
-def _fault(path: Path, err: Exception) -> BadInput:
+class ImageTooLarge(BadInput):
+    """The picture declares more pixels than the caller allows (a decompression bomb, say)."""
+
+
+def _fault(where: str | Path, err: Exception) -> BadInput:
     if isinstance(err, UnidentifiedImageError):
-        return BadInput("not an image Pillow can read", path)
+        return BadInput("not an image Pillow can read", where)
     if "truncated" in str(err).lower():
-        return BadInput("image is truncated", path)
-    return BadInput(f"image is corrupt ({type(err).__name__}: {err})", path)
+        return BadInput("image is truncated (the file ends before the picture does)", where)
+    return BadInput(f"image is corrupt ({type(err).__name__}: {err})", where)
 
 
 def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
@@ -46,17 +51,43 @@ def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
     """
     path = Path(path)
     _check_file(path)
+    return decode_image(path, draft_size, where=path)
+
+
+def decode_image(
+    source: str | Path | bytes,
+    draft_size: int | None = None,
+    max_pixels: int | None = None,
+    where: str | Path = "image",
+) -> Image.Image:
+    """A file or raw bytes as a fully decoded RGB image; BadInput (naming `where`) if it is not one.
+
+    The one decoder for training, the Python API and the HTTP service, so a pair gets
+    the same pixels, hence the same features, whichever way it comes in. `max_pixels`
+    is checked on the header, before any pixel is decoded (ImageTooLarge).
+    """
+    stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
     try:
         with warnings.catch_warnings():
             # Pillow warns (rather than fails) about odd EXIF or palette data; the pixels are fine.
             warnings.simplefilter("ignore")
-            with Image.open(path) as image:
+            with Image.open(stream) as image:
+                width, height = image.size
+                if max_pixels is not None and width * height > max_pixels:
+                    raise ImageTooLarge(
+                        f"image is {width}x{height} = {width * height / 1e6:.2f} megapixels; "
+                        f"the limit is {max_pixels / 1e6:.0f} megapixels",
+                        where,
+                    )
                 if draft_size is not None:
                     image.draft("RGB", (draft_size, draft_size))
                 image.load()
                 return image.convert("RGB")
+    except Image.DecompressionBombError:
+        limit = f"the {max_pixels / 1e6:.0f} megapixel limit" if max_pixels else "Pillow's megapixel limit"
+        raise ImageTooLarge(f"image declares more pixels than {limit}", where) from None
     except PIL_FAULTS as err:
-        raise _fault(path, err) from None
+        raise _fault(where, err) from None
 
 
 def image_size(path: str | Path) -> tuple[int, int]:
@@ -87,4 +118,4 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
         return hashlib.file_digest(handle, "sha1").hexdigest()
 
 
-__all__ = ["image_digest", "image_size", "open_image"]
+__all__ = ["ImageTooLarge", "decode_image", "image_digest", "image_size", "open_image"]

@@ -12,23 +12,24 @@ feature store, so both paths give the same answer for the same pair.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from mmsent import LABELS
 from mmsent.config import RunConfig
 from mmsent.data import clean_text, open_image
-from mmsent.errors import BadInput, MmsentError
+from mmsent.data.images import decode_image
+from mmsent.errors import MmsentError
 from mmsent.heads.base import Features
 from mmsent.runs import RunFolder
 from mmsent.train.module import HeadModule, load_head_module
 
 ImageInput = str | Path | bytes | Image.Image
+MAX_PIXELS = 40_000_000  # what the HTTP service accepts too
 
 
 @dataclass
@@ -52,19 +53,13 @@ class Prediction:
 def as_image(image: ImageInput, name: str = "image", draft_size: int | None = None) -> Image.Image:
     """A path, raw bytes or a PIL image, as a fully decoded RGB image (BadInput if it is not one).
 
-    Files and bytes are decoded as the feature store decodes them (JPEG draft mode at
-    the encoder's size), so a pair gets the same features here as in a run."""
+    Files and bytes go through the feature store's decoder (JPEG draft mode at the
+    encoder's size), so a pair gets the same features here as in a run; bytes are
+    refused above MAX_PIXELS before decoding, as they may come from anyone."""
     if isinstance(image, Image.Image):
         return image.convert("RGB")
     if isinstance(image, bytes | bytearray):
-        try:
-            with Image.open(io.BytesIO(image)) as opened:
-                if draft_size is not None:
-                    opened.draft("RGB", (draft_size, draft_size))
-                opened.load()
-                return opened.convert("RGB")
-        except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
-            raise BadInput(f"not a readable image ({error})", name) from None
+        return decode_image(bytes(image), draft_size, max_pixels=MAX_PIXELS, where=name)
     return open_image(Path(image), draft_size=draft_size)
 
 

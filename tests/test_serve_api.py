@@ -1,0 +1,343 @@
+"""The HTTP API on the tiny run, through FastAPI's TestClient: answers, limits, errors."""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import zlib
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from mmsent import LABELS
+from mmsent.data.images import open_image
+from mmsent.serve.app import MAX_BATCH, MAX_IMAGE_BYTES, MAX_TEXT_CHARS, STATIC, create_app
+from mmsent.serve.classifier import Classifier
+
+
+def jpeg(colour=(220, 60, 40), size=(64, 48)) -> bytes:
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, "JPEG", quality=90)
+    return out.getvalue()
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A small PNG whose header claims `width` x `height`: the size check must fire before decoding."""
+    out = io.BytesIO()
+    Image.new("L", (1, 1)).save(out, "PNG")
+    data = bytearray(out.getvalue())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
+    return bytes(data)
+
+
+GOOD = {"files": {"image": ("sun.jpg", jpeg(), "image/jpeg")}, "data": {"text": "the happy sunny day #win"}}
+
+
+@pytest.fixture(scope="module")
+def classifier(tiny_run) -> Classifier:
+    return Classifier.load(tiny_run)
+
+
+@pytest.fixture(scope="module")
+def client(classifier) -> TestClient:
+    return TestClient(create_app(classifier))
+
+
+def assert_answer(answer: dict) -> None:
+    assert answer["label"] in LABELS
+    assert set(answer["probabilities"]) == set(LABELS)
+    assert sum(answer["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert answer["label"] == max(answer["probabilities"], key=answer["probabilities"].get)
+
+
+def test_predict_answers_label_probabilities_and_modalities(client, classifier):
+    response = client.post("/v1/predict", **GOOD)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert_answer(body)
+    assert body["head"] == classifier.best
+    assert set(body["per_head"]) == {"text_only", "image_only", "concat"}
+    assert set(body["modalities"]) == {"text", "image"}
+    for side in ("text", "image"):
+        assert_answer(body["modalities"][side])
+        assert body["modalities"][side] == body["per_head"][f"{side}_only"]
+    # The best head of the tiny run may be a single-modality one; its share is then 0 or 1.
+    fusion = body["fusion"]
+    assert 0.0 <= fusion["image_share"] <= 1.0
+    assert fusion["image_share"] + fusion["text_share"] == pytest.approx(1.0)
+    assert fusion["leaned_on"] in ("image", "text")
+
+
+def test_predict_equals_the_python_api(client, classifier):
+    direct = classifier.predict(jpeg(), GOOD["data"]["text"]).to_dict()
+    served = client.post("/v1/predict", **GOOD).json()
+    assert served["label"] == direct["label"]
+    for label in LABELS:
+        assert served["probabilities"][label] == pytest.approx(direct["probabilities"][label], abs=1e-6)
+
+
+def test_a_large_jpeg_is_decoded_as_the_feature_store_decodes_it(client, classifier, tmp_path):
+    # JPEG draft mode: the store decodes big training JPEGs at reduced scale; the server must too.
+    path = tmp_path / "big.jpg"
+    Image.effect_noise((1200, 900), 60).convert("RGB").save(path, quality=90)
+    as_stored = open_image(path, draft_size=classifier.image_encoder.draft_size)
+    full = open_image(path)
+    assert as_stored.size != full.size  # otherwise this test would prove nothing
+    text = "the great day"
+    expected = classifier.predict(as_stored, text).probabilities
+    served = client.post(
+        "/v1/predict", files={"image": ("big.jpg", path.read_bytes(), "image/jpeg")}, data={"text": text}
+    ).json()["probabilities"]
+    for label in LABELS:
+        assert served[label] == pytest.approx(expected[label], abs=1e-6)
+
+
+def encoded(mode: str, fmt: str, size=(40, 30)) -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size).save(out, fmt)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "name, data",
+    [
+        ("grey.png", encoded("L", "PNG")),
+        ("alpha.png", encoded("RGBA", "PNG")),
+        ("deep.png", encoded("I;16", "PNG")),
+        ("palette.gif", encoded("P", "GIF")),
+        ("cmyk.jpg", encoded("CMYK", "JPEG")),
+        ("tiny.jpg", encoded("RGB", "JPEG", (1, 1))),
+        ("strip.png", encoded("RGB", "PNG", (400, 1))),
+        ("photo.webp", encoded("RGB", "WEBP")),
+    ],
+)
+def test_any_decodable_picture_is_classified(client, name, data):
+    # Sent as octet-stream, as many clients do: the bytes decide, not the declared type.
+    response = client.post(
+        "/v1/predict",
+        files={"image": (name, data, "application/octet-stream")},
+        data={"text": "the day"},
+    )
+    assert response.status_code == 200, response.text
+    assert_answer(response.json())
+
+
+def test_batch_answers_in_order_and_like_single_requests(client):
+    pairs = [
+        ((220, 60, 40), "love the sunny day"),
+        ((40, 60, 220), "sad rain awful"),
+        ((90, 200, 80), "meeting report"),
+    ]
+    files = [("images", (f"{i}.jpg", jpeg(colour), "image/jpeg")) for i, (colour, _) in enumerate(pairs)]
+    response = client.post("/v1/predict/batch", files=files, data={"texts": [text for _, text in pairs]})
+    assert response.status_code == 200, response.text
+    answers = response.json()["predictions"]
+    assert len(answers) == len(pairs)
+    for (colour, text), answer in zip(pairs, answers, strict=True):
+        single = client.post(
+            "/v1/predict", files={"image": ("x.jpg", jpeg(colour), "image/jpeg")}, data={"text": text}
+        )
+        for label in LABELS:
+            assert answer["probabilities"][label] == pytest.approx(
+                single.json()["probabilities"][label], abs=1e-5
+            )
+
+
+def test_health_names_run_heads_and_encoders(client, tiny_run):
+    body = client.get("/health").json()
+    assert body["status"] == "ok"
+    assert body["run"] == tiny_run.name
+    assert set(body["heads"]) == {"text_only", "image_only", "concat"}
+    assert body["encoders"]["image"].startswith("hf-resnet:") and body["encoders"]["text"].startswith(
+        "hf-text:"
+    )
+    assert body["limits"]["batch"] == MAX_BATCH
+
+
+def test_openapi_and_local_docs(client):
+    spec = client.get("/openapi.json").json()
+    assert {"/v1/predict", "/v1/predict/batch", "/health"} <= set(spec["paths"])
+    form = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
+    assert "multipart/form-data" in form
+    errors = spec["paths"]["/v1/predict"]["post"]["responses"]
+    assert {"413", "415", "422"} <= set(errors)
+    assert errors["422"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ErrorBody"
+    }
+    docs = client.get("/docs")
+    assert docs.status_code == 200 and "/static/docs.js" in docs.text
+    assert client.get("/redoc").status_code == 404  # FastAPI's ReDoc would load from a CDN: off
+
+
+def test_page_and_assets_are_local(client):
+    page = client.get("/")
+    assert page.status_code == 200 and "<form" in page.text
+    for asset in sorted(STATIC.iterdir()):
+        served = client.get(f"/static/{asset.name}")
+        assert served.status_code == 200, asset.name
+        # No CDN, font service or any other address outside this server.
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", served.text, re.I), asset.name
+
+
+def truncated_jpeg() -> bytes:
+    data = jpeg(size=(200, 200))
+    return data[: len(data) // 2]
+
+
+BAD_SINGLE = {
+    "no image": ({"data": {"text": "hello"}}, 422, "no image"),
+    "no text": ({"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}}, 422, "no text"),
+    "empty text": ({"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}, "data": {"text": ""}}, 422, "text"),
+    "blank text": (
+        {"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}, "data": {"text": "  \n "}},
+        422,
+        "empty",
+    ),
+    "text too long": (
+        {"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}, "data": {"text": "a" * (MAX_TEXT_CHARS + 1)}},
+        422,
+        f"{MAX_TEXT_CHARS + 1} characters",
+    ),
+    "empty image": ({"files": {"image": ("a.jpg", b"", "image/jpeg")}, "data": {"text": "hi"}}, 422, "empty"),
+    "not image bytes": (
+        {
+            "files": {"image": ("a.jpg", b"this is not a picture at all", "image/jpeg")},
+            "data": {"text": "hi"},
+        },
+        422,
+        "not an image",
+    ),
+    "truncated image": (
+        {"files": {"image": ("a.jpg", truncated_jpeg(), "image/jpeg")}, "data": {"text": "hi"}},
+        422,
+        "truncated",
+    ),
+    "over 10 MB": (
+        {
+            "files": {
+                "image": ("big.jpg", b"\xff\xd8" + b"\0" * (MAX_IMAGE_BYTES + 2 * 1024 * 1024), "image/jpeg")
+            },
+            "data": {"text": "hi"},
+        },
+        413,
+        "MB limit",
+    ),
+    "over 40 megapixels": (
+        {"files": {"image": ("huge.png", png_declaring(8000, 5001), "image/png")}, "data": {"text": "hi"}},
+        413,
+        "megapixels",
+    ),
+    "decompression bomb": (
+        {"files": {"image": ("bomb.png", png_declaring(30000, 30000), "image/png")}, "data": {"text": "hi"}},
+        413,
+        "megapixel",
+    ),
+    "non-image content type": (
+        {"files": {"image": ("a.txt", b"just some words", "text/plain")}, "data": {"text": "hi"}},
+        415,
+        "text/plain",
+    ),
+    "image as a plain field": ({"data": {"image": "not a file", "text": "hi"}}, 422, "image"),
+    "json body": ({"json": {"image": "abc", "text": "hi"}}, 415, "multipart/form-data"),
+    "multipart without boundary": (
+        {"content": b"x", "headers": {"content-type": "multipart/form-data"}},
+        400,
+        "boundary",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_SINGLE))
+def test_bad_single_request_is_a_clear_4xx_and_the_server_goes_on(client, case):
+    request, status, fragment = BAD_SINGLE[case]
+    response = client.post("/v1/predict", **request)
+    assert response.status_code == status, response.text
+    assert fragment.lower() in response.json()["error"].lower()
+    assert client.post("/v1/predict", **GOOD).status_code == 200
+
+
+def test_streamed_body_over_the_limit_is_refused_while_it_arrives(client):
+    head = (
+        b'--x\r\nContent-Disposition: form-data; name="image"; filename="a.jpg"\r\n'
+        b"Content-Type: image/jpeg\r\n\r\n"
+    )
+
+    def chunks():  # no Content-Length: the limit must be counted as the body streams in
+        yield head
+        for _ in range(MAX_IMAGE_BYTES // (1024 * 1024) + 2):
+            yield b"\0" * (1024 * 1024)
+
+    response = client.post(
+        "/v1/predict", content=chunks(), headers={"content-type": "multipart/form-data; boundary=x"}
+    )
+    assert response.status_code == 413
+    assert "MB limit" in response.json()["error"]
+    assert client.post("/v1/predict", **GOOD).status_code == 200
+
+
+def batch(images: list[bytes], texts: list[str]) -> dict:
+    return {
+        "files": [("images", (f"{i}.jpg", data, "image/jpeg")) for i, data in enumerate(images)],
+        "data": {"texts": texts},
+    }
+
+
+BAD_BATCH = {
+    "empty batch": (
+        {"files": {"unrelated": ("a.bin", b"x", "application/octet-stream")}},
+        422,
+        "empty batch",
+    ),
+    "unpaired": (batch([jpeg(), jpeg()], ["one"]), 422, "2 images but 1 texts"),
+    "too many pairs": (
+        batch([jpeg()] * (MAX_BATCH + 1), ["hi"] * (MAX_BATCH + 1)),
+        413,
+        f"limit is {MAX_BATCH}",
+    ),
+    "one bad image": (batch([jpeg(), b"garbage", jpeg()], ["a", "b", "c"]), 422, "images[1]"),
+    "one empty text": (batch([jpeg(), jpeg()], ["a", " "]), 422, "texts[1]"),
+    "one image over 10 MB": (
+        batch([b"\xff\xd8" + b"\0" * (MAX_IMAGE_BYTES + 10), jpeg()], ["a", "b"]),
+        413,
+        "images[0]",
+    ),
+    "json body": ({"json": {"texts": ["hi"]}}, 415, "multipart"),
+    "over 64 MB in all": (
+        batch([b"\xff\xd8" + b"\0" * (9 * 1024 * 1024)] * 8, ["a"] * 8),
+        413,
+        "64 MB in all",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_BATCH))
+def test_bad_batch_is_a_clear_4xx_and_the_server_goes_on(client, case):
+    request, status, fragment = BAD_BATCH[case]
+    response = client.post("/v1/predict/batch", **request)
+    assert response.status_code == status, response.text
+    assert fragment.lower() in response.json()["error"].lower()
+    assert client.post("/v1/predict/batch", **batch([jpeg()], ["fine"])).status_code == 200
+
+
+def test_unknown_route_and_wrong_method_answer_json_errors(client):
+    assert client.get("/v1/nothing").json() == {"error": "Not Found"}
+    wrong = client.get("/v1/predict")
+    assert wrong.status_code == 405 and "error" in wrong.json()
+
+
+def test_a_bug_in_the_model_is_a_500_with_a_json_error_not_a_crash(classifier):
+    class Broken:
+        def __getattr__(self, name):
+            return getattr(classifier, name)
+
+        def predict_batch(self, images, texts):
+            raise RuntimeError("boom")
+
+    broken = TestClient(create_app(Broken()), raise_server_exceptions=False)
+    response = broken.post("/v1/predict", **GOOD)
+    assert response.status_code == 500
+    assert response.json() == {"error": "internal error (RuntimeError)"}
