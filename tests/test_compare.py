@@ -10,12 +10,10 @@ from mmsent.cli.main import main
 def test_compare_writes_the_report(tmp_path, tiny_lab, tiny_encoders, capsys):
     image, text = tiny_encoders
     heads = ["text_only", "image_only", "concat", "gated_image", "single_stream", "dual_stream_light"]
-    code = main([
-        "compare", "--data", str(tiny_lab), "--out", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache"),
-        "--image-encoder", image, "--text-encoder", text, "--encoders.max-text-tokens", "24",
-        "--split.val-fraction", "0.25", "--train.max-epochs", "2", "--train.batch-size", "8",
-        "--heads", *heads, "--seeds", "2", "--quiet",
-    ])  # fmt: skip
+    where = ["--data", str(tiny_lab), "--out", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache")]
+    encoders = ["--image-encoder", image, "--text-encoder", text, "--encoders.max-text-tokens", "24"]
+    quick = ["--split.val-fraction", "0.25", "--train.max-epochs", "2", "--train.batch-size", "8"]
+    code = main(["compare", *where, *encoders, *quick, "--heads", *heads, "--seeds", "2", "--quiet"])
     assert code == 0
     folder = tmp_path / "runs" / "compare"
     records = json.loads((folder / "records.json").read_text())

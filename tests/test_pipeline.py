@@ -7,8 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import make_lab, tiny_config
 
+from conftest import make_lab, tiny_config
 from mmsent import LABELS, pipeline
 from mmsent.cli.main import main
 from mmsent.errors import MmsentError
