@@ -171,3 +171,17 @@ def test_classifier_refuses_huge_and_broken_images(tiny_run: Path):
         clf.predict(huge.getvalue(), "hello")
     with pytest.raises(BadInput, match="not an image"):
         clf.predict(b"plain text, not a picture", "hello")
+
+
+def test_run_audits_the_data_first(tiny_run: Path):
+    findings = json.loads((tiny_run / "audit.json").read_text())
+    assert findings["pairs_ok"] == 42  # 36 training + 6 test pairs and findings["problems"] == []
+    report = (tiny_run / "report.md").read_text()
+    assert "## Data" in report and "| neutral |" in report
+
+
+def test_audit_command_prints_tables_and_writes_json(tmp_path, tiny_lab, capsys):
+    target = tmp_path / "audit.json"
+    assert main(["audit", str(tiny_lab), "--json", str(target)]) == 0
+    assert "train.txt" in capsys.readouterr().out
+    assert json.loads(target.read_text())["lists"]["train.txt"]["rows"] == 36

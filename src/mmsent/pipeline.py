@@ -18,7 +18,7 @@ from mmsent.config import RunConfig, to_plain
 from mmsent.data import LoadResult, Pair, Skipped, fingerprint, kfold, load_pairs, train_val_split
 from mmsent.encoders import create_encoder
 from mmsent.errors import MmsentError
-from mmsent.evaluate.metrics import classification_metrics, confusion_table, metrics_table
+from mmsent.evaluate.metrics import classification_metrics, confusion_table, metrics_table, per_class_table
 from mmsent.evaluate.predictions import write_filled_list
 from mmsent.features.store import FeatureStore, StoredFeatures
 from mmsent.heads import create_head, head_defaults, head_needs_tokens
@@ -126,11 +126,11 @@ def check_heads(names: list[str]) -> None:
         create_head(name, 8, 8)
 
 
-def train(cfg: RunConfig, progress: bool = True) -> RunFolder:
+def train(cfg: RunConfig, progress: bool = True, run: RunFolder | None = None) -> RunFolder:
     """Load, split, extract and train every configured head; write the run folder."""
     check_heads(cfg.train.heads)
     started = time.perf_counter()
-    run = RunFolder.create(cfg)
+    run = run or RunFolder.create(cfg)
     labelled = encode(cfg, load_list(cfg, cfg.data.train_list), progress)
     pairs = labelled.pairs
     if any(p.label is None for p in pairs):
@@ -192,24 +192,45 @@ def write_val_predictions(path: Path, pairs: list[Pair], probs: np.ndarray) -> N
 
 
 def write_report(run: RunFolder, results: dict, best: str, skipped: list[Skipped]) -> None:
-    meta_lines = [
+    meta = run.read_json("run.json")
+    lines = [
         f"# mmsent run `{run.path.name}`",
         "",
-        "Validation metrics (pairs held out of training, never trained on).",
+        f"Encoders: {meta['encoders']['image'].get('name')} + {meta['encoders']['text'].get('name')}; "
+        f"{meta['split_sizes']['train']} training and {meta['split_sizes']['val']} validation pairs "
+        f"(split seed {meta['seeds']['split']}, training seed {meta['seeds']['train']}).",
+        "",
+        "Validation metrics (pairs held out of training, never trained on):",
         "",
         metrics_table(results),
         "",
-        f"Best head on validation: **{best}**; its confusion matrix:",
+        f"Best head on validation: **{best}**. Its confusion matrix and per-class scores:",
         "",
         confusion_table(results[best]),
         "",
+        per_class_table(results[best]),
+        "",
     ]
+    if (run.path / "audit.json").is_file():
+        lines += audit_summary(run.read_json("audit.json"))
     if skipped:
-        meta_lines += [f"{len(skipped)} pairs were skipped as bad input (see skipped.json):", ""]
-        meta_lines += [
-            f"- {s.guid}: {s.reason} ({s.path}" + (f":{s.line})" if s.line else ")") for s in skipped
-        ]
-    run.write_text("report.md", "\n".join(meta_lines) + "\n")
+        lines += [f"{len(skipped)} pairs were skipped as bad input (see skipped.json):", ""]
+        lines += [f"- {s.guid}: {s.reason} ({s.path}" + (f":{s.line})" if s.line else ")") for s in skipped]
+    run.write_text("report.md", "\n".join(lines) + "\n")
+
+
+def audit_summary(findings: dict) -> list[str]:
+    conflicts = findings["duplicates"]["label_conflicts"]
+    codecs = ", ".join(f"{n} {codec}" for codec, n in sorted(findings["codecs"].items()))
+    return [
+        "## Data (audit.json has the details)",
+        "",
+        f"- {findings['pairs_ok']} listed pairs readable; {len(findings['problems'])} problems",
+        f"- text encodings: {codecs}; {len(findings['cleaned_empty'])} tweets are empty after cleaning",
+        f"- copies: {findings['duplicates']['any']['count']} groups of pairs sharing an image or a text "
+        f"(kept on one side of the split); {conflicts['any']} of them carry different labels",
+        "",
+    ]
 
 
 def load_run_config(run: RunFolder) -> RunConfig:
@@ -286,8 +307,17 @@ def evaluate(run: RunFolder, list_name: str, root: Path | None = None, progress:
 
 
 def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
-    """The main job: train (extracting features as needed), then fill in the test list."""
-    run = train(cfg, progress)
+    """The main job: audit, train (extracting features as needed), then fill in the test list."""
+    from mmsent.data.audit import audit
+
+    check_heads(cfg.train.heads)
+    run = RunFolder.create(cfg)
+    lists = [cfg.data.train_list, cfg.data.test_list]
+    findings = audit(Path(cfg.data.root), lists, cfg.data.clean, progress=progress)
+    run.write_json("audit.json", findings)
+    if findings["problems"]:
+        log.warning("the audit found %d problems; see %s", len(findings["problems"]), run.path / "audit.json")
+    train(cfg, progress, run)
     filled, missing = predict(run, cfg.data.test_list, every_head=True, progress=progress)
     if missing:
         log.warning("%d rows of %s could not be predicted and stay null", len(missing), cfg.data.test_list)

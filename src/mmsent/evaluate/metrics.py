@@ -63,3 +63,13 @@ def confusion_table(m: dict) -> str:
     for label, row in zip(LABELS, m["confusion"], strict=True):
         lines.append(f"| {label} | " + " | ".join(str(v) for v in row) + " |")
     return "\n".join(lines)
+
+
+def per_class_table(m: dict) -> str:
+    """Precision, recall, F1 and support of each class, as Markdown."""
+    lines = ["| class | precision | recall | F1 | support |", "| --- | --- | --- | --- | --- |"]
+    for label, c in m["per_class"].items():
+        lines.append(
+            f"| {label} | {c['precision']:.4f} | {c['recall']:.4f} | {c['f1']:.4f} | {c['support']} |"
+        )
+    return "\n".join(lines)
