@@ -50,7 +50,10 @@ def make_lab(root: Path, n_per_class: int = 12, n_test: int = 6, seed: int = 0) 
 
 def make_tiny_encoders(root: Path) -> tuple[str, str]:
     """A tiny BERT and a tiny ResNet, randomly initialised, saved as hub-style folders."""
+    import torch
     from transformers import BertConfig, BertModel, BertTokenizerFast, ResNetConfig, ResNetModel
+
+    torch.manual_seed(0)  # the same tiny weights every session, so results do not drift between runs
 
     text_dir, image_dir = root / "tiny-bert", root / "tiny-resnet"
     text_dir.mkdir(parents=True)
@@ -99,8 +102,8 @@ def tiny_config(lab: Path, encoders: tuple[str, str], out: Path, **train):
     cfg.encoders.workers = 0
     cfg.encoders.cache = out / "cache"
     cfg.split.val_fraction = 0.25
-    cfg.train.max_epochs = 6
-    cfg.train.patience = 3
+    cfg.train.max_epochs = 12
+    cfg.train.patience = 4
     cfg.train.batch_size = 8
     cfg.train.lr = 5e-3
     for key, value in train.items():

@@ -2,8 +2,10 @@
 
 Row i of the dataset is pair i of the list it was built from; image and text
 rows are looked up by guid in their stores, so both modalities always line up.
-Tokens are read lazily from the memory-mapped store and cast to float32 per
-batch, so a run never holds every token grid in memory.
+The rows are gathered from the store once (token grids stay float16, as
+stored, and become float32 a batch at a time) and batches are cut by tensor
+indexing: a per-item Python loop over memory-mapped rows cost more than the
+heads' own forward passes.
 """
 
 from __future__ import annotations
@@ -26,37 +28,44 @@ class PairFeatures(Dataset):
         labels: Sequence[int] | None = None,
         tokens: bool = False,
     ):
-        self.guids = list(guids)
-        self.image_rows = image_store.index(self.guids)
-        self.text_rows = text_store.index(self.guids)
-        self.image_store, self.text_store = image_store, text_store
-        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
-        self.tokens = tokens
         if tokens and (image_store.tokens is None or text_store.tokens is None):
             raise ValueError("this head reads token sequences, but the features were stored without them")
+        self.guids = list(guids)
+        self.image_store, self.text_store = image_store, text_store
+        self.tokens = tokens
+        self.labels = None if labels is None else torch.as_tensor(np.asarray(labels), dtype=torch.long)
+        self.columns: dict[str, torch.Tensor] = {}
+        for side, store in (("image", image_store), ("text", text_store)):
+            rows = store.index(self.guids)
+            self.columns[f"{side}_pooled"] = torch.from_numpy(
+                np.asarray(store.pooled[rows], dtype=np.float32)
+            )
+            if tokens:
+                self.columns[f"{side}_tokens"] = torch.from_numpy(np.asarray(store.tokens[rows]))
+                self.columns[f"{side}_mask"] = torch.from_numpy(np.asarray(store.mask[rows], dtype=bool))
 
     def __len__(self) -> int:
         return len(self.guids)
 
-    def __getitem__(self, i: int) -> dict:
-        item = {
-            "image_pooled": torch.from_numpy(np.asarray(self.image_store.pooled[self.image_rows[i]])),
-            "text_pooled": torch.from_numpy(np.asarray(self.text_store.pooled[self.text_rows[i]])),
-        }
-        if self.tokens:
-            for side, store, row in (
-                ("image", self.image_store, self.image_rows[i]),
-                ("text", self.text_store, self.text_rows[i]),
-            ):
-                item[f"{side}_tokens"] = torch.from_numpy(np.asarray(store.tokens[row], dtype=np.float32))
-                item[f"{side}_mask"] = torch.from_numpy(np.asarray(store.mask[row], dtype=bool))
+    def __getitems__(self, indices: list[int]) -> dict:
+        """A whole batch at once (DataLoader calls this instead of __getitem__ per item)."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        batch = {key: column[index] for key, column in self.columns.items()}
+        for key in ("image_tokens", "text_tokens"):
+            if key in batch:
+                batch[key] = batch[key].float()
         if self.labels is not None:
-            item["label"] = self.labels[i]
-        return item
+            batch["label"] = self.labels[index]
+        return batch
+
+    def __getitem__(self, i: int) -> dict:
+        return {key: value[0] for key, value in self.__getitems__([i]).items()}
 
 
-def collate(items: list[dict]) -> dict:
-    batch = {key: torch.stack([item[key] for item in items]) for key in items[0]}
+def collate(batch: dict | list[dict]) -> dict:
+    """A batch from `__getitems__` (or a list of single items, stacked)."""
+    if isinstance(batch, list):
+        batch = {key: torch.stack([item[key] for item in batch]) for key in batch[0]}
     if "text_mask" in batch:
         # Texts are padded to the encoder's maximum length; cut the batch to its
         # longest real text. The mask still marks padding, so the result is the same.
