@@ -211,7 +211,7 @@ def test_bad_image_raises_naming_the_file_or_is_recorded_with_skip_bad(store, im
 
     skipped = _extract(store, encoder, images, skip_bad=True, workers=1)
     assert skipped.guids == ["0", "1", "2", "4"] and list(skipped.failed) == ["3"]
-    assert skipped.failed["3"] == "image is truncated"
+    assert skipped.failed["3"].startswith("image is truncated")
     assert skipped.pooled.shape == (4, 4) and skipped.tokens.shape == (4, 4, 4)
     full = _extract(store, TinyImageEncoder(), [images[i] for i in (0, 1, 2, 4)])
     assert np.allclose(skipped.pooled, full.pooled) and np.allclose(skipped.tokens, full.tokens)
