@@ -137,9 +137,11 @@ def test_checkpoint_refuses_other_encoders(tiny_run: Path, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(tiny_run, copy)
     meta = json.loads((copy / "run.json").read_text())
-    meta["encoders"]["image"]["name"] = "efficientnet-lite2"
+    meta["encoders"]["image"]["encoder"] = "efficientnet-lite2"
     (copy / "run.json").write_text(json.dumps(meta))
-    with pytest.raises(MmsentError, match="trained on image features"):
+    with pytest.raises(
+        MmsentError, match="trained on image features of .hf-resnet:.*not of .efficientnet-lite2."
+    ):
         pipeline.predict(RunFolder.open(copy), "test_without_label.txt", progress=False)
 
 

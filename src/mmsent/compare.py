@@ -66,7 +66,7 @@ def compare(cfg: RunConfig, seeds: int = 3, progress: bool = True) -> dict[str, 
 
     notes = {
         "data": str(cfg.data.root),
-        "encoders": f"{identities['image'].get('name')} + {identities['text'].get('name')}",
+        "encoders": f"{identities['image'].get('encoder')} + {identities['text'].get('encoder')}",
         "split": f"{len(train_pairs)} training / {len(val_pairs)} validation pairs (seed {cfg.split.seed})",
         "seeds": f"{seeds} per head, from {cfg.train.seed}",
         "selection": f"best epoch by {cfg.train.monitor}; loss {cfg.train.loss}, "

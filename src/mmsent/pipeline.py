@@ -28,6 +28,7 @@ from mmsent.train.fit import fit_head, predict_proba
 from mmsent.train.module import load_head_module
 
 log = logging.getLogger("mmsent")
+ENSEMBLE = "ensemble"  # the head name of an ensemble run (`mmsent ensemble`) as a whole
 LABEL_INDEX = {label: i for i, label in enumerate(LABELS)}
 
 
@@ -196,7 +197,7 @@ def write_report(run: RunFolder, results: dict, best: str, skipped: list[Skipped
     lines = [
         f"# mmsent run `{run.path.name}`",
         "",
-        f"Encoders: {meta['encoders']['image'].get('name')} + {meta['encoders']['text'].get('name')}; "
+        f"Encoders: {meta['encoders']['image'].get('encoder')} + {meta['encoders']['text'].get('encoder')}; "
         f"{meta['split_sizes']['train']} training and {meta['split_sizes']['val']} validation pairs "
         f"(split seed {meta['seeds']['split']}, training seed {meta['seeds']['train']}).",
         "",
@@ -233,6 +234,10 @@ def audit_summary(findings: dict) -> list[str]:
     ]
 
 
+def is_ensemble(folder: Path) -> bool:
+    return (Path(folder) / "ensemble.json").is_file()
+
+
 def load_run_config(run: RunFolder) -> RunConfig:
     from mmsent.config import from_plain
 
@@ -256,7 +261,7 @@ def predict(
     cfg = load_run_config(run)
     meta = run.meta
     head = head or meta["best_head"]
-    if head not in meta["heads"]:
+    if head not in meta["heads"] and not (head == ENSEMBLE and is_ensemble(run.path)):
         raise MmsentError(f"this run has no head {head!r}; it has {', '.join(meta['heads'])}", run.path)
     encoded = encode(cfg, load_list(cfg, list_name, root), progress)
     name = Path(list_name).name
@@ -277,6 +282,11 @@ def predict(
 
 
 def predicted_tags(run: RunFolder, head: str, encoded: Encoded) -> dict[str, str]:
+    if head == ENSEMBLE:
+        from mmsent.tune.ensemble import run_ensemble_probs
+
+        probs = run_ensemble_probs(run, encoded)
+        return {p.guid: LABELS[int(row.argmax())] for p, row in zip(encoded.pairs, probs, strict=True)}
     module = load_head_module(run.head_dir(head) / "model.ckpt", expect_encoders=run.meta["encoders"])
     pairs = encoded.pairs
     if not pairs:
@@ -294,7 +304,12 @@ def evaluate(run: RunFolder, list_name: str, root: Path | None = None, progress:
     if not pairs or any(p.label is None for p in pairs):
         raise MmsentError("evaluation needs a list whose every row has a label", encoded.load.list_path)
     results = {}
-    for head in meta["heads"]:
+    if is_ensemble(run.path):  # its members may read extra features: score the whole only
+        from mmsent.tune.ensemble import run_ensemble_probs
+
+        labels = encoded.dataset(pairs, False).labels.numpy()
+        results[ENSEMBLE] = classification_metrics(labels, run_ensemble_probs(run, encoded).argmax(axis=1))
+    for head in [] if is_ensemble(run.path) else meta["heads"]:
         module = load_head_module(run.head_dir(head) / "model.ckpt", expect_encoders=meta["encoders"])
         data = encoded.dataset(pairs, module.needs_tokens)
         results[head] = classification_metrics(

@@ -97,8 +97,8 @@ def load_head_module(path, expect_encoders: dict[str, dict] | None = None) -> He
             if side in expect_encoders and trained_on.get(side) != expect_encoders[side]:
                 raise MmsentError(
                     f"this head was trained on {side} features of "
-                    f"{(trained_on.get(side) or {}).get('name', '?')!r}, not of "
-                    f"{expect_encoders[side].get('name', '?')!r} with these weights/preprocessing",
+                    f"{(trained_on.get(side) or {}).get('encoder', '?')!r}, not of "
+                    f"{expect_encoders[side].get('encoder', '?')!r} with these weights/preprocessing",
                     path,
                 )
     return module
