@@ -1,6 +1,6 @@
 """Every setting of a run, as plain dataclasses.
 
-The CLI (jsonargparse) turns these into `--section.option` flags and reads the
+The CLI (cli/options.py) turns these into `--section.option` flags and reads the
 same names from a YAML file given with `--config`; the resolved values are saved
 with each run as `config.yaml`, so a run folder says exactly what it was.
 """
@@ -70,8 +70,10 @@ class TrainConfig:
     class_weights: bool = False
     label_smoothing: float = 0.0
     monitor: Literal["val_loss", "val_acc", "val_macro_f1"] = "val_loss"
-    devices: int = 1
+    devices: int = 1  # processes (GPUs, or CPU processes) per node; >1: distributed data parallel
     accelerator: str = "auto"
+    num_nodes: int = 1
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"  # auto: bf16/fp16 on GPU
 
 
 @dataclass
@@ -82,6 +84,9 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     out: Path = Path("runs")
     name: str = ""  # run folder name; empty: a timestamp
+    # `mmsent run --quality`: the tuned ensemble shipped in mmsent/tune/quality.yaml, cross-validated
+    # and retrained on all labelled pairs, instead of the three default heads (slower, more accurate)
+    quality: bool = False
 
 
 def to_plain(cfg) -> dict:

@@ -325,6 +325,11 @@ def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
     """The main job: audit, train (extracting features as needed), then fill in the test list."""
     from mmsent.data.audit import audit
 
+    if cfg.quality:  # the tuned ensemble instead of the configured heads
+        from mmsent.tune.experiment import quality_run
+
+        return quality_run(cfg, progress)
+
     check_heads(cfg.train.heads)
     run = RunFolder.create(cfg)
     lists = [cfg.data.train_list, cfg.data.test_list]

@@ -9,7 +9,9 @@ import sys
 import time
 from pathlib import Path
 
+from mmsent.cli.finetune import add_commands as finetune_commands
 from mmsent.cli.options import add_config_options, resolve_config
+from mmsent.cli.tune import add_commands as tune_commands
 from mmsent.config import DEFAULT_DATA, CleanConfig, RunConfig, TrainConfig
 from mmsent.errors import MmsentError
 
@@ -158,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.set_defaults(func=cmd_serve)
+    finetune_commands(commands)
+    tune_commands(commands)
     return parser
 
 

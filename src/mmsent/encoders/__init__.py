@@ -86,9 +86,25 @@ def _register_builtin() -> None:
         EncoderEntry(clip_image, "CLIP vision tower", "image", family=True, default_source=_CLIP),
     )
     register_encoder(
+        "finetuned",
+        EncoderEntry(
+            _finetuned,
+            "a backbone tuned by `mmsent finetune` (either modality)",
+            "any",
+            family=True,
+            source_hint="folder or file of tuned weights",
+        ),
+    )
+    register_encoder(
         "clip-text",
         EncoderEntry(clip_text, "CLIP text tower", "text", family=True, default_source=_CLIP),
     )
+
+
+def _finetuned(name: str, source: str, **options):
+    from mmsent.encoders.finetuned import build_finetuned
+
+    return build_finetuned(name, source, **options)
 
 
 _CLIP = "openai/clip-vit-base-patch32"

@@ -19,10 +19,11 @@ from mmsent.errors import MmsentError
 class EncoderEntry:
     build: Callable[..., Encoder]  # build([name, source], max_tokens=..., pooling=...) as it takes
     summary: str
-    modality: str
+    modality: str  # "image" | "text" | "any" (known only once the source is read)
     family: bool = False  # the name takes ":<hub id or folder>"
     default_source: str | None = None
     pooling: bool = False  # takes a pooling option ("cls" | "mean")
+    source_hint: str = "hub id or folder"  # what goes after the colon, for listings
 
 
 _ENTRIES: dict[str, EncoderEntry] = {}
@@ -41,9 +42,9 @@ def list_encoders() -> list[str]:
         if not entry.family:
             names.append(name)
         elif entry.default_source:
-            names.append(f"{name}[:<hub id or folder>]")
+            names.append(f"{name}[:<{entry.source_hint}>]")
         else:
-            names.append(f"{name}:<hub id or folder>")
+            names.append(f"{name}:<{entry.source_hint}>")
     return names
 
 
@@ -62,6 +63,9 @@ def create_encoder(name: str, *, max_tokens: int | None = None, pooling: str | N
     options: dict = {}
     if entry.modality == "text":
         options["max_tokens"] = 64 if max_tokens is None else max_tokens
+    elif entry.modality == "any":
+        if max_tokens is not None:
+            options["max_tokens"] = max_tokens
     elif max_tokens is not None:
         raise MmsentError(f"encoder {prefix!r} reads images; 'max_tokens' is for text encoders")
     if pooling is not None:

@@ -11,6 +11,11 @@ nevertheless incomplete or damaged (a file missing, truncated or altered,
 meta.json edited) is reported, removed and built again. Two processes building
 the same key each write their own temporary folder; the first rename wins and
 the second keeps it.
+
+With `shard=(i, N)`, a process extracts and stores only part i of N (a
+contiguous slice of the items, in a folder of its own); once all N parts are
+stored, the next call without `shard` merges them into the whole store instead
+of extracting again.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import mmap
 import os
 import re
 import shutil
@@ -33,6 +39,7 @@ import numpy as np
 from mmsent.encoders.base import Encoder
 from mmsent.errors import BadInput, MmsentError
 from mmsent.features.extract import extract_to_folder
+from mmsent.features.shards import PART_PATTERN, check_shard, merge_arrays, part_suffix, shard_bounds
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +79,24 @@ class StoredFeatures:
             raise KeyError(f"{len(unknown)} guid(s) not in the feature store{note}: {shown}")
         return np.fromiter((self._rows[guid] for guid in guids), dtype=np.int64, count=len(guids))
 
+    def __getstate__(self) -> dict[str, Any]:
+        # Pickled into other processes (DataLoader workers, spawned DDP ranks): the tokens
+        # file is reopened there by its path rather than copied through the pickle.
+        state = dict(self.__dict__)
+        if isinstance(getattr(self.tokens, "base", None), mmap.mmap):
+            state["tokens"] = _MappedFile(str(self.tokens.filename))
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        if isinstance(state.get("tokens"), _MappedFile):
+            state["tokens"] = np.load(state["tokens"].path, mmap_mode="r")
+        self.__dict__.update(state)
+
+
+@dataclass(frozen=True)
+class _MappedFile:
+    path: str
+
 
 class FeatureStore:
     """Feature folders under `root`, one per key.
@@ -94,22 +119,36 @@ class FeatureStore:
         tokens: bool = True,
         skip_bad: bool = False,
         progress: bool = True,
+        shard: tuple[int, int] | None = None,
     ) -> StoredFeatures:
         """Features of `items` ((guid, image path | cleaned text)), from disk when already stored.
 
         A bad image raises BadInput naming it; with `skip_bad` it is listed in
-        `.failed` instead and has no row.
+        `.failed` instead and has no row. `shard=(i, N)`: only part i of N, stored
+        as a part (its rows are that slice of the items); the parts merge later.
         """
         items = list(items)
         _check_items(items)
         if batch_size < 1 or workers < 0:
             raise MmsentError(f"batch_size must be >= 1 and workers >= 0 (got {batch_size}, {workers})")
+        if shard is not None:
+            check_shard(shard)
         key = self.key(encoder, items, tokens=tokens, skip_bad=skip_bad)
-        folder = self.root / f"{_slug(encoder.name)}-{key}"
+        folder = self.root / f"{_label(encoder)}-{key}"
+        options = dict(batch_size=batch_size, workers=workers, tokens=tokens)
+        options.update(skip_bad=skip_bad, progress=progress)
+        if shard is not None and shard[1] > 1:
+            index, count = shard
+            start, stop = shard_bounds(len(items), index, count)
+            items = items[start:stop]
+            key, folder = (
+                key + part_suffix(index, count),
+                folder.with_name(folder.name + part_suffix(index, count)),
+            )
         stored = self._open_or_discard(folder, key)
+        if stored is None and shard is None:
+            stored = self._merge_parts(encoder, key, folder, options["tokens"])
         if stored is None:
-            options = dict(batch_size=batch_size, workers=workers, tokens=tokens)
-            options.update(skip_bad=skip_bad, progress=progress)
             stored = self._build(encoder, items, key, folder, **options)
         if stored.failed and not skip_bad:
             sources = dict(items)
@@ -192,10 +231,7 @@ class FeatureStore:
         return array
 
     def _build(self, encoder: Encoder, items: list, key: str, folder: Path, **options: Any) -> StoredFeatures:
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._sweep()
-        temp = self.root / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        temp.mkdir()
+        temp = self._temp_folder()
         try:
             result = extract_to_folder(encoder, items, temp, **options)
             meta = {
@@ -212,19 +248,80 @@ class FeatureStore:
                     "batch_size": options["batch_size"],
                     "workers": options["workers"],
                 },
-                "files": {path.name: _describe(path) for path in sorted(temp.glob("*.npy"))},
             }
-            _write_meta(temp, meta)  # last: a folder without it is never mistaken for whole
-            _fsync(temp)
-            try:
-                os.replace(temp, folder)
-            except OSError:
-                if not folder.exists():
-                    raise
-                log.info("feature store %s was completed by another process; keeping it", folder)
-            _fsync(self.root)
+            self._publish(temp, folder, meta)
         finally:
             shutil.rmtree(temp, ignore_errors=True)
+        return self._open_written(folder, key)
+
+    def _merge_parts(self, encoder: Encoder, key: str, folder: Path, tokens: bool) -> StoredFeatures | None:
+        """The whole store from a complete set of stored parts (any N), or None when there is none."""
+        if not self.root.is_dir():
+            return None
+        counts: dict[int, set[int]] = {}
+        for entry in self.root.glob(f"{folder.name}.part*of*"):
+            match = PART_PATTERN.search(entry.name)
+            if match:
+                counts.setdefault(int(match[2]), set()).add(int(match[1]))
+        for count in sorted(counts, reverse=True):
+            if counts[count] != set(range(count)):
+                continue
+            parts = [
+                self._open_or_discard(self._part(folder, i, count), self._part(key, i, count))
+                for i in range(count)
+            ]
+            if any(part is None for part in parts):
+                continue
+            log.info("merging %d stored parts into %s", count, folder)
+            temp = self._temp_folder()
+            try:
+                merge_arrays(parts, temp)
+                meta = {
+                    "format": FORMAT,
+                    "key": key,
+                    "identity": encoder.identity(),
+                    "tokens_stored": tokens,
+                    "created": datetime.now(UTC).isoformat(timespec="seconds"),
+                    "items": sum(len(part) + len(part.failed) for part in parts),
+                    "guids": [guid for part in parts for guid in part.guids],
+                    "failed": {guid: why for part in parts for guid, why in part.failed.items()},
+                    "extraction": {"merged_parts": count, "seconds": sum(_seconds(part) for part in parts)},
+                }
+                self._publish(temp, folder, meta)
+            finally:
+                shutil.rmtree(temp, ignore_errors=True)
+            merged = self._open_written(folder, key)
+            for part in parts:
+                self._discard(part.path)  # the whole store holds every row now
+            return merged
+        return None
+
+    @staticmethod
+    def _part(name, index: int, count: int):
+        suffix = part_suffix(index, count)
+        return name.with_name(name.name + suffix) if isinstance(name, Path) else name + suffix
+
+    def _temp_folder(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._sweep()
+        temp = self.root / f"{TEMP_PREFIX}{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        temp.mkdir()
+        return temp
+
+    def _publish(self, temp: Path, folder: Path, meta: dict[str, Any]) -> None:
+        """Describe the arrays in meta.json, then rename the folder into place in one step."""
+        meta = {**meta, "files": {path.name: _describe(path) for path in sorted(temp.glob("*.npy"))}}
+        _write_meta(temp, meta)  # last: a folder without it is never mistaken for whole
+        _fsync(temp)
+        try:
+            os.replace(temp, folder)
+        except OSError:
+            if not folder.exists():
+                raise
+            log.info("feature store %s was completed by another process; keeping it", folder)
+        _fsync(self.root)
+
+    def _open_written(self, folder: Path, key: str) -> StoredFeatures:
         try:
             return self._open(folder, key)
         except _Damaged as damage:
@@ -248,6 +345,13 @@ class FeatureStore:
                 pid = entry.name[len(TEMP_PREFIX) :].split("-")[0]
                 if pid.isdigit() and not _alive(int(pid)):
                     shutil.rmtree(entry, ignore_errors=True)
+
+
+def _seconds(stored: StoredFeatures) -> float:
+    try:
+        return float(_read_meta(stored.path)["extraction"].get("seconds", 0.0))
+    except (_Damaged, KeyError, TypeError, ValueError):
+        return 0.0
 
 
 def _check_items(items: list) -> None:
@@ -334,6 +438,15 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _label(encoder: Encoder) -> str:
+    """The readable start of a store folder's name: the encoder's name, or for a tuned backbone
+    "finetuned_" and its base's name (the tuned folder's path says nothing of what it holds)."""
+    name = str(encoder.identity().get("encoder", encoder.name))
+    if name.startswith("finetuned:"):
+        return "finetuned_" + _slug(name.removeprefix("finetuned:"))[-30:]
+    return _slug(encoder.name)
 
 
 def _slug(name: str) -> str:

@@ -65,11 +65,18 @@ def as_image(image: ImageInput, name: str = "image", draft_size: int | None = No
 
 class Classifier:
     def __init__(
-        self, run: RunFolder, cfg: RunConfig, image_encoder, text_encoder, heads: dict[str, HeadModule]
+        self,
+        run: RunFolder,
+        cfg: RunConfig,
+        image_encoder,
+        text_encoder,
+        heads: dict[str, HeadModule],
+        ensemble=None,  # mmsent.tune.ensemble.Ensemble, for a run folder made by `mmsent ensemble`
     ):
         self.run, self.cfg = run, cfg
         self.image_encoder, self.text_encoder = image_encoder, text_encoder
         self.heads = heads
+        self.ensemble = ensemble
         self.best = run.meta["best_head"]
 
     @classmethod
@@ -87,6 +94,11 @@ class Classifier:
                     "(weights or preprocessing differ)",
                     run.path / "run.json",
                 )
+        if pipeline.is_ensemble(run.path):
+            from mmsent.tune.ensemble import Ensemble
+
+            ensemble = Ensemble.load(run.path, expect_encoders=meta["encoders"])
+            return cls(run, cfg, encoders["image"], encoders["text"], ensemble.modules, ensemble)
         names = heads or meta["heads"]
         modules = {
             name: load_head_module(run.head_dir(name) / "model.ckpt", expect_encoders=meta["encoders"])
@@ -118,6 +130,8 @@ class Classifier:
     @torch.inference_mode()
     def predict_batch(self, images: list[ImageInput], texts: list[str]) -> list[Prediction]:
         image, text = self.encode(images, texts)
+        if self.ensemble is not None:
+            return self.predict_ensemble(image, text, texts)
         probs = {name: torch.softmax(m.head(image, text), dim=1) for name, m in self.heads.items()}
         main = self.best if self.best in probs else next(iter(probs))
         results = []
@@ -133,6 +147,20 @@ class Classifier:
                 )
             )
         return results
+
+    def predict_ensemble(self, image: Features, text: Features, texts: list[str]) -> list[Prediction]:
+        """The ensemble's calibrated answer; `per_head` holds each member's (and seed's) own."""
+        cleaned = [clean_text(t, self.cfg.data.clean) for t in texts]
+        combined, heads = self.ensemble.predict_features(image, text, cleaned)
+        return [
+            Prediction(
+                label=(answer := as_answer(torch.from_numpy(combined[i])))["label"],
+                probabilities=answer["probabilities"],
+                head=self.best,
+                per_head={name: as_answer(torch.from_numpy(p[i])) for name, p in heads.items()},
+            )
+            for i in range(len(texts))
+        ]
 
     def predict(self, image: ImageInput, text: str) -> Prediction:
         return self.predict_batch([image], [text])[0]

@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader
 from mmsent.config import TrainConfig
 from mmsent.heads import head_needs_tokens
 from mmsent.train.dataset import PairFeatures, collate
+from mmsent.train.distributed import QuietProcesses, RankSampler, resolve_precision, strategy_for
 from mmsent.train.losses import class_weights_from_counts
 from mmsent.train.module import HeadModule, load_head_module
 
@@ -111,7 +112,7 @@ def fit_head(
         enable_version_counter=False,
     )
     stopper = EarlyStopping(monitor=cfg.monitor, mode=MODES[cfg.monitor], patience=cfg.patience)
-    trainer = make_trainer(cfg, out_dir, [checkpoint, stopper], progress)
+    trainer = make_trainer(cfg, out_dir, [checkpoint, stopper, QuietProcesses()], progress)
     if cfg.devices * cfg.num_nodes > 1:
         sampler = RankSampler(len(train), seed=cfg.seed)
         train_loader = DataLoader(train, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate)

@@ -1,0 +1,116 @@
+"""One Lightning Trainer set-up for backbone training (stage 1 and end-to-end), with resume.
+
+A folder holds `last.ckpt` (after every epoch), `best.ckpt` (lowest validation
+loss) and the CSV log. Fitting again in the same folder continues from
+`last.ckpt`: epochs, optimizer, schedule, best-so-far and history included.
+`options.json` records what the folder was started with, and a resume with
+other options is refused rather than mixing two runs in one checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from mmsent.config import TrainConfig
+from mmsent.errors import MmsentError
+from mmsent.evaluate.predictions import write_text_atomic
+from mmsent.train.distributed import QuietProcesses, global_rank, resolve_precision, strategy_for
+from mmsent.train.fit import quiet_lightning
+
+BEST, LAST = "best.ckpt", "last.ckpt"
+
+
+def check_options(folder: Path, options: dict[str, Any]) -> None:
+    """Record `options` in a new folder; in a folder already started, insist they are the same."""
+    path = folder / "options.json"
+    plain = json.loads(json.dumps(options, default=str))
+    if path.is_file():
+        before = json.loads(path.read_text(encoding="utf-8"))
+        if before != plain:
+            changed = sorted(k for k in set(before) | set(plain) if before.get(k) != plain.get(k))
+            raise MmsentError(
+                f"this folder was started with other settings ({', '.join(changed)} differ); "
+                "to start over, delete it or choose another --name",
+                folder,
+            )
+        return
+    if global_rank() == 0:
+        write_text_atomic(path, json.dumps(plain, indent=2) + "\n")
+
+
+def fit_resumable(
+    module: L.LightningModule,
+    train_loader,
+    val_loader,
+    folder: Path,
+    cfg: TrainConfig,
+    *,
+    epochs: int,
+    patience: int = 0,
+    accumulate: int = 1,
+    find_unused: bool = False,
+    progress: bool = True,
+) -> L.Trainer:
+    quiet_lightning()
+    best = ModelCheckpoint(
+        dirpath=folder,
+        filename=Path(BEST).stem,
+        monitor="val_loss",
+        mode="min",
+        save_top_k=1,
+        enable_version_counter=False,
+    )
+    # Every epoch, better or not (ModelCheckpoint's own save_last skips epochs that are not a new best).
+    latest = ModelCheckpoint(
+        dirpath=folder, filename=Path(LAST).stem, save_top_k=1, enable_version_counter=False
+    )
+    callbacks: list = [best, latest, QuietProcesses()]
+    if patience:
+        callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience))
+    last = folder / LAST
+    logs = list(folder.glob("log*"))
+    strategy = strategy_for(cfg.devices, cfg.num_nodes)
+    if find_unused and strategy != "auto":  # a backbone the head ignores gets no gradient
+        strategy += "_find_unused_parameters_true"
+    trainer = L.Trainer(
+        max_epochs=epochs,
+        accelerator=cfg.accelerator,
+        devices=cfg.devices,
+        num_nodes=cfg.num_nodes,
+        strategy=strategy,
+        precision=resolve_precision(cfg.precision, cfg.accelerator),
+        use_distributed_sampler=False,  # RankSampler deals training rows; validation stays whole
+        accumulate_grad_batches=accumulate,
+        gradient_clip_val=1.0,
+        deterministic="warn",  # deterministic where the kernels allow it (not every GPU kernel does)
+        callbacks=callbacks,
+        # A resumed run logs beside the first log: the CSV logger would empty a folder it reuses.
+        logger=CSVLogger(folder, name="", version="log" if not last.is_file() else f"log-{len(logs) + 1}"),
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=10,
+        default_root_dir=folder,
+    )
+    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
+    if trainer.interrupted or (global_rank() == 0 and not (folder / BEST).is_file()):
+        raise MmsentError("training stopped before it finished; run the same command again to resume", folder)
+    return trainer
+
+
+def finished_epochs(folder: Path) -> list[dict[str, Any]]:
+    """Per-epoch figures of the run in `folder`, from its last checkpoint."""
+    checkpoint = torch.load(folder / LAST, map_location="cpu", weights_only=False)
+    return list(checkpoint.get("mmsent_history", []))
+
+
+def best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """The epoch `best.ckpt` holds: the first with the lowest validation loss, as ModelCheckpoint keeps."""
+    return min(history, key=lambda entry: entry["val_loss"]) if history else {}

@@ -1,0 +1,32 @@
+"""Tuning on stored features: cross-validation, Optuna search, ensembles, calibration, lexicon features.
+
+    table = load_table(cfg)                                   # labelled pairs, features in memory
+    result = cross_validate(Recipe("concat"), table, table.folds(5, 0))
+    result.summary()                                          # mean ± std over folds
+
+Everything reads the feature store through the run configuration, so any
+encoder pair (fine-tuned ones included) can be tuned and cross-validated.
+"""
+
+from mmsent.tune.calibration import Calibration, expected_calibration_error, fit_calibration
+from mmsent.tune.cv import CVResult, cross_validate, cv_table
+from mmsent.tune.ensemble import Ensemble, cross_validate_ensemble
+from mmsent.tune.recipe import Recipe, read_recipes, recipe_from_train, write_recipes
+from mmsent.tune.table import FeatureTable, load_table
+
+__all__ = [
+    "CVResult",
+    "Calibration",
+    "Ensemble",
+    "FeatureTable",
+    "Recipe",
+    "cross_validate",
+    "cross_validate_ensemble",
+    "cv_table",
+    "expected_calibration_error",
+    "fit_calibration",
+    "load_table",
+    "read_recipes",
+    "recipe_from_train",
+    "write_recipes",
+]

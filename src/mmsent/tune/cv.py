@@ -1,0 +1,89 @@
+"""k-fold cross-validation of recipes on the labelled pairs: every reported number comes from here.
+
+Folds are grouped (copies of an image or a text stay on one side) and stratified
+(`mmsent.data.kfold`). Each fold's model never sees that fold; with several
+seeds, a fold's answer is the mean of the seeds' probabilities. What comes back
+is the per-fold metrics (reported as mean and standard deviation over folds)
+and the out-of-fold probabilities, which calibration and stacking learn from.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from mmsent.evaluate.metrics import classification_metrics
+from mmsent.tune import trainer
+from mmsent.tune.recipe import Recipe
+from mmsent.tune.table import FeatureTable
+
+HEADLINE = ("accuracy", "macro_f1", "weighted_f1")
+Folds = list[tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class CVResult:
+    name: str
+    folds: Folds
+    oof: np.ndarray  # [N, 3] out-of-fold probabilities
+    labels: np.ndarray  # [N]
+    fold_metrics: list[dict] = field(default_factory=list)
+    epochs: list[int] = field(default_factory=list)  # per fold and seed: epochs trained (kept)
+
+    def summary(self) -> dict[str, float]:
+        return summarise(self.fold_metrics)
+
+
+def fold_scores(probs: np.ndarray, labels: np.ndarray, folds: Folds) -> list[dict]:
+    """Metrics of each fold's validation rows, from out-of-fold probabilities."""
+    return [classification_metrics(labels[va], probs[va].argmax(axis=1)) for _, va in folds]
+
+
+def summarise(fold_metrics: Sequence[dict]) -> dict[str, float]:
+    """Mean and (population) standard deviation over folds of the headline metrics."""
+    out: dict[str, float] = {"folds": len(fold_metrics)}
+    for key in (*HEADLINE, "neutral_f1"):
+        values = [m["per_class"]["neutral"]["f1"] if key == "neutral_f1" else m[key] for m in fold_metrics]
+        out[key] = statistics.fmean(values)
+        out[f"{key}_std"] = statistics.pstdev(values)
+    return out
+
+
+def cross_validate(
+    recipe: Recipe,
+    table: FeatureTable,
+    folds: Folds,
+    seeds: Sequence[int] = (0,),
+    after_fold: Callable[[int, list[dict]], None] | None = None,
+) -> CVResult:
+    """Out-of-fold probabilities and per-fold metrics of `recipe`; `after_fold(i, metrics so far)`
+    runs after each fold (a search prunes there by raising)."""
+    labels = table.labels.numpy()
+    oof = np.zeros((len(table), 3), dtype=np.float64)
+    result = CVResult(recipe.name, folds, oof, labels)
+    for i, (train_rows, val_rows) in enumerate(folds):
+        for seed in seeds:
+            fitted = trainer.fit(recipe, table, train_rows, val_rows, seed=seed)
+            oof[val_rows] += trainer.proba(fitted, table, val_rows) / len(seeds)
+            result.epochs.append(fitted.epochs)
+        result.fold_metrics.append(classification_metrics(labels[val_rows], oof[val_rows].argmax(axis=1)))
+        if after_fold is not None:
+            after_fold(i, result.fold_metrics)
+    return result
+
+
+def cv_table(rows: dict[str, dict[str, float]]) -> str:
+    """Markdown: one row per model, mean ± std over folds."""
+    lines = [
+        "| model | accuracy | macro F1 | weighted F1 | neutral F1 |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, s in rows.items():
+        cells = [
+            f"{s[k]:.4f} ± {s[k + '_std']:.4f}" for k in ("accuracy", "macro_f1", "weighted_f1", "neutral_f1")
+        ]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)

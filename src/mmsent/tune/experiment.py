@@ -1,0 +1,215 @@
+"""What the `mmsent cv` and `mmsent ensemble` commands do, as functions: score, build, save, report."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+
+from mmsent import LABELS, __version__
+from mmsent.config import RunConfig
+from mmsent.data import fingerprint
+from mmsent.evaluate.metrics import classification_metrics, confusion_table
+from mmsent.runs import RunFolder
+from mmsent.tune.calibration import expected_calibration_error, nll, reliability_plot
+from mmsent.tune.cv import cross_validate, cv_table, summarise
+from mmsent.tune.ensemble import Combine, Ensemble, cross_validate_ensemble
+from mmsent.tune.recipe import Recipe
+from mmsent.tune.table import FeatureTable, load_table
+
+log = logging.getLogger("mmsent")
+
+
+def cv_recipes(
+    table: FeatureTable, recipes: list[Recipe], folds: int, fold_seed: int, seeds: list[int]
+) -> dict[str, dict]:
+    """Mean and standard deviation over folds of each recipe (seeds averaged within a fold)."""
+    splits = table.folds(folds, fold_seed)
+    rows = {}
+    for recipe in recipes:
+        started = time.perf_counter()
+        result = cross_validate(recipe, table, splits, seeds)
+        rows[recipe.name] = {**result.summary(), "seconds": round(time.perf_counter() - started, 1)}
+        log.info(
+            "cv %s: accuracy %.4f, macro F1 %.4f",
+            recipe.name,
+            rows[recipe.name]["accuracy"],
+            rows[recipe.name]["macro_f1"],
+        )
+    return rows
+
+
+def write_cv(out: Path, rows: dict[str, dict], note: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cv.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
+    path = out / "cv.md"
+    path.write_text(f"# mmsent cv\n\n{note}\n\n{cv_table(rows)}\n", encoding="utf-8")
+    return path
+
+
+def ensemble_run(
+    cfg: RunConfig,
+    recipes: list[Recipe],
+    seeds: list[int],
+    folds: int = 5,
+    fold_seed: int = 0,
+    how: Combine = "mean",
+    tolerance: float = 0.0,
+    predict_test: bool = True,
+    progress: bool = True,
+) -> RunFolder:
+    """Cross-validate the ensemble, retrain it on all labelled pairs, save it as a run folder,
+    fill in the test list, and write the report (CV table, calibration, reliability plot)."""
+    started = time.perf_counter()
+    table = load_table(cfg, progress=progress)
+    splits = table.folds(folds, fold_seed)
+    run = RunFolder.create(cfg)
+    cv = cross_validate_ensemble(recipes, table, splits, seeds, tolerance)
+    summaries = {name: result.summary() for name, result in cv.members.items()}
+    for name in cv.combined:
+        summaries[f"ensemble: {name}"] = summarise(cv.fold_metrics(name))
+    bias = use_class_bias(summaries, how, tolerance)
+    chosen = f"ensemble: {how} + {'calibrated' if bias else 'temperature'}"
+    ensemble = Ensemble.build(cv, recipes, table, seeds, how, tolerance, bias)
+    ensemble.save(run.path)
+    calibration = calibration_rows(cv, how)
+    reliability_plot(
+        {name: cv.combined[name] for name in (how, f"{how} + temperature", f"{how} + calibrated")},
+        cv.labels,
+        run.path / "reliability.png",
+    )
+    run.write_json("cv.json", {"folds": folds, "fold_seed": fold_seed, "seeds": seeds, "models": summaries})
+    run.write_json(
+        "metrics.json",
+        {
+            "best_head": "ensemble",
+            "cross_validation": summaries,
+            "chosen": chosen,
+            "calibration": calibration,
+        },
+    )
+    run.write_json(
+        "run.json",
+        {
+            "mmsent_version": __version__,
+            "kind": "ensemble",
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "data": str(cfg.data.root),
+            "data_fingerprint": fingerprint(table.pairs),
+            "encoders": table.identities,
+            "feature_keys": {"image": table.image_store.key, "text": table.text_store.key},
+            "labels": list(LABELS),
+            "seeds": {"folds": fold_seed, "train": seeds},
+            "split_sizes": {"train": len(table), "val": 0},
+            "heads": ensemble.all_head_names,
+            "best_head": "ensemble",
+            "train_seconds": round(time.perf_counter() - started, 2),
+        },
+    )
+    write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble, table)
+    if predict_test:
+        from mmsent import pipeline
+
+        pipeline.predict(run, cfg.data.test_list, progress=progress)
+    return run
+
+
+def use_class_bias(summaries: dict[str, dict], how: str, tolerance: float) -> bool:
+    """The class bias stays only where cross-validation says it pays: when the user traded accuracy
+    for macro F1 (tolerance > 0), or when it costs no accuracy out of fold."""
+    if tolerance > 0:
+        return True
+    with_bias, without = (
+        summaries[f"ensemble: {how} + calibrated"],
+        summaries[f"ensemble: {how} + temperature"],
+    )
+    return (with_bias["accuracy"], with_bias["macro_f1"]) > (without["accuracy"], without["macro_f1"])
+
+
+def calibration_rows(cv, how: str) -> dict[str, dict]:
+    labels = cv.labels
+    rows = {}
+    for name in (how, f"{how} + temperature", f"{how} + calibrated"):
+        probs = cv.combined[name]
+        metrics = classification_metrics(labels, probs.argmax(axis=1))
+        rows[name] = {
+            "ece": expected_calibration_error(probs, labels),
+            "nll": nll(probs, labels),
+            "accuracy": metrics["accuracy"],
+            "macro_f1": metrics["macro_f1"],
+            "neutral_recall": metrics["per_class"]["neutral"]["recall"],
+        }
+    return rows
+
+
+def write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble: Ensemble, table) -> None:
+    oof = cv.combined[chosen.removeprefix("ensemble: ")]
+    lines = [
+        f"# mmsent ensemble `{run.path.name}`",
+        "",
+        f"Features: {table.encoder_names}; {len(table)} labelled pairs; {len(cv.folds)}-fold grouped, "
+        "stratified cross-validation. Every number is out-of-fold: mean ± standard deviation over folds. "
+        f"Members average {len(ensemble.seeds)} seed(s) each; the stacker and the calibration of each fold "
+        "are fitted on the other folds' answers.",
+        "",
+        cv_table(summaries),
+        "",
+        f"Saved model: **{chosen}** ({len(ensemble.recipes)} members x {len(ensemble.seeds)} seeds, "
+        "retrained on all labelled pairs).",
+        "",
+        "## Calibration (out-of-fold, all pairs)",
+        "",
+        "| probabilities | ECE | NLL | accuracy | macro F1 | neutral recall |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for name, row in calibration.items():
+        lines.append(
+            f"| {name} | {row['ece']:.4f} | {row['nll']:.4f} | {row['accuracy']:.4f} | {row['macro_f1']:.4f} "
+            f"| {row['neutral_recall']:.4f} |"
+        )
+    c = ensemble.calibration
+    lines += [
+        "",
+        "Temperature scaling never changes an answer; the class bias (chosen for macro F1 within the "
+        "accuracy tolerance) is kept only where cross-validation shows it pays.",
+        "",
+        f"Fitted on all out-of-fold answers for the saved model: temperature {c.temperature:.3f}; class bias "
+        + ", ".join(f"{label} {b:+.2f}" for label, b in zip(LABELS, c.bias, strict=True))
+        + " (added to log-probabilities).",
+        "",
+        "![reliability](reliability.png)",
+        "",
+        "Confusion matrix of the saved recipe, out-of-fold:",
+        "",
+        confusion_table(classification_metrics(cv.labels, oof.argmax(axis=1))),
+        "",
+        "## Members",
+        "",
+    ]
+    for recipe in ensemble.recipes:
+        lines.append(f"- **{recipe.name}**: `{json.dumps(dataclasses.asdict(recipe), sort_keys=True)}`")
+    run.write_text("report.md", "\n".join(lines) + "\n")
+
+
+QUALITY_FILE = Path(__file__).with_name("quality.yaml")
+
+
+def quality_run(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
+    """`mmsent run --quality`: the tuned ensemble shipped with mmsent (quality.yaml beside this file),
+    cross-validated, retrained on all labelled pairs, then the test list filled in."""
+    import yaml
+
+    spec = yaml.safe_load(QUALITY_FILE.read_text(encoding="utf-8"))
+    recipes = [Recipe.from_dict(r, str(QUALITY_FILE)) for r in spec["recipes"]]
+    run = ensemble_run(
+        cfg,
+        recipes,
+        spec["seeds"],
+        folds=spec["folds"],
+        how=spec["combine"],
+        tolerance=spec.get("tolerance", 0.0),
+        progress=progress,
+    )
+    return run, run.path / "predictions" / Path(cfg.data.test_list).name

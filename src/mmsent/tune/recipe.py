@@ -1,0 +1,129 @@
+"""A recipe: everything that turns stored features into a trained head, as one small record.
+
+The head and its own settings (width, depth, attention heads, dropout), the
+optimiser (learning rate, weight decay, batch size, epochs), the loss (kind,
+class weighting, label smoothing) and whether the lexicon scores ride along with
+the text vector. Recipes are what `mmsent tune` searches, `mmsent cv` scores and
+`mmsent ensemble` combines; they read and write as plain YAML mappings.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from mmsent.errors import MmsentError
+from mmsent.heads import create_head, head_defaults, head_needs_tokens
+
+
+@dataclass
+class Recipe:
+    head: str = "concat"
+    hparams: dict[str, Any] = field(default_factory=dict)  # the head's own; the rest keep its defaults
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    batch_size: int = 64
+    epochs: int = 20  # with patience 0, exactly this many (cosine schedule to zero)
+    patience: int = 0  # > 0: stop early on the validation fold's loss, as `mmsent run` does
+    loss: Literal["ce", "focal"] = "ce"
+    class_weights: float = 0.0  # power of the inverse class frequency: 0 none, 1 full, 0.5 between
+    label_smoothing: float = 0.0
+    lexicon: bool = False  # append the VADER scores to the text vector
+    name: str = ""  # how tables name it; default: the head
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.head
+        create_head(self.head, 8, 8, **self.hparams)  # unknown head or setting: fail now, not mid-search
+        if head_needs_tokens(self.head) and self.lexicon:
+            raise MmsentError(
+                f"head {self.head!r} reads token sequences; lexicon features are for pooled heads"
+            )
+        checks = (
+            (self.lr > 0, "lr must be positive"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.epochs >= 1, "epochs must be >= 1"),
+            (self.patience >= 0, "patience must be >= 0"),
+            (self.loss in ("ce", "focal"), "loss must be 'ce' or 'focal'"),
+            (0 <= self.class_weights <= 1, "class_weights must be in [0, 1]"),
+            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise MmsentError(f"recipe {self.name!r}: {message}")
+
+    def head_hparams(self) -> dict[str, Any]:
+        return {**head_defaults(self.head), **self.hparams}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "recipe") -> Recipe:
+        if not isinstance(data, dict):
+            raise MmsentError(f"{source}: a recipe is a mapping, not {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise MmsentError(
+                f"{source}: unknown recipe field(s) {', '.join(unknown)}; known: {', '.join(known)}"
+            )
+        try:
+            return cls(**data)
+        except TypeError as error:
+            raise MmsentError(f"{source}: {error}") from None
+
+
+def read_recipes(path: str | Path) -> list[Recipe]:
+    """Recipes from a YAML file: a list of mappings, or {"recipes": [...]} (what `mmsent tune` writes)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MmsentError("recipe file not found", path) from None
+    except yaml.YAMLError as error:
+        raise MmsentError(f"not valid YAML: {error}", path) from None
+    if isinstance(data, dict) and "recipes" in data:
+        data = data["recipes"]
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list) or not data:
+        raise MmsentError("expected a list of recipes (or a mapping with a 'recipes' list)", path)
+    recipes = [Recipe.from_dict(item, f"{path}: recipe {i + 1}") for i, item in enumerate(data)]
+    names = [r.name for r in recipes]
+    if len(set(names)) != len(names):
+        raise MmsentError(f"recipe names must differ; got {', '.join(names)}", path)
+    return recipes
+
+
+def write_recipes(path: str | Path, recipes: list[Recipe], note: str = "") -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    header = "".join(f"# {line}\n" for line in note.splitlines())
+    body = yaml.safe_dump({"recipes": [r.to_dict() for r in recipes]}, sort_keys=False)
+    path.write_text(header + body, encoding="utf-8")
+    return path
+
+
+def recipe_from_train(head: str, train) -> Recipe:
+    """What `mmsent run` does with a head under these `train` options, as a recipe
+    (early stopping on validation loss; other monitors are not reproduced)."""
+    from mmsent.pipeline import head_hparams
+
+    return Recipe(
+        head=head,
+        hparams=head_hparams(head, train),
+        lr=train.lr,
+        weight_decay=train.weight_decay,
+        batch_size=train.batch_size,
+        epochs=train.max_epochs,
+        patience=train.patience,
+        loss=train.loss,
+        class_weights=1.0 if train.class_weights else 0.0,
+        label_smoothing=train.label_smoothing,
+        name=f"{head} (run options)",
+    )

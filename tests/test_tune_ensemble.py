@@ -1,0 +1,175 @@
+"""Search, cross-validated tables and ensembles end to end on the tiny lab, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import tiny_config
+from mmsent import LABELS, pipeline
+from mmsent.cli.main import main
+from mmsent.errors import MmsentError
+from mmsent.runs import RunFolder
+from mmsent.serve.classifier import Classifier
+from mmsent.tune.ensemble import Ensemble
+from mmsent.tune.recipe import Recipe, read_recipes, write_recipes
+from mmsent.tune.search import tune
+from mmsent.tune.table import load_table
+
+
+def flags(lab: Path, encoders: tuple[str, str], work: Path, name: str) -> list[str]:
+    return [
+        "--data", str(lab), "--image-encoder", encoders[0], "--text-encoder", encoders[1],
+        "--encoders.max-text-tokens", "24", "--encoders.workers", "0", "--cache", str(work / "cache"),
+        "--out", str(work / "runs"), "--name", name, "--quiet",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("tune-e2e")
+
+
+@pytest.fixture(scope="module")
+def recipes_file(work) -> Path:
+    recipes = [
+        Recipe("concat", {"hidden": 16}, lr=5e-3, batch_size=8, epochs=12, lexicon=True, name="cat"),
+        Recipe("text_only", {"hidden": 16}, lr=5e-3, batch_size=8, epochs=12, class_weights=0.5),
+    ]
+    return write_recipes(work / "recipes.yaml", recipes)
+
+
+@pytest.fixture(scope="module")
+def ensemble_run(work, tiny_lab, tiny_encoders, recipes_file) -> Path:
+    args = ["ensemble", *flags(tiny_lab, tiny_encoders, work, "ens"), "--recipes", str(recipes_file)]
+    assert main([*args, "--seeds", "0", "1", "--folds", "3", "--combine", "stack"]) == 0
+    return work / "runs" / "ens"
+
+
+def test_search_resumes_from_its_study_and_writes_best_recipes(work, tiny_lab, tiny_encoders):
+    table = load_table(tiny_config(tiny_lab, tiny_encoders, work), progress=False)
+    out = work / "search"
+    first = tune(table, ["concat", "gated_text"], out, trials=2, folds=2, max_epochs=3)
+    assert first.trials == 4 and set(first.best) == {"concat", "gated_text"}
+    again = tune(table, ["concat"], out, trials=2, folds=2, max_epochs=3)
+    assert again.trials == 6  # concat's 2 + 2 more, and gated_text's 2 from before
+    best = read_recipes(out / "best_recipes.yaml")
+    assert sorted(r.head for r in best) == ["concat", "gated_text"] and best[0].epochs <= 3
+    for name in ("study.db", "trials.csv", "report.md", "history-concat.png"):
+        assert (out / name).is_file(), name
+    assert "| concat | 4 /" in (out / "report.md").read_text()
+    with pytest.raises(MmsentError, match="other settings"):
+        tune(table, ["concat"], out, trials=1, folds=2, max_epochs=3, objective="macro_f1")
+
+
+def test_cv_command_tables_baseline_and_recipes(work, tiny_lab, tiny_encoders, recipes_file, capsys):
+    args = ["cv", *flags(tiny_lab, tiny_encoders, work, "cv"), "--recipes", str(recipes_file)]
+    assert main([*args, "--baseline", "--heads", "concat", "--folds", "3"]) == 0
+    rows = json.loads((work / "runs" / "cv" / "cv.json").read_text())
+    assert list(rows) == ["concat (run options)", "cat", "text_only"]
+    assert all(r["folds"] == 3 and "accuracy_std" in r for r in rows.values())
+    assert "| cat | " in capsys.readouterr().out
+
+
+def test_tune_command_runs(work, tiny_lab, tiny_encoders, capsys):
+    args = ["tune", *flags(tiny_lab, tiny_encoders, work, "t"), "--heads", "text_only", "--trials", "2"]
+    assert main([*args, "--folds", "2", "--max-epochs", "2", "--timeout", "120"]) == 0
+    assert "| text_only | 2 / 0 |" in capsys.readouterr().out
+
+
+def test_ensemble_run_folder_is_complete(ensemble_run: Path, tiny_lab: Path):
+    spec = json.loads((ensemble_run / "ensemble.json").read_text())
+    assert spec["combine"] == "stack" and spec["seeds"] == [0, 1]
+    meta = json.loads((ensemble_run / "run.json").read_text())
+    assert meta["best_head"] == "ensemble" and meta["heads"] == [
+        "cat-s0",
+        "cat-s1",
+        "text-only-s0",
+        "text-only-s1",
+    ]
+    for head in meta["heads"]:
+        assert (ensemble_run / "heads" / head / "model.ckpt").is_file()
+    report = (ensemble_run / "report.md").read_text()
+    assert "ensemble: stack + calibrated" in report and "stack + temperature" in report and "ECE" in report
+    chosen = json.loads((ensemble_run / "metrics.json").read_text())["chosen"]
+    assert chosen in ("ensemble: stack + calibrated", "ensemble: stack + temperature")
+    # The saved calibration carries a class bias only when the chosen model has one.
+    assert (spec["calibration"]["bias"] != [0.0, 0.0, 0.0]) <= chosen.endswith("calibrated")
+    assert (ensemble_run / "reliability.png").is_file()
+    lines = (ensemble_run / "predictions" / "test_without_label.txt").read_text().splitlines()
+    source = (tiny_lab / "test_without_label.txt").read_text().splitlines()
+    assert [line.split(",")[0] for line in lines] == [line.split(",")[0] for line in source]
+    assert all(line.split(",")[1] in LABELS for line in lines[1:])
+
+
+def test_ensemble_loads_evaluates_and_serves(ensemble_run: Path, tiny_lab: Path):
+    run = RunFolder.open(ensemble_run)
+    results = pipeline.evaluate(run, "test_with_label.txt", progress=False)
+    assert list(results) == ["ensemble"] and results["ensemble"]["accuracy"] >= 0.6
+    clf = Classifier.load(ensemble_run)
+    guid, _ = (tiny_lab / "test_with_label.txt").read_text().splitlines()[1].split(",")
+    text = (tiny_lab / "data" / f"{guid}.txt").read_text()
+    answer = clf.predict(tiny_lab / "data" / f"{guid}.jpg", text).to_dict()
+    assert answer["head"] == "ensemble" and set(answer["per_head"]) == set(run.meta["heads"])
+    assert abs(sum(answer["probabilities"].values()) - 1) < 1e-6
+    # Served and batch predictions agree for the same pair.
+    filled = dict(
+        line.split(",")
+        for line in (ensemble_run / "predictions" / "test_without_label.txt").read_text().splitlines()[1:]
+    )
+    assert answer["label"] == filled[guid]
+
+
+def test_saved_ensemble_reproduces_itself(ensemble_run: Path, work, tiny_lab, tiny_encoders):
+    table = load_table(tiny_config(tiny_lab, tiny_encoders, work), progress=False)
+    ensemble = Ensemble.load(ensemble_run, expect_encoders=table.identities)
+    probs = ensemble.predict_table(table)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
+    assert ensemble.calibration.temperature > 0 and len(ensemble.stacker["coef"]) == 3
+    broken = Path(shutil.copytree(ensemble_run, work / "broken"))
+    (broken / "ensemble.json").write_text("{}")
+    with pytest.raises(MmsentError, match="malformed"):
+        Ensemble.load(broken)
+
+
+def test_run_quality_mode_builds_the_shipped_ensemble(work, tiny_lab, tiny_encoders, monkeypatch):
+    import yaml
+
+    from mmsent.tune import experiment
+
+    shipped = yaml.safe_load(experiment.QUALITY_FILE.read_text())
+    assert shipped["recipes"] and shipped["combine"] in ("mean", "stack") and shipped["folds"] >= 2
+    for recipe in shipped["recipes"]:
+        Recipe.from_dict(recipe)  # every shipped recipe is valid
+    # The shipped recipes, made quick for the tiny lab.
+    quick = dict(shipped, folds=3, seeds=[0], recipes=[dict(r, epochs=3) for r in shipped["recipes"][:2]])
+    spec = work / "quality.yaml"
+    spec.write_text(yaml.safe_dump(quick))
+    monkeypatch.setattr(experiment, "QUALITY_FILE", spec)
+    assert main(["run", *flags(tiny_lab, tiny_encoders, work, "quality"), "--quality"]) == 0
+    run = work / "runs" / "quality"
+    assert (run / "ensemble.json").is_file() and json.loads((run / "run.json").read_text())[
+        "kind"
+    ] == "ensemble"
+    assert (run / "predictions" / "test_without_label.txt").is_file()
+
+
+def test_ensemble_is_served_over_http(ensemble_run: Path, tiny_lab: Path):
+    from fastapi.testclient import TestClient
+
+    from mmsent.serve.app import create_app
+
+    client = TestClient(create_app(Classifier.load(ensemble_run)))
+    assert client.get("/health").json()["best_head"] == "ensemble"
+    guid = (tiny_lab / "test_with_label.txt").read_text().splitlines()[1].split(",")[0]
+    response = client.post(
+        "/v1/predict",
+        files={"image": ("x.jpg", (tiny_lab / "data" / f"{guid}.jpg").read_bytes(), "image/jpeg")},
+        data={"text": (tiny_lab / "data" / f"{guid}.txt").read_text()},
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["label"] in LABELS
