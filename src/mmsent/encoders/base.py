@@ -35,6 +35,20 @@ class Encoder(nn.Module):
 
     def identity(self) -> dict[str, Any]:
         """What the features depend on: name, weights and preprocessing (keys the feature store)."""
+        return {
+            "encoder": self.name,
+            "modality": self.modality,
+            "dim": self.dim,
+            "weights": self.weights_identity(),
+            "preprocessing": self.preprocessing_identity(),
+        }
+
+    def weights_identity(self) -> dict[str, Any]:
+        """Which weights: package and version, or model path/hub id, with a hash where it can."""
+        raise NotImplementedError
+
+    def preprocessing_identity(self) -> dict[str, Any]:
+        """Every preprocessing parameter that changes the model's input."""
         raise NotImplementedError
 
     def preprocess(self, item: Any) -> Any:

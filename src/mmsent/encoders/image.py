@@ -25,17 +25,8 @@ class ImageEncoder(Encoder):
         """Shorter side an image must keep when decoded at reduced scale (JPEG draft mode)."""
         return self.transform.draft_size
 
-    def identity(self) -> dict[str, Any]:
-        return {
-            "encoder": self.name,
-            "modality": self.modality,
-            "dim": self.dim,
-            "weights": self.weights_identity(),
-            "preprocessing": self.transform.identity(),
-        }
-
-    def weights_identity(self) -> dict[str, Any]:
-        raise NotImplementedError
+    def preprocessing_identity(self) -> dict[str, Any]:
+        return self.transform.identity()
 
     def preprocess(self, item: Image.Image) -> torch.Tensor:
         return self.transform(item)

@@ -24,23 +24,16 @@ class TextEncoder(Encoder):
         self.tokenizer = tokenizer
         self.max_tokens = max_tokens  # including the special tokens; longer texts are cut
 
-    def weights_identity(self) -> dict[str, Any]:
-        raise NotImplementedError
+    def preprocessing_identity(self) -> dict[str, Any]:
+        return {
+            "tokenizer": type(self.tokenizer).__name__,
+            "max_tokens": self.max_tokens,
+            "lower_case": tokenizer_lowercases(self.tokenizer),
+            "truncation": "end",
+        }
 
     def identity(self) -> dict[str, Any]:
-        return {
-            "encoder": self.name,
-            "modality": self.modality,
-            "dim": self.dim,
-            "weights": self.weights_identity(),
-            "preprocessing": {
-                "tokenizer": type(self.tokenizer).__name__,
-                "max_tokens": self.max_tokens,
-                "lower_case": tokenizer_lowercases(self.tokenizer),
-                "truncation": "end",
-            },
-            "pooling": self.pooling,
-        }
+        return {**super().identity(), "pooling": self.pooling}
 
     def preprocess(self, item: str) -> dict[str, list[int]]:
         if not isinstance(item, str):
