@@ -323,6 +323,34 @@ def test_bad_batch_is_a_clear_4xx_and_the_server_goes_on(client, case):
     assert client.post("/v1/predict/batch", **batch([jpeg()], ["fine"])).status_code == 200
 
 
+def test_batch_with_skip_bad_answers_the_good_pairs_and_lists_the_bad(client):
+    images = [jpeg((220, 60, 40)), b"garbage", jpeg((40, 60, 220)), jpeg(), b""]
+    texts = ["love it", "fine words", " ", "meeting report", "empty picture"]
+    request = batch(images, texts)
+    request["data"]["skip_bad"] = "true"
+    response = client.post("/v1/predict/batch", **request)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert [entry["index"] for entry in body["skipped"]] == [1, 2, 4]
+    reasons = {entry["index"]: entry["error"] for entry in body["skipped"]}
+    assert "images[1]" in reasons[1] and "texts[2]" in reasons[2] and "images[4]" in reasons[4]
+    assert [p is None for p in body["predictions"]] == [False, True, True, False, True]
+    good = client.post("/v1/predict/batch", **batch([images[0], images[3]], [texts[0], texts[3]])).json()
+    assert good["skipped"] == []
+    kept = [body["predictions"][0], body["predictions"][3]]
+    for answer, alone in zip(kept, good["predictions"], strict=True):
+        assert answer["label"] == alone["label"]
+        for label in LABELS:
+            assert answer["probabilities"][label] == pytest.approx(alone["probabilities"][label], abs=1e-5)
+
+
+def test_batch_with_skip_bad_and_only_bad_pairs_answers_all_null(client):
+    request = batch([b"garbage"], ["text"])
+    request["data"]["skip_bad"] = "true"
+    body = client.post("/v1/predict/batch", **request).json()
+    assert body["predictions"] == [None] and body["skipped"][0]["status"] == 422
+
+
 def test_unknown_route_and_wrong_method_answer_json_errors(client):
     assert client.get("/v1/nothing").json() == {"error": "Not Found"}
     wrong = client.get("/v1/predict")

@@ -124,6 +124,14 @@ def check_text(text: str | None, name: str) -> str:
     return text
 
 
+def attempt(check, *args):
+    """`check(*args)`, or the ApiError it raised: a batch with `skip_bad` lists it and goes on."""
+    try:
+        return check(*args)
+    except ApiError as error:
+        return error
+
+
 def require_multipart(request: Request) -> None:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     # A url-encoded form parses too; it cannot carry the file, which then gets its own message.
@@ -234,6 +242,27 @@ def create_app(classifier) -> FastAPI:
             predictions = classifier.predict_batch(images, texts)
         return [describe(p.to_dict()) for p in predictions]
 
+    def classify_skipping(uploads: list[Upload | ApiError], texts: list[str | ApiError]) -> dict[str, Any]:
+        """A batch with `skip_bad`: bad pairs are listed with their reason, the rest answered in place."""
+        images: list[Image.Image | ApiError] = [
+            upload if isinstance(upload, ApiError) else attempt(decode_upload, upload, draft_size)
+            for upload in uploads
+        ]
+        skipped = [
+            {"index": i, "status": problem.status, "error": problem.message}
+            for i, pair in enumerate(zip(images, texts, strict=True))
+            for problem in [next((p for p in pair if isinstance(p, ApiError)), None)]
+            if problem is not None
+        ]
+        good = [i for i in range(len(texts)) if i not in {entry["index"] for entry in skipped}]
+        answers: list[dict[str, Any] | None] = [None] * len(texts)
+        if good:
+            with model_lock:
+                predictions = classifier.predict_batch([images[i] for i in good], [texts[i] for i in good])
+            for i, prediction in zip(good, predictions, strict=True):
+                answers[i] = describe(prediction.to_dict())
+        return {"predictions": answers, "skipped": skipped}
+
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError):
         return JSONResponse({"error": error.message}, status_code=error.status)
@@ -302,6 +331,13 @@ def create_app(classifier) -> FastAPI:
         texts: Annotated[
             list[str] | None, Form(description="the texts, one per picture, in the same order")
         ] = None,
+        skip_bad: Annotated[
+            bool,
+            Form(
+                description="true: answer the good pairs and list the bad ones under 'skipped' "
+                "(their 'predictions' entry is null) instead of refusing the whole batch"
+            ),
+        ] = False,
     ) -> dict[str, Any]:
         require_multipart(request)
         images, texts = images or [], texts or []
@@ -311,9 +347,12 @@ def create_app(classifier) -> FastAPI:
             raise ApiError(422, f"{len(images)} images but {len(texts)} texts; they are paired in order")
         if len(images) > MAX_BATCH:
             raise ApiError(413, f"{len(images)} pairs in one batch; the limit is {MAX_BATCH}")
-        checked = [check_text(t, f"texts[{i}]") for i, t in enumerate(texts)]
         uploads = [await read_upload(part, f"images[{i}]") for i, part in enumerate(images)]
-        return {"predictions": await run_in_threadpool(classify, uploads, checked)}
+        if skip_bad:
+            checked = [attempt(check_text, t, f"texts[{i}]") for i, t in enumerate(texts)]
+            return await run_in_threadpool(classify_skipping, uploads, checked)
+        checked = [check_text(t, f"texts[{i}]") for i, t in enumerate(texts)]
+        return {"predictions": await run_in_threadpool(classify, uploads, checked), "skipped": []}
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
