@@ -71,6 +71,16 @@ def test_hashtag_options():
         clean(text, hashtags="lower")
 
 
+def test_hashtag_segmentation_splits_run_together_words():
+    text = "so #photooftheday and #ThrowbackThursday #love_story at #worldcup2014"
+    assert clean(text, hashtags="segment") == (
+        "so photo of the day and Throwback Thursday love story at world cup 2014"
+    )
+    # Short tags, acronyms, non-English and plain words stay as they are.
+    kept = clean("#tbt #OOTD #写真 #love #NYCMarathon", hashtags="segment")
+    assert kept == "tbt OOTD 写真 love NYC Marathon"
+
+
 def test_whitespace_collapse_and_case():
     assert clean("  Big\n\n  NEWS\t ") == "Big NEWS"  # no lower-casing: that is the encoder's
     assert clean("a  b\n", collapse_space=False) == "a  b\n"

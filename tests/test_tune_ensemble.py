@@ -173,3 +173,45 @@ def test_ensemble_is_served_over_http(ensemble_run: Path, tiny_lab: Path):
     )
     assert response.status_code == 200, response.text
     assert response.json()["label"] in LABELS
+
+
+CROSS_FIT = ["--finetune-text", "--ft.text.epochs", "1", "--ft.text.batch-size", "8", "--ft.text.lr", "1e-3"]
+
+
+def test_cross_fitted_text_backbones_see_only_their_folds_training_pairs(
+    work, tiny_lab, tiny_encoders, recipes_file
+):
+    args = ["ensemble", *flags(tiny_lab, tiny_encoders, work, "xfit"), "--recipes", str(recipes_file)]
+    assert main([*args, "--seeds", "0", "--folds", "3", *CROSS_FIT]) == 0
+    run_dir = work / "runs" / "xfit"
+    table = load_table(tiny_config(tiny_lab, tiny_encoders, work), progress=False)
+    backbones = run_dir / "text-backbones"
+    stage1 = json.loads((backbones / "stage1.json").read_text())
+    assert list(stage1) == ["fold0", "fold1", "fold2", "all"]
+    for i, (train_rows, _) in enumerate(table.folds(3, 0)):
+        # Stage 1 of fold i trained and picked its epoch on that fold's training pairs, nothing else.
+        assert stage1[f"fold{i}"]["train_pairs"] + stage1[f"fold{i}"]["val_pairs"] == len(train_rows)
+        assert (backbones / f"fold{i}" / "tune-text" / "tuned" / "encoder.pt").is_file()
+    assert stage1["all"]["train_pairs"] + stage1["all"]["val_pairs"] == len(table)
+    assert "fine-tuned inside each fold" in (run_dir / "report.md").read_text()
+    # The saved model reads the backbone tuned on all pairs; its predictions and the served ones agree.
+    run = RunFolder.open(run_dir)
+    text_encoder = run.config()["encoders"]["text"]
+    assert text_encoder == f"finetuned:{(backbones / 'all' / 'tune-text' / 'tuned').resolve()}"
+    assert run.meta["encoders"]["text"]["encoder"].startswith("finetuned:")
+    filled = dict(
+        line.split(",")
+        for line in (run_dir / "predictions" / "test_without_label.txt").read_text().splitlines()[1:]
+    )
+    guid = next(iter(filled))
+    text = (tiny_lab / "data" / f"{guid}.txt").read_text()
+    answer = Classifier.load(run_dir).predict(tiny_lab / "data" / f"{guid}.jpg", text)
+    assert answer.label == filled[guid]
+
+
+def test_cv_command_cross_fits_the_text_backbone(work, tiny_lab, tiny_encoders, recipes_file, capsys):
+    args = ["cv", *flags(tiny_lab, tiny_encoders, work, "xcv"), "--recipes", str(recipes_file)]
+    assert main([*args, "--folds", "2", *CROSS_FIT]) == 0
+    assert "fine-tuned inside each fold" in capsys.readouterr().out
+    backbones = work / "runs" / "xcv" / "text-backbones"
+    assert sorted(p.name for p in backbones.iterdir()) == ["fold0", "fold1"]  # no final backbone for a table

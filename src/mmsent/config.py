@@ -23,7 +23,8 @@ class CleanConfig:
     strip_retweet: bool = True  # "RT @user:" at the start
     strip_mentions: bool = True  # other "@user" tokens
     strip_links: bool = True  # http(s)://... and www....
-    hashtags: Literal["word", "drop", "keep"] = "word"  # "#happy" -> "happy" | "" | "#happy"
+    # "#happy" -> "happy" | "" | "#happy"; "segment": "#nofilter" -> "no filter", "#BigBang" -> "Big Bang"
+    hashtags: Literal["word", "drop", "keep", "segment"] = "word"
     collapse_space: bool = True
 
 

@@ -18,17 +18,18 @@ from mmsent.config import from_plain, to_plain
 from mmsent.finetune.config import EndToEndConfig, FinetuneConfig
 
 
-def add_section(parser: argparse.ArgumentParser, prefix: str, cls, title: str) -> None:
+def add_section(parser: argparse.ArgumentParser, prefix: str, cls, title: str, factory=None) -> None:
+    """`--<prefix>.<field>` for every field of `cls`; defaults from `factory()` (default `cls()`)."""
     group = parser.add_argument_group(title)
-    defaults = to_plain(cls())  # nested sections may differ from their class's own defaults
+    defaults = to_plain((factory or cls)())  # nested sections may differ from their class's own defaults
     for name, hint, _ in fields_of(cls):
         dotted = f"{prefix}.{name}"
         flags = sorted({f"--{dotted}", f"--{dotted.replace('_', '-')}"})
         add_flag(group, flags, dotted, hint, functools.reduce(dict.get, name.split("."), defaults))
 
 
-def resolve_section(args: argparse.Namespace, prefix: str, cls) -> Any:
-    data = to_plain(cls())
+def resolve_section(args: argparse.Namespace, prefix: str, cls, factory=None) -> Any:
+    data = to_plain((factory or cls)())
     for name, _, _ in fields_of(cls):
         if hasattr(args, f"{prefix}.{name}"):
             set_dotted(data, name, getattr(args, f"{prefix}.{name}"))

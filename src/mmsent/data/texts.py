@@ -9,6 +9,7 @@ then takes everything the lab holds.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from pathlib import Path
 
 from mmsent.config import CleanConfig
@@ -61,10 +62,47 @@ def clean_text(text: str, cfg: CleanConfig) -> str:
         text = MENTION.sub(" ", text)
     if cfg.hashtags == "word":
         text = HASHTAG.sub(r"\1", text)
+    elif cfg.hashtags == "segment":
+        text = HASHTAG.sub(lambda tag: segment_hashtag(tag.group(1)), text)
     elif cfg.hashtags == "drop":
         text = HASHTAG.sub(" ", text)
     elif cfg.hashtags != "keep":
-        raise MmsentError(f"clean.hashtags must be 'word', 'drop' or 'keep', not {cfg.hashtags!r}")
+        raise MmsentError(
+            f"clean.hashtags must be 'word', 'drop', 'keep' or 'segment', not {cfg.hashtags!r}"
+        )
     if cfg.collapse_space:
         text = SPACE.sub(" ", text).strip()
     return text
+
+
+# Case changes mark word edges in "ThrowbackThursday" and "iPhoneCase"; runs of capitals stay whole ("NYC").
+CASE_EDGE = re.compile(
+    r"_|(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])|(?<=[A-Za-z])(?=\d)|(?<=\d)(?=[A-Za-z])"
+)
+SEGMENT_MIN_LENGTH = 6  # shorter tags are mostly single words or acronyms ("tbt", "ootd")
+
+
+def segment_hashtag(tag: str) -> str:
+    """A hashtag's words: at case changes where it has them, else by English word frequencies.
+
+    A WordPiece vocabulary cuts "photooftheday" into sub-words that mean little
+    ("photo", "##oft", "##he", "##day"); "photo of the day" reads as the sentence it is.
+    Non-English or mixed-script tags are left as they are.
+    """
+    words = []
+    for part in CASE_EDGE.split(tag):
+        if len(part) >= SEGMENT_MIN_LENGTH and part.isascii() and part.isalpha() and part.islower():
+            words += _segmenter()(part)
+        elif part:
+            words.append(part)
+    return " ".join(words)
+
+
+@lru_cache(maxsize=1)
+def _segmenter():
+    try:
+        import wordsegment
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise MmsentError("clean.hashtags 'segment' needs wordsegment: pip install wordsegment") from None
+    wordsegment.load()  # reads the frequency tables once (~0.4 s)
+    return wordsegment.segment

@@ -52,19 +52,28 @@ def summarise(fold_metrics: Sequence[dict]) -> dict[str, float]:
     return out
 
 
+# One table for every fold, or one per fold (features that depend on the fold: `tune.crossfit`).
+Tables = FeatureTable | Sequence[FeatureTable]
+
+
+def fold_table(tables: Tables, fold: int) -> FeatureTable:
+    return tables if isinstance(tables, FeatureTable) else tables[fold]
+
+
 def cross_validate(
     recipe: Recipe,
-    table: FeatureTable,
+    tables: Tables,
     folds: Folds,
     seeds: Sequence[int] = (0,),
     after_fold: Callable[[int, list[dict]], None] | None = None,
 ) -> CVResult:
     """Out-of-fold probabilities and per-fold metrics of `recipe`; `after_fold(i, metrics so far)`
     runs after each fold (a search prunes there by raising)."""
-    labels = table.labels.numpy()
-    oof = np.zeros((len(table), 3), dtype=np.float64)
+    labels = fold_table(tables, 0).labels.numpy()
+    oof = np.zeros((len(labels), 3), dtype=np.float64)
     result = CVResult(recipe.name, folds, oof, labels)
     for i, (train_rows, val_rows) in enumerate(folds):
+        table = fold_table(tables, i)
         for seed in seeds:
             fitted = trainer.fit(recipe, table, train_rows, val_rows, seed=seed)
             oof[val_rows] += trainer.proba(fitted, table, val_rows) / len(seeds)

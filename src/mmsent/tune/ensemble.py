@@ -32,7 +32,7 @@ from mmsent.heads.base import Features
 from mmsent.train.module import HeadModule, load_head_module
 from mmsent.tune import trainer
 from mmsent.tune.calibration import EPS, Calibration, cross_fitted, fit_calibration
-from mmsent.tune.cv import CVResult, Folds, cross_validate, fold_scores
+from mmsent.tune.cv import CVResult, Folds, Tables, cross_validate, fold_scores, fold_table
 from mmsent.tune.lexicon import lexicon_features
 from mmsent.tune.recipe import Recipe
 from mmsent.tune.table import FeatureTable
@@ -85,7 +85,7 @@ class EnsembleCV:
 
 def cross_validate_ensemble(
     recipes: list[Recipe],
-    table: FeatureTable,
+    tables: Tables,
     folds: Folds,
     seeds: list[int],
     tolerance: float = 0.0,
@@ -95,10 +95,10 @@ def cross_validate_ensemble(
     each also temperature-scaled and fully calibrated; all out-of-fold."""
     members = {}
     for recipe in recipes:
-        members[recipe.name] = cross_validate(recipe, table, folds, seeds)
+        members[recipe.name] = cross_validate(recipe, tables, folds, seeds)
         if progress:
             progress(recipe.name, members[recipe.name])
-    labels = table.labels.numpy()
+    labels = fold_table(tables, 0).labels.numpy()
     probs = [m.oof for m in members.values()]
     stacked = np.zeros_like(probs[0])
     for train_rows, val_rows in folds:

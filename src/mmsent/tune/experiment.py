@@ -9,12 +9,14 @@ import time
 from pathlib import Path
 
 from mmsent import LABELS, __version__
-from mmsent.config import RunConfig
+from mmsent.config import RunConfig, to_plain
 from mmsent.data import fingerprint
 from mmsent.evaluate.metrics import classification_metrics, confusion_table
+from mmsent.finetune.config import FinetuneConfig
 from mmsent.runs import RunFolder
 from mmsent.tune.calibration import expected_calibration_error, nll, reliability_plot
-from mmsent.tune.cv import cross_validate, cv_table, summarise
+from mmsent.tune.crossfit import BACKBONES, cross_fit_text
+from mmsent.tune.cv import Folds, Tables, cross_validate, cv_table, summarise
 from mmsent.tune.ensemble import Combine, Ensemble, cross_validate_ensemble
 from mmsent.tune.recipe import Recipe
 from mmsent.tune.table import FeatureTable, load_table
@@ -22,15 +24,12 @@ from mmsent.tune.table import FeatureTable, load_table
 log = logging.getLogger("mmsent")
 
 
-def cv_recipes(
-    table: FeatureTable, recipes: list[Recipe], folds: int, fold_seed: int, seeds: list[int]
-) -> dict[str, dict]:
+def cv_recipes(tables: Tables, recipes: list[Recipe], splits: Folds, seeds: list[int]) -> dict[str, dict]:
     """Mean and standard deviation over folds of each recipe (seeds averaged within a fold)."""
-    splits = table.folds(folds, fold_seed)
     rows = {}
     for recipe in recipes:
         started = time.perf_counter()
-        result = cross_validate(recipe, table, splits, seeds)
+        result = cross_validate(recipe, tables, splits, seeds)
         rows[recipe.name] = {**result.summary(), "seconds": round(time.perf_counter() - started, 1)}
         log.info(
             "cv %s: accuracy %.4f, macro F1 %.4f",
@@ -59,14 +58,25 @@ def ensemble_run(
     tolerance: float = 0.0,
     predict_test: bool = True,
     progress: bool = True,
+    finetune_text: FinetuneConfig | None = None,
 ) -> RunFolder:
     """Cross-validate the ensemble, retrain it on all labelled pairs, save it as a run folder,
-    fill in the test list, and write the report (CV table, calibration, reliability plot)."""
+    fill in the test list, and write the report (CV table, calibration, reliability plot).
+
+    With `finetune_text`, the text backbone is fine-tuned per fold and once on all pairs
+    (`tune.crossfit`), and the saved ensemble reads the final backbone's features.
+    """
     started = time.perf_counter()
     table = load_table(cfg, progress=progress)
     splits = table.folds(folds, fold_seed)
     run = RunFolder.create(cfg)
-    cv = cross_validate_ensemble(recipes, table, splits, seeds, tolerance)
+    tables: FeatureTable | list[FeatureTable] = table
+    if finetune_text is not None:
+        fitted = cross_fit_text(cfg, finetune_text, table, splits, run.path / BACKBONES, progress)
+        tables, table, cfg = fitted.tables, fitted.final, fitted.final_cfg
+        run.write_yaml("config.yaml", to_plain(cfg))  # predictions must read the tuned backbone
+        run.write_json(Path(BACKBONES) / "stage1.json", fitted.stage1)
+    cv = cross_validate_ensemble(recipes, tables, splits, seeds, tolerance)
     summaries = {name: result.summary() for name, result in cv.members.items()}
     for name in cv.combined:
         summaries[f"ensemble: {name}"] = summarise(cv.fold_metrics(name))
@@ -154,6 +164,15 @@ def write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble: Ens
         f"Members average {len(ensemble.seeds)} seed(s) each; the stacker and the calibration of each fold "
         "are fitted on the other folds' answers.",
         "",
+        *(
+            [
+                "The text backbone was fine-tuned inside each fold, on that fold's training pairs only "
+                f"(`{BACKBONES}/fold<i>`), and the saved model's on all labelled pairs (`{BACKBONES}/all`).",
+                "",
+            ]
+            if (run.path / BACKBONES).is_dir()
+            else []
+        ),
         cv_table(summaries),
         "",
         f"Saved model: **{chosen}** ({len(ensemble.recipes)} members x {len(ensemble.seeds)} seeds, "
