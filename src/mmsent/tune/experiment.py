@@ -9,10 +9,10 @@ import time
 from pathlib import Path
 
 from mmsent import LABELS, __version__
-from mmsent.config import RunConfig, to_plain
+from mmsent.config import RunConfig, from_plain, to_plain
 from mmsent.data import fingerprint
 from mmsent.evaluate.metrics import classification_metrics, confusion_table
-from mmsent.finetune.config import FinetuneConfig
+from mmsent.finetune.config import BackboneTuning, FinetuneConfig
 from mmsent.runs import RunFolder
 from mmsent.tune.calibration import expected_calibration_error, nll, reliability_plot
 from mmsent.tune.crossfit import BACKBONES, cross_fit_text
@@ -222,6 +222,14 @@ def quality_run(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]
 
     spec = yaml.safe_load(QUALITY_FILE.read_text(encoding="utf-8"))
     recipes = [Recipe.from_dict(r, str(QUALITY_FILE)) for r in spec["recipes"]]
+    finetune_text = None
+    if spec.get("finetune_text"):
+        from mmsent.finetune.config import text_tuning
+
+        # `finetune_text: true`, or a mapping of stage-1 options over the text defaults.
+        options = spec["finetune_text"] if isinstance(spec["finetune_text"], dict) else {}
+        tuning = from_plain(BackboneTuning, {**to_plain(text_tuning()), **options}, "finetune_text.")
+        finetune_text = FinetuneConfig(tune=["text"], text=tuning)
     run = ensemble_run(
         cfg,
         recipes,
@@ -230,5 +238,6 @@ def quality_run(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]
         how=spec["combine"],
         tolerance=spec.get("tolerance", 0.0),
         progress=progress,
+        finetune_text=finetune_text,
     )
     return run, run.path / "predictions" / Path(cfg.data.test_list).name
