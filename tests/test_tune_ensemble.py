@@ -145,8 +145,15 @@ def test_run_quality_mode_builds_the_shipped_ensemble(work, tiny_lab, tiny_encod
     assert shipped["recipes"] and shipped["combine"] in ("mean", "stack") and shipped["folds"] >= 2
     for recipe in shipped["recipes"]:
         Recipe.from_dict(recipe)  # every shipped recipe is valid
-    # The shipped recipes, made quick for the tiny lab.
-    quick = dict(shipped, folds=3, seeds=[0], recipes=[dict(r, epochs=3) for r in shipped["recipes"][:2]])
+    # The shipped recipes, made quick for the tiny lab (text fine-tuning as shipped, but one epoch).
+    assert shipped["finetune_text"]
+    quick = dict(
+        shipped,
+        folds=3,
+        seeds=[0],
+        recipes=[dict(r, epochs=3) for r in shipped["recipes"][:2]],
+        finetune_text={"epochs": 1, "batch_size": 8},
+    )
     spec = work / "quality.yaml"
     spec.write_text(yaml.safe_dump(quick))
     monkeypatch.setattr(experiment, "QUALITY_FILE", spec)
@@ -156,6 +163,8 @@ def test_run_quality_mode_builds_the_shipped_ensemble(work, tiny_lab, tiny_encod
         "kind"
     ] == "ensemble"
     assert (run / "predictions" / "test_without_label.txt").is_file()
+    stage1 = json.loads((run / "text-backbones" / "stage1.json").read_text())
+    assert list(stage1) == ["fold0", "fold1", "fold2", "all"] and stage1["all"]["epochs_run"] == 1
 
 
 def test_ensemble_is_served_over_http(ensemble_run: Path, tiny_lab: Path):
