@@ -218,9 +218,20 @@ def test_cross_fitted_text_backbones_see_only_their_folds_training_pairs(
     assert answer.label == filled[guid]
 
 
-def test_cv_command_cross_fits_the_text_backbone(work, tiny_lab, tiny_encoders, recipes_file, capsys):
+def test_cv_and_tune_commands_cross_fit_the_text_backbone(
+    work, tiny_lab, tiny_encoders, recipes_file, capsys
+):
     args = ["cv", *flags(tiny_lab, tiny_encoders, work, "xcv"), "--recipes", str(recipes_file)]
     assert main([*args, "--folds", "2", *CROSS_FIT]) == 0
     assert "fine-tuned inside each fold" in capsys.readouterr().out
     backbones = work / "runs" / "xcv" / "text-backbones"
     assert sorted(p.name for p in backbones.iterdir()) == ["fold0", "fold1"]  # no final backbone for a table
+    # tune: the same backbones per fold; its study is kept apart from a study over frozen features.
+    args = ["tune", *flags(tiny_lab, tiny_encoders, work, "xtune"), "--heads", "text_only", "--trials", "1"]
+    assert main([*args, "--folds", "2", "--max-epochs", "2", *CROSS_FIT]) == 0
+    out = work / "runs" / "xtune"
+    assert sorted(p.name for p in (out / "text-backbones").iterdir()) == ["fold0", "fold1"]
+    assert "(text backbone fine-tuned inside each fold)" in (out / "report.md").read_text()
+    capsys.readouterr()
+    assert main([*args, "--folds", "2", "--max-epochs", "2"]) != 0  # the same study, frozen features
+    assert "this study was made with other settings" in capsys.readouterr().err

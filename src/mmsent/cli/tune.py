@@ -34,6 +34,7 @@ def add_commands(commands) -> None:
     )
     tune.add_argument("--max-epochs", type=int, default=40, help="most epochs a trial may pick (default 40)")
     add_fold_options(tune)
+    add_finetune_text_options(tune)
     tune.set_defaults(func=cmd_tune)
 
     cv = commands.add_parser("cv", help="k-fold cross-validated table of recipes (mean ± std over folds)")
@@ -103,6 +104,18 @@ def finetune_text_config(args):
     return FinetuneConfig(tune=["text"], text=resolve_section(args, "ft.text", BackboneTuning, text_tuning))
 
 
+def cross_fitted_tables(args, cfg: RunConfig, table, out: Path):
+    """With --finetune-text: one table per fold, from a text backbone tuned inside that fold
+    (kept, and reused when run again, under <out>/text-backbones); else None."""
+    ft = finetune_text_config(args)
+    if ft is None:
+        return None
+    from mmsent.tune.crossfit import BACKBONES, cross_fit_text
+
+    splits = table.folds(args.folds, args.fold_seed)
+    return cross_fit_text(cfg, ft, table, splits, out / BACKBONES, not args.quiet, final=False).tables
+
+
 def out_folder(cfg: RunConfig, default: str) -> Path:
     return Path(cfg.out) / (cfg.name or default)
 
@@ -116,10 +129,11 @@ def cmd_tune(args) -> int:
 
     started = time.perf_counter()
     table = load_table(cfg, progress=not args.quiet)
+    out = out_folder(cfg, "tune")
     result = tune(
         table,
         cfg.train.heads,
-        out_folder(cfg, "tune"),
+        out,
         trials=args.trials,
         timeout=args.timeout,
         folds=args.folds,
@@ -127,6 +141,7 @@ def cmd_tune(args) -> int:
         objective=args.objective,
         max_epochs=args.max_epochs,
         seed=cfg.train.seed,
+        fold_tables=cross_fitted_tables(args, cfg, table, out),
     )
     print((result.folder / "report.md").read_text(encoding="utf-8"))
     print(f"study folder: {result.folder} ({result.trials} trials stored; run again to resume)")
@@ -146,15 +161,8 @@ def cmd_cv(args) -> int:
     table = load_table(cfg, progress=not args.quiet)
     out = out_folder(cfg, "cv")
     splits = table.folds(args.folds, args.fold_seed)
-    ft = finetune_text_config(args)
-    tables = table
-    if ft is not None:
-        from mmsent.tune.crossfit import BACKBONES, cross_fit_text
-
-        fitted = cross_fit_text(cfg, ft, table, splits, out / BACKBONES, not args.quiet, final=False)
-        tables = fitted.tables
-    rows = cv_recipes(tables, recipes, splits, args.seeds)
-    tuned = " (text backbone fine-tuned inside each fold's training pairs)" if ft else ""
+    rows = cv_recipes(cross_fitted_tables(args, cfg, table, out) or table, recipes, splits, args.seeds)
+    tuned = " (text backbone fine-tuned inside each fold's training pairs)" if args.finetune_text else ""
     note = (
         f"Features: {table.encoder_names}{tuned}; {len(table)} labelled pairs; {args.folds}-fold grouped, "
         f"stratified cross-validation (fold seed {args.fold_seed}); seeds {args.seeds} averaged within "

@@ -26,7 +26,7 @@ import numpy as np
 
 from mmsent.errors import MmsentError
 from mmsent.heads import head_defaults, head_needs_tokens
-from mmsent.tune.cv import cross_validate
+from mmsent.tune.cv import Tables, cross_validate
 from mmsent.tune.recipe import Recipe, write_recipes
 from mmsent.tune.table import FeatureTable
 
@@ -91,8 +91,12 @@ def tune(
     objective: str = "accuracy",
     max_epochs: int = 40,
     seed: int = 0,
+    fold_tables: list[FeatureTable] | None = None,
 ) -> SearchResult:
-    """Search each head for `trials` more trials (or until `timeout` seconds, shared by the heads)."""
+    """Search each head for `trials` more trials (or until `timeout` seconds, shared by the heads).
+
+    `fold_tables`: one table per fold (text features of a backbone fine-tuned inside that fold,
+    `tune.crossfit`), in place of `table` for training and validation."""
     import optuna
 
     if objective not in OBJECTIVES:
@@ -109,6 +113,10 @@ def tune(
         "objective": objective,
         "max_epochs": max_epochs,
     }
+    if fold_tables is not None:  # a study over frozen features must not take these trials, nor the reverse
+        setup["text_backbone"] = "fine-tuned inside each fold"
+        setup["encoders"] = fold_tables[0].encoder_names
+    tables = table if fold_tables is None else fold_tables
     deadline = None if timeout is None else time.monotonic() + timeout
     studies = {}
     for i, head in enumerate(heads):
@@ -130,7 +138,7 @@ def tune(
         left = None if deadline is None else max(0.0, (deadline - time.monotonic()) / (len(heads) - i))
         if trials > 0 and (left is None or left > 0):
             study.optimize(
-                lambda trial, head=head: run_trial(trial, head, table, splits, objective, max_epochs),
+                lambda trial, head=head: run_trial(trial, head, tables, splits, objective, max_epochs),
                 n_trials=trials,
                 timeout=left,
                 catch=(),
@@ -153,7 +161,7 @@ def load_trials(storage: str, head: str) -> list:
         return []
 
 
-def run_trial(trial, head: str, table: FeatureTable, splits, objective: str, max_epochs: int) -> float:
+def run_trial(trial, head: str, tables: Tables, splits, objective: str, max_epochs: int) -> float:
     import optuna
 
     recipe = suggest_recipe(trial, head, max_epochs)
@@ -164,7 +172,7 @@ def run_trial(trial, head: str, table: FeatureTable, splits, objective: str, max
             raise optuna.TrialPruned()
 
     started = time.perf_counter()
-    result = cross_validate(recipe, table, splits, after_fold=report)
+    result = cross_validate(recipe, tables, splits, after_fold=report)
     summary = result.summary()
     trial.set_user_attr("summary", summary)
     trial.set_user_attr("recipe", recipe.to_dict())
@@ -259,7 +267,9 @@ def write_search_report(out: Path, studies: dict, best: dict, summaries: dict, s
     lines = [
         "# mmsent tune",
         "",
-        f"Features: {setup['encoders']}; {setup['pairs']} labelled pairs; {setup['folds']}-fold grouped, "
+        f"Features: {setup['encoders']}"
+        + (f" (text backbone {setup['text_backbone']})" if "text_backbone" in setup else "")
+        + f"; {setup['pairs']} labelled pairs; {setup['folds']}-fold grouped, "
         f"stratified cross-validation (fold seed {setup['fold_seed']}); objective: mean {setup['objective']} "
         "over folds. One seed per trial: differences under about one fold standard deviation are noise.",
         "",
