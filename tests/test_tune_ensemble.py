@@ -201,6 +201,7 @@ def test_cross_fitted_text_backbones_see_only_their_folds_training_pairs(
         # Stage 1 of fold i trained and picked its epoch on that fold's training pairs, nothing else.
         assert stage1[f"fold{i}"]["train_pairs"] + stage1[f"fold{i}"]["val_pairs"] == len(train_rows)
         assert (backbones / f"fold{i}" / "tune-text" / "tuned" / "encoder.pt").is_file()
+        assert not list((backbones / f"fold{i}").rglob("*.ckpt"))  # training checkpoints are dropped
     assert stage1["all"]["train_pairs"] + stage1["all"]["val_pairs"] == len(table)
     assert "fine-tuned inside each fold" in (run_dir / "report.md").read_text()
     # The saved model reads the backbone tuned on all pairs; its predictions and the served ones agree.

@@ -8,8 +8,10 @@ heads train and validate on its features. The backbone of the final model is tun
 same way on all labelled pairs.
 
 Layout, under the run folder:
-  text-backbones/fold<i>/tune-text/   stage 1 of fold i (checkpoints, metrics.json, tuned/)
+  text-backbones/fold<i>/tune-text/   stage 1 of fold i (metrics.json, history.json, tuned/)
   text-backbones/all/tune-text/       the final model's backbone
+Training checkpoints are removed once a backbone is exported; a finished backbone is
+reused when the same folder is used again (`mmsent cv`/`tune` with the same --name).
 Features go to the feature store under each tuned backbone's own key, like any encoder's.
 """
 
@@ -26,6 +28,7 @@ from mmsent.config import RunConfig
 from mmsent.data import train_val_split
 from mmsent.finetune import stages
 from mmsent.finetune.config import FinetuneConfig
+from mmsent.finetune.trainer import BEST, LAST
 from mmsent.tune.table import FeatureTable, load_table
 
 log = logging.getLogger("mmsent")
@@ -77,6 +80,10 @@ def tuned_table(
     metrics = stages.tune_backbone(
         cfg, ft, "text", [pairs[j] for j in inner_train], [pairs[j] for j in inner_val], work, progress
     )
+    # The exported weights (tuned/, ~90 MB for MiniLM) are all that is read from here on; the two
+    # training checkpoints (~340 MB with the optimizer state) only served to resume stage 1.
+    for checkpoint in (BEST, LAST):
+        (work.tune_dir("text") / checkpoint).unlink(missing_ok=True)
     tuned_cfg = stages.with_tuned_encoders(cfg, ft, work)
     tuned = load_table(tuned_cfg, progress=progress)  # the image features come from the store as they are
     if [p.guid for p in tuned.pairs] != [p.guid for p in table.pairs]:
