@@ -12,21 +12,16 @@ pairs of train.txt; nothing else is read.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import bench_parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "mvsa-lab5"))
-    parser.add_argument("--cache", default=".cache/mmsent/features")
+    parser = bench_parser(__doc__, cache=True)
     parser.add_argument("--image-encoder", default="efficientnet-lite0")
     parser.add_argument("--text-encoder", default="minilm")
     parser.add_argument("--recipes", type=Path, nargs="*", default=[], help="tuned recipes, one row each")

@@ -12,22 +12,17 @@ minutes for both.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import bench_parser  # noqa: E402
 from memory import run_measured  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "mvsa-lab5"))
+    parser = bench_parser(__doc__)
     parser.add_argument("--work", required=True, help="folder for the run (<work>/finetune) and its logs")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("extra", nargs="*", help="more options for mmsent finetune (after --)")

@@ -15,7 +15,6 @@ for the best fusion head of each kind of feature.
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import subprocess
@@ -23,7 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import bench_parser
+
 HEADS = [
     "text_only",
     "image_only",
@@ -61,10 +61,7 @@ def cell(s: dict, key: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "mvsa-lab5"))
+    parser = bench_parser(__doc__)
     parser.add_argument("--work", required=True, help="the work folder of finetune_stage1.py")
     parser.add_argument("--frozen-cache", required=True, help="feature store holding the frozen features")
     parser.add_argument("--seeds", type=int, default=3)

@@ -9,9 +9,10 @@ time of the fit (early stopping included), epochs and validation scores.
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
+
+from common import bench_parser
 
 from mmsent import pipeline
 from mmsent.config import RunConfig
@@ -19,15 +20,9 @@ from mmsent.evaluate.metrics import classification_metrics
 from mmsent.heads import head_needs_tokens
 from mmsent.train.fit import fit_head, predict_proba
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "mvsa-lab5"))
-    parser.add_argument("--cache", default=".cache/mmsent/features")
+    parser = bench_parser(__doc__, cache=True)
     parser.add_argument("--heads", nargs="+", default=["single_stream", "dual_stream", "concat"])
     parser.add_argument("--out", default="/tmp/mmsent-head-time")
     args = parser.parse_args()

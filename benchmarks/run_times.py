@@ -9,7 +9,6 @@ memory of mmsent and its image-decoding workers together, sampled every 0.1 s.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import sys
@@ -17,16 +16,12 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import bench_parser  # noqa: E402
 from memory import run_measured  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "mvsa-lab5"))
+    parser = bench_parser(__doc__)
     parser.add_argument("--work", help="folder for the store and runs (default: a temporary one)")
     parser.add_argument("extra", nargs="*", help="more options for mmsent run (after --)")
     args = parser.parse_args()

@@ -11,20 +11,15 @@ Each recipe's row: mean ± std over folds of accuracy and macro F1.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from common import ROOT, bench_parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "datasets" / "mvsa-lab5"))
-    parser.add_argument("--cache", default=".cache/mmsent/features")
+    parser = bench_parser(__doc__, cache=True)
     parser.add_argument("--recipes", type=Path, default=ROOT / "src" / "mmsent" / "tune" / "quality.yaml")
     parser.add_argument("--heads", nargs="+", default=["concat", "text_only", "image_only"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
