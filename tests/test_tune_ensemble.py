@@ -163,7 +163,7 @@ def test_run_quality_mode_builds_the_shipped_ensemble(work, tiny_lab, tiny_encod
         "kind"
     ] == "ensemble"
     assert (run / "predictions" / "test_without_label.txt").is_file()
-    stage1 = json.loads((run / "text-backbones" / "stage1.json").read_text())
+    stage1 = json.loads((run / "text-backbones.json").read_text())
     assert list(stage1) == ["fold0", "fold1", "fold2", "all"] and stage1["all"]["epochs_run"] == 1
 
 
@@ -194,20 +194,22 @@ def test_cross_fitted_text_backbones_see_only_their_folds_training_pairs(
     assert main([*args, "--seeds", "0", "--folds", "3", *CROSS_FIT]) == 0
     run_dir = work / "runs" / "xfit"
     table = load_table(tiny_config(tiny_lab, tiny_encoders, work), progress=False)
-    backbones = run_dir / "text-backbones"
-    stage1 = json.loads((backbones / "stage1.json").read_text())
+    stage1 = json.loads((run_dir / "text-backbones.json").read_text())
     assert list(stage1) == ["fold0", "fold1", "fold2", "all"]
+    folders = {name: Path(entry["folder"]) for name, entry in stage1.items()}
+    assert len(set(folders.values())) == 4
     for i, (train_rows, _) in enumerate(table.folds(3, 0)):
         # Stage 1 of fold i trained and picked its epoch on that fold's training pairs, nothing else.
         assert stage1[f"fold{i}"]["train_pairs"] + stage1[f"fold{i}"]["val_pairs"] == len(train_rows)
-        assert (backbones / f"fold{i}" / "tune-text" / "tuned" / "encoder.pt").is_file()
-        assert not list((backbones / f"fold{i}").rglob("*.ckpt"))  # training checkpoints are dropped
+        assert (folders[f"fold{i}"] / "encoder.pt").is_file()
+        assert not list(folders[f"fold{i}"].parent.rglob("*.ckpt"))  # training checkpoints are dropped
     assert stage1["all"]["train_pairs"] + stage1["all"]["val_pairs"] == len(table)
     assert "fine-tuned inside each fold" in (run_dir / "report.md").read_text()
-    # The saved model reads the backbone tuned on all pairs; its predictions and the served ones agree.
+    # The saved model reads its own copy of the backbone tuned on all pairs.
     run = RunFolder.open(run_dir)
-    text_encoder = run.config()["encoders"]["text"]
-    assert text_encoder == f"finetuned:{(backbones / 'all' / 'tune-text' / 'tuned').resolve()}"
+    assert run.config()["encoders"]["text"] == f"finetuned:{(run_dir / 'text-backbone').resolve()}"
+    copy = (run_dir / "text-backbone" / "encoder.pt").read_bytes()
+    assert copy == (folders["all"] / "encoder.pt").read_bytes()
     assert run.meta["encoders"]["text"]["encoder"].startswith("finetuned:")
     filled = dict(
         line.split(",")
@@ -219,20 +221,24 @@ def test_cross_fitted_text_backbones_see_only_their_folds_training_pairs(
     assert answer.label == filled[guid]
 
 
-def test_cv_and_tune_commands_cross_fit_the_text_backbone(
-    work, tiny_lab, tiny_encoders, recipes_file, capsys
-):
+def test_cv_and_tune_reuse_the_cross_fitted_backbones(work, tiny_lab, tiny_encoders, recipes_file, capsys):
+    backbones = work / "cache" / "text-backbones"
+    before = {str(p): p.stat().st_mtime_ns for p in backbones.glob("*/tune-text/tuned/encoder.pt")}
     args = ["cv", *flags(tiny_lab, tiny_encoders, work, "xcv"), "--recipes", str(recipes_file)]
-    assert main([*args, "--folds", "2", *CROSS_FIT]) == 0
+    assert main([*args, "--folds", "3", *CROSS_FIT]) == 0
     assert "fine-tuned inside each fold" in capsys.readouterr().out
-    backbones = work / "runs" / "xcv" / "text-backbones"
-    assert sorted(p.name for p in backbones.iterdir()) == ["fold0", "fold1"]  # no final backbone for a table
+    # The ensemble's fold backbones (same folds, pairs and options) served again, untouched.
+    after = {str(p): p.stat().st_mtime_ns for p in backbones.glob("*/tune-text/tuned/encoder.pt")}
+    stage1 = json.loads((work / "runs" / "xfit" / "text-backbones.json").read_text())
+    assert after == before and {
+        str(Path(stage1[f"fold{i}"]["folder"]) / "encoder.pt") for i in range(3)
+    } <= set(before)
     # tune: the same backbones per fold; its study is kept apart from a study over frozen features.
     args = ["tune", *flags(tiny_lab, tiny_encoders, work, "xtune"), "--heads", "text_only", "--trials", "1"]
     assert main([*args, "--folds", "2", "--max-epochs", "2", *CROSS_FIT]) == 0
     out = work / "runs" / "xtune"
-    assert sorted(p.name for p in (out / "text-backbones").iterdir()) == ["fold0", "fold1"]
     assert "(text backbone fine-tuned inside each fold)" in (out / "report.md").read_text()
+    assert len(list(backbones.glob("*/tune-text/tuned/encoder.pt"))) == len(before) + 2  # a 2-fold split
     capsys.readouterr()
     assert main([*args, "--folds", "2", "--max-epochs", "2"]) != 0  # the same study, frozen features
     assert "this study was made with other settings" in capsys.readouterr().err

@@ -104,16 +104,16 @@ def finetune_text_config(args):
     return FinetuneConfig(tune=["text"], text=resolve_section(args, "ft.text", BackboneTuning, text_tuning))
 
 
-def cross_fitted_tables(args, cfg: RunConfig, table, out: Path):
+def cross_fitted_tables(args, cfg: RunConfig, table):
     """With --finetune-text: one table per fold, from a text backbone tuned inside that fold
-    (kept, and reused when run again, under <out>/text-backbones); else None."""
+    (kept, and reused by later commands, beside the feature store); else None."""
     ft = finetune_text_config(args)
     if ft is None:
         return None
-    from mmsent.tune.crossfit import BACKBONES, cross_fit_text
+    from mmsent.tune.crossfit import cross_fit_text
 
     splits = table.folds(args.folds, args.fold_seed)
-    return cross_fit_text(cfg, ft, table, splits, out / BACKBONES, not args.quiet, final=False).tables
+    return cross_fit_text(cfg, ft, table, splits, not args.quiet, final=False).tables
 
 
 def out_folder(cfg: RunConfig, default: str) -> Path:
@@ -141,7 +141,7 @@ def cmd_tune(args) -> int:
         objective=args.objective,
         max_epochs=args.max_epochs,
         seed=cfg.train.seed,
-        fold_tables=cross_fitted_tables(args, cfg, table, out),
+        fold_tables=cross_fitted_tables(args, cfg, table),
     )
     print((result.folder / "report.md").read_text(encoding="utf-8"))
     print(f"study folder: {result.folder} ({result.trials} trials stored; run again to resume)")
@@ -161,7 +161,7 @@ def cmd_cv(args) -> int:
     table = load_table(cfg, progress=not args.quiet)
     out = out_folder(cfg, "cv")
     splits = table.folds(args.folds, args.fold_seed)
-    rows = cv_recipes(cross_fitted_tables(args, cfg, table, out) or table, recipes, splits, args.seeds)
+    rows = cv_recipes(cross_fitted_tables(args, cfg, table) or table, recipes, splits, args.seeds)
     tuned = " (text backbone fine-tuned inside each fold's training pairs)" if args.finetune_text else ""
     note = (
         f"Features: {table.encoder_names}{tuned}; {len(table)} labelled pairs; {args.folds}-fold grouped, "

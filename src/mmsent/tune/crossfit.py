@@ -7,18 +7,22 @@ pairs only, its best epoch picked on a split carved from those same pairs; that 
 heads train and validate on its features. The backbone of the final model is tuned the
 same way on all labelled pairs.
 
-Layout, under the run folder:
-  text-backbones/fold<i>/tune-text/   stage 1 of fold i (metrics.json, history.json, tuned/)
-  text-backbones/all/tune-text/       the final model's backbone
-Training checkpoints are removed once a backbone is exported; a finished backbone is
-reused when the same folder is used again (`mmsent cv`/`tune` with the same --name).
-Features go to the feature store under each tuned backbone's own key, like any encoder's.
+Backbones live beside the features they make, in the feature store's folder:
+  <cache>/text-backbones/<key>/tune-text/   metrics.json, history.json, tuned/
+The key digests everything a backbone depends on (base encoder, stage-1 options, seeds,
+and the guid, label and cleaned text of each training pair), so `cv`, `tune`, `ensemble`
+and `run --quality` share finished backbones, and a run that was cut short resumes: a
+backbone half-trained goes on from its last epoch. Training checkpoints are removed once a
+backbone is exported. A saved ensemble keeps its own copy of its final backbone.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,7 +46,7 @@ class CrossFitted:
     tables: list[FeatureTable]
     final: FeatureTable
     final_cfg: RunConfig  # the run config naming the final backbone (`finetuned:<folder>`)
-    stage1: dict[str, dict]  # each backbone's stage-1 figures, by folder name
+    stage1: dict[str, dict]  # each backbone's stage-1 figures and folder: fold0, ..., all
 
 
 def cross_fit_text(
@@ -50,7 +54,6 @@ def cross_fit_text(
     ft: FinetuneConfig,
     table: FeatureTable,
     folds: list[tuple[np.ndarray, np.ndarray]],
-    work: Path,
     progress: bool = True,
     final: bool = True,
 ) -> CrossFitted:
@@ -59,24 +62,23 @@ def cross_fit_text(
     text_only = dataclasses.replace(ft, tune=["text"])
     tables, stage1 = [], {}
     for i, (train_rows, _) in enumerate(folds):
-        folder = work / f"fold{i}"
-        fold_table, _, stage1[folder.name] = tuned_table(cfg, text_only, table, train_rows, folder, progress)
+        fold_table, _, stage1[f"fold{i}"] = tuned_table(cfg, text_only, table, train_rows, progress)
         tables.append(fold_table)
     if not final:
         return CrossFitted(tables, table, cfg, stage1)
     every_row = np.arange(len(table))
-    last, last_cfg, stage1["all"] = tuned_table(cfg, text_only, table, every_row, work / "all", progress)
+    last, last_cfg, stage1["all"] = tuned_table(cfg, text_only, table, every_row, progress)
     return CrossFitted(tables, last, last_cfg, stage1)
 
 
 def tuned_table(
-    cfg: RunConfig, ft: FinetuneConfig, table: FeatureTable, rows: np.ndarray, folder: Path, progress: bool
+    cfg: RunConfig, ft: FinetuneConfig, table: FeatureTable, rows: np.ndarray, progress: bool
 ) -> tuple[FeatureTable, RunConfig, dict]:
-    """The table with text features from a backbone fine-tuned on `rows` only (resumes if done)."""
+    """The table with text features from a backbone fine-tuned on `rows` only (reused if done)."""
     pairs = [table.pairs[j] for j in rows]
+    work = stages.Workspace(Path(cfg.encoders.cache) / BACKBONES / backbone_key(cfg, ft, table, pairs))
     inner_train, inner_val = train_val_split(pairs, cfg.split.val_fraction, cfg.split.seed)
-    work = stages.Workspace(folder)
-    log.info("fine-tuning the text backbone on %d pairs (%s)", len(pairs), folder.name)
+    log.info("fine-tuning the text backbone on %d pairs (%s)", len(pairs), work.root)
     metrics = stages.tune_backbone(
         cfg, ft, "text", [pairs[j] for j in inner_train], [pairs[j] for j in inner_val], work, progress
     )
@@ -88,4 +90,29 @@ def tuned_table(
     tuned = load_table(tuned_cfg, progress=progress)  # the image features come from the store as they are
     if [p.guid for p in tuned.pairs] != [p.guid for p in table.pairs]:
         raise RuntimeError("the tuned table lists other pairs than the frozen one")  # same list, same order
-    return FeatureTable(table.pairs, table.image_store, tuned.text_store), tuned_cfg, metrics
+    table = FeatureTable(table.pairs, table.image_store, tuned.text_store)
+    return table, tuned_cfg, {**metrics, "folder": str(work.tuned("text"))}
+
+
+def backbone_key(cfg: RunConfig, ft: FinetuneConfig, table: FeatureTable, pairs: list) -> str:
+    """What a tuned backbone depends on, digested: the same inputs give the same folder."""
+    recipe = {
+        "encoder": table.text_store.identity,
+        "tuning": {k: v for k, v in dataclasses.asdict(ft.text).items() if k != "workers"},
+        "max_tokens": cfg.encoders.max_text_tokens,
+        "split": [cfg.split.val_fraction, cfg.split.seed],
+        "seed": cfg.train.seed,
+        "data": str(cfg.data.root),  # stage 1 records it, and refuses to resume under another
+        "pairs": [[p.guid, p.label, p.text] for p in pairs],
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def keep_final_backbone(fitted: CrossFitted, folder: Path) -> RunConfig:
+    """Copy the final backbone into `folder` (a run's own), and the run config that names the copy."""
+    source = Path(fitted.stage1["all"]["folder"])
+    if folder.exists():
+        shutil.rmtree(folder)
+    shutil.copytree(source, folder)
+    encoders = dataclasses.replace(fitted.final_cfg.encoders, text=f"finetuned:{folder.resolve()}")
+    return dataclasses.replace(fitted.final_cfg, encoders=encoders)

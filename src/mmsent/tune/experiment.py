@@ -15,13 +15,14 @@ from mmsent.evaluate.metrics import classification_metrics, confusion_table
 from mmsent.finetune.config import BackboneTuning, FinetuneConfig
 from mmsent.runs import RunFolder
 from mmsent.tune.calibration import expected_calibration_error, nll, reliability_plot
-from mmsent.tune.crossfit import BACKBONES, cross_fit_text
+from mmsent.tune.crossfit import cross_fit_text, keep_final_backbone
 from mmsent.tune.cv import Folds, Tables, cross_validate, cv_table, summarise
 from mmsent.tune.ensemble import Combine, Ensemble, cross_validate_ensemble
 from mmsent.tune.recipe import Recipe
 from mmsent.tune.table import FeatureTable, load_table
 
 log = logging.getLogger("mmsent")
+TEXT_BACKBONE = "text-backbone"  # an ensemble's own copy of its fine-tuned text backbone
 
 
 def cv_recipes(tables: Tables, recipes: list[Recipe], splits: Folds, seeds: list[int]) -> dict[str, dict]:
@@ -72,10 +73,11 @@ def ensemble_run(
     run = RunFolder.create(cfg)
     tables: FeatureTable | list[FeatureTable] = table
     if finetune_text is not None:
-        fitted = cross_fit_text(cfg, finetune_text, table, splits, run.path / BACKBONES, progress)
-        tables, table, cfg = fitted.tables, fitted.final, fitted.final_cfg
+        fitted = cross_fit_text(cfg, finetune_text, table, splits, progress)
+        tables, table = fitted.tables, fitted.final
+        cfg = keep_final_backbone(fitted, run.path / TEXT_BACKBONE)
         run.write_yaml("config.yaml", to_plain(cfg))  # predictions must read the tuned backbone
-        run.write_json(Path(BACKBONES) / "stage1.json", fitted.stage1)
+        run.write_json("text-backbones.json", fitted.stage1)
     cv = cross_validate_ensemble(recipes, tables, splits, seeds, tolerance)
     summaries = {name: result.summary() for name, result in cv.members.items()}
     for name in cv.combined:
@@ -166,11 +168,12 @@ def write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble: Ens
         "",
         *(
             [
-                "The text backbone was fine-tuned inside each fold, on that fold's training pairs only "
-                f"(`{BACKBONES}/fold<i>`), and the saved model's on all labelled pairs (`{BACKBONES}/all`).",
+                "The text backbone was fine-tuned inside each fold, on that fold's training pairs only, "
+                f"and the saved model's on all labelled pairs (`{TEXT_BACKBONE}/`; stage-1 figures of "
+                "each in `text-backbones.json`).",
                 "",
             ]
-            if (run.path / BACKBONES).is_dir()
+            if (run.path / TEXT_BACKBONE).is_dir()
             else []
         ),
         cv_table(summaries),
