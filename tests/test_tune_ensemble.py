@@ -187,12 +187,18 @@ def test_ensemble_is_served_over_http(ensemble_run: Path, tiny_lab: Path):
 CROSS_FIT = ["--finetune-text", "--ft.text.epochs", "1", "--ft.text.batch-size", "8", "--ft.text.lr", "1e-3"]
 
 
-def test_cross_fitted_text_backbones_see_only_their_folds_training_pairs(
-    work, tiny_lab, tiny_encoders, recipes_file
-):
+@pytest.fixture(scope="module")
+def cross_fitted_run(work, tiny_lab, tiny_encoders, recipes_file) -> Path:
+    """An ensemble run on text features of a backbone fine-tuned inside each of 3 folds."""
     args = ["ensemble", *flags(tiny_lab, tiny_encoders, work, "xfit"), "--recipes", str(recipes_file)]
     assert main([*args, "--seeds", "0", "--folds", "3", *CROSS_FIT]) == 0
-    run_dir = work / "runs" / "xfit"
+    return work / "runs" / "xfit"
+
+
+def test_cross_fitted_text_backbones_see_only_their_folds_training_pairs(
+    cross_fitted_run, work, tiny_lab, tiny_encoders
+):
+    run_dir = cross_fitted_run
     table = load_table(tiny_config(tiny_lab, tiny_encoders, work), progress=False)
     stage1 = json.loads((run_dir / "text-backbones.json").read_text())
     assert list(stage1) == ["fold0", "fold1", "fold2", "all"]
@@ -221,7 +227,9 @@ def test_cross_fitted_text_backbones_see_only_their_folds_training_pairs(
     assert answer.label == filled[guid]
 
 
-def test_cv_and_tune_reuse_the_cross_fitted_backbones(work, tiny_lab, tiny_encoders, recipes_file, capsys):
+def test_cv_and_tune_reuse_the_cross_fitted_backbones(
+    cross_fitted_run, work, tiny_lab, tiny_encoders, recipes_file, capsys
+):
     backbones = work / "cache" / "text-backbones"
     before = {str(p): p.stat().st_mtime_ns for p in backbones.glob("*/tune-text/tuned/encoder.pt")}
     args = ["cv", *flags(tiny_lab, tiny_encoders, work, "xcv"), "--recipes", str(recipes_file)]
@@ -229,7 +237,7 @@ def test_cv_and_tune_reuse_the_cross_fitted_backbones(work, tiny_lab, tiny_encod
     assert "fine-tuned inside each fold" in capsys.readouterr().out
     # The ensemble's fold backbones (same folds, pairs and options) served again, untouched.
     after = {str(p): p.stat().st_mtime_ns for p in backbones.glob("*/tune-text/tuned/encoder.pt")}
-    stage1 = json.loads((work / "runs" / "xfit" / "text-backbones.json").read_text())
+    stage1 = json.loads((cross_fitted_run / "text-backbones.json").read_text())
     assert after == before and {
         str(Path(stage1[f"fold{i}"]["folder"]) / "encoder.pt") for i in range(3)
     } <= set(before)
@@ -242,3 +250,5 @@ def test_cv_and_tune_reuse_the_cross_fitted_backbones(work, tiny_lab, tiny_encod
     capsys.readouterr()
     assert main([*args, "--folds", "2", "--max-epochs", "2"]) != 0  # the same study, frozen features
     assert "this study was made with other settings" in capsys.readouterr().err
+    assert main([*args, "--ft.text.epochs", "2"]) != 0
+    assert "--ft.text.epochs only apply with --finetune-text" in capsys.readouterr().err

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from mmsent.cli.options import add_config_options, resolve_config
 from mmsent.config import RunConfig, TrainConfig
+from mmsent.errors import MmsentError
 
 
 def add_commands(commands) -> None:
@@ -97,6 +98,9 @@ def add_finetune_text_options(parser: argparse.ArgumentParser) -> None:
 def finetune_text_config(args):
     """The FinetuneConfig of --finetune-text and --ft.text.*, or None without the flag."""
     if not args.finetune_text:
+        given = sorted(f"--{key}" for key in vars(args) if key.startswith("ft.text."))
+        if given:
+            raise MmsentError(f"{', '.join(given)} only apply with --finetune-text")
         return None
     from mmsent.cli.finetune import resolve_section
     from mmsent.finetune.config import BackboneTuning, FinetuneConfig, text_tuning
