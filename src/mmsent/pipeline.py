@@ -69,22 +69,32 @@ def encoder(cfg: RunConfig, modality: str):
     return _encoders[key]
 
 
-def encode(cfg: RunConfig, load: LoadResult, progress: bool = True) -> Encoded:
-    """Features of every pair of a list, from the store or extracted into it."""
-    store = FeatureStore(Path(cfg.encoders.cache))
-    common = dict(
+def stored_features(
+    cfg: RunConfig,
+    modality: str,
+    pairs: list[Pair],
+    progress: bool = True,
+    shard: tuple[int, int] | None = None,
+) -> StoredFeatures:
+    """One modality's features of `pairs` under the configured encoder, from the store or
+    extracted into it (with `shard`, only that part of them)."""
+    items = [(p.guid, p.image_path if modality == "image" else p.text) for p in pairs]
+    return FeatureStore(Path(cfg.encoders.cache)).get_or_extract(
+        encoder(cfg, modality),
+        items,
         batch_size=cfg.encoders.batch_size,
+        workers=cfg.encoders.workers,  # image-decoding processes; text extraction has none
         tokens=cfg.encoders.tokens,
         skip_bad=cfg.data.skip_bad,
         progress=progress,
+        shard=shard,
     )
-    image = store.get_or_extract(
-        encoder(cfg, "image"),
-        [(p.guid, p.image_path) for p in load.pairs],
-        workers=cfg.encoders.workers,
-        **common,
-    )
-    text = store.get_or_extract(encoder(cfg, "text"), [(p.guid, p.text) for p in load.pairs], **common)
+
+
+def encode(cfg: RunConfig, load: LoadResult, progress: bool = True) -> Encoded:
+    """Features of every pair of a list, from the store or extracted into it."""
+    image = stored_features(cfg, "image", load.pairs, progress)
+    text = stored_features(cfg, "text", load.pairs, progress)
     by_guid = {p.guid: p for p in load.pairs}
     skipped = list(load.skipped) + [
         Skipped(

@@ -39,7 +39,6 @@ from mmsent.encoders.base import Encoder
 from mmsent.encoders.finetuned import TUNED_FILE, save_tuned
 from mmsent.errors import MmsentError
 from mmsent.evaluate.predictions import write_text_atomic
-from mmsent.features import FeatureStore
 from mmsent.features.shards import parse_shard
 from mmsent.finetune.classifier import BackboneClassifier
 from mmsent.finetune.config import FinetuneConfig
@@ -276,7 +275,6 @@ def tune_backbone(
 
 def extract_features(cfg: RunConfig, shard: tuple[int, int] | None, progress: bool = True) -> dict[str, Any]:
     """Stage 2: both lists' features into the store (or part `shard` of each); keys per list."""
-    store = FeatureStore(Path(cfg.encoders.cache))
     done: dict[str, Any] = {}
     for list_name in (cfg.data.train_list, cfg.data.test_list):
         started = time.perf_counter()
@@ -285,19 +283,10 @@ def extract_features(cfg: RunConfig, shard: tuple[int, int] | None, progress: bo
             encoded = pipeline.encode(cfg, load, progress)
             stores = {"image": encoded.image, "text": encoded.text}
         else:
-            stores = {}
-            for modality in ("image", "text"):
-                items = [(p.guid, p.image_path if modality == "image" else p.text) for p in load.pairs]
-                stores[modality] = store.get_or_extract(
-                    pipeline.encoder(cfg, modality),
-                    items,
-                    batch_size=cfg.encoders.batch_size,
-                    workers=cfg.encoders.workers,
-                    tokens=cfg.encoders.tokens,
-                    skip_bad=cfg.data.skip_bad,
-                    progress=progress,
-                    shard=shard,
-                )
+            stores = {
+                modality: pipeline.stored_features(cfg, modality, load.pairs, progress, shard=shard)
+                for modality in ("image", "text")
+            }
         done[list_name] = {
             "rows": len(stores["image"]),
             "image_store": stores["image"].path.name,

@@ -28,12 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
+from mmsent import pipeline
 from mmsent.config import RunConfig
 from mmsent.data import train_val_split
 from mmsent.finetune import stages
 from mmsent.finetune.config import FinetuneConfig
 from mmsent.finetune.trainer import BEST, LAST
-from mmsent.tune.table import FeatureTable, load_table
+from mmsent.tune.table import FeatureTable
 
 log = logging.getLogger("mmsent")
 BACKBONES = "text-backbones"
@@ -87,10 +88,9 @@ def tuned_table(
     for checkpoint in (BEST, LAST):
         (work.tune_dir("text") / checkpoint).unlink(missing_ok=True)
     tuned_cfg = stages.with_tuned_encoders(cfg, ft, work)
-    tuned = load_table(tuned_cfg, progress=progress)  # the image features come from the store as they are
-    if [p.guid for p in tuned.pairs] != [p.guid for p in table.pairs]:
-        raise RuntimeError("the tuned table lists other pairs than the frozen one")  # same list, same order
-    table = FeatureTable(table.pairs, table.image_store, tuned.text_store)
+    # Only the text side changes: the image features of `table` serve as they are.
+    text_store = pipeline.stored_features(tuned_cfg, "text", table.pairs, progress)
+    table = FeatureTable(table.pairs, table.image_store, text_store)
     return table, tuned_cfg, {**metrics, "folder": str(work.tuned("text"))}
 
 

@@ -12,14 +12,14 @@ from mmsent import LABELS, __version__
 from mmsent.config import RunConfig, from_plain, to_plain
 from mmsent.data import fingerprint
 from mmsent.evaluate.metrics import classification_metrics, confusion_table
-from mmsent.finetune.config import BackboneTuning, FinetuneConfig
+from mmsent.finetune.config import BackboneTuning, FinetuneConfig, text_tuning
 from mmsent.runs import RunFolder
 from mmsent.tune.calibration import expected_calibration_error, nll, reliability_plot
 from mmsent.tune.crossfit import cross_fit_text, keep_final_backbone
 from mmsent.tune.cv import Folds, Tables, cross_validate, cv_table, summarise
 from mmsent.tune.ensemble import Combine, Ensemble, cross_validate_ensemble
 from mmsent.tune.recipe import Recipe
-from mmsent.tune.table import FeatureTable, load_table
+from mmsent.tune.table import load_table
 
 log = logging.getLogger("mmsent")
 TEXT_BACKBONE = "text-backbone"  # an ensemble's own copy of its fine-tuned text backbone
@@ -71,7 +71,7 @@ def ensemble_run(
     table = load_table(cfg, progress=progress)
     splits = table.folds(folds, fold_seed)
     run = RunFolder.create(cfg)
-    tables: FeatureTable | list[FeatureTable] = table
+    tables: Tables = table
     if finetune_text is not None:
         fitted = cross_fit_text(cfg, finetune_text, table, splits, progress)
         tables, table = fitted.tables, fitted.final
@@ -227,8 +227,6 @@ def quality_run(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]
     recipes = [Recipe.from_dict(r, str(QUALITY_FILE)) for r in spec["recipes"]]
     finetune_text = None
     if spec.get("finetune_text"):
-        from mmsent.finetune.config import text_tuning
-
         # `finetune_text: true`, or a mapping of stage-1 options over the text defaults.
         options = spec["finetune_text"] if isinstance(spec["finetune_text"], dict) else {}
         tuning = from_plain(BackboneTuning, {**to_plain(text_tuning()), **options}, "finetune_text.")
