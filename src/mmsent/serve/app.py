@@ -235,12 +235,14 @@ def create_app(classifier) -> FastAPI:
     model_lock = threading.Lock()
     draft_size = getattr(classifier.image_encoder, "draft_size", None)
 
-    def classify(uploads: list[Upload], texts: list[str]) -> list[dict[str, Any]]:
+    def answer(images: list[Image.Image], texts: list[str]) -> list[dict[str, Any]]:
         # Decoding runs in parallel threads; the model, one call at a time.
-        images = [decode_upload(upload, draft_size) for upload in uploads]
         with model_lock:
             predictions = classifier.predict_batch(images, texts)
         return [describe(p.to_dict()) for p in predictions]
+
+    def classify(uploads: list[Upload], texts: list[str]) -> list[dict[str, Any]]:
+        return answer([decode_upload(upload, draft_size) for upload in uploads], texts)
 
     def classify_skipping(uploads: list[Upload | ApiError], texts: list[str | ApiError]) -> dict[str, Any]:
         """A batch with `skip_bad`: bad pairs are listed with their reason, the rest answered in place."""
@@ -254,13 +256,13 @@ def create_app(classifier) -> FastAPI:
             for problem in [next((p for p in pair if isinstance(p, ApiError)), None)]
             if problem is not None
         ]
-        good = [i for i in range(len(texts)) if i not in {entry["index"] for entry in skipped}]
+        bad = {entry["index"] for entry in skipped}
+        good = [i for i in range(len(texts)) if i not in bad]
         answers: list[dict[str, Any] | None] = [None] * len(texts)
         if good:
-            with model_lock:
-                predictions = classifier.predict_batch([images[i] for i in good], [texts[i] for i in good])
-            for i, prediction in zip(good, predictions, strict=True):
-                answers[i] = describe(prediction.to_dict())
+            described = answer([images[i] for i in good], [texts[i] for i in good])
+            for i, one in zip(good, described, strict=True):
+                answers[i] = one
         return {"predictions": answers, "skipped": skipped}
 
     @app.exception_handler(ApiError)
