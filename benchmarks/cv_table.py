@@ -39,13 +39,14 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every summary here")
     args = parser.parse_args()
 
+    from mmsent.search.ensemble import cross_validate_ensemble
+
     from mmsent.config import RunConfig
-    from mmsent.tune.calibration import cross_fitted
-    from mmsent.tune.cv import cross_validate, cv_table, fold_scores, summarise
-    from mmsent.tune.ensemble import cross_validate_ensemble
-    from mmsent.tune.experiment import calibration_rows
-    from mmsent.tune.recipe import read_recipes, recipe_from_train
-    from mmsent.tune.table import load_table
+    from mmsent.evaluate.calibration import cross_fitted
+    from mmsent.features.table import load_table
+    from mmsent.search.experiment import calibration_rows
+    from mmsent.train.cv import cross_validate, cv_table, fold_scores, summarise
+    from mmsent.train.spec import read_recipes, spec_for
 
     started = time.perf_counter()
     cfg = RunConfig()
@@ -55,7 +56,7 @@ def main() -> None:
     folds = table.folds(args.folds, args.fold_seed)
     rows: dict[str, dict] = {}
     for head in ("text_only", "image_only", "concat"):
-        recipe = recipe_from_train(head, cfg.train)
+        recipe = spec_for(head, cfg.train)
         rows[recipe.name] = cross_validate(recipe, table, folds).summary()
     for recipe in [r for path in args.recipes for r in read_recipes(path)]:
         rows[f"{recipe.name}, seed 0"] = cross_validate(recipe, table, folds).summary()

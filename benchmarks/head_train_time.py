@@ -17,7 +17,7 @@ from common import bench_parser
 from mmsent import pipeline
 from mmsent.config import RunConfig
 from mmsent.evaluate.metrics import classification_metrics
-from mmsent.heads import head_needs_tokens
+from mmsent.heads import head_needs_tokens, shared_hparams
 from mmsent.train.fit import fit_head, predict_proba
 
 
@@ -45,7 +45,7 @@ def main() -> None:
             cfg.train,
             Path(args.out) / f"{head}-{time.time_ns()}",
             identities,
-            pipeline.head_hparams(head, cfg.train),
+            shared_hparams(head, cfg.train.hidden, cfg.train.dropout),
         )
         seconds = time.perf_counter() - started
         m = classification_metrics(val.labels.numpy(), predict_proba(fit.module, val).argmax(axis=1))

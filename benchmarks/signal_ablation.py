@@ -26,9 +26,9 @@ def main() -> None:
     args = parser.parse_args()
 
     from mmsent.config import RunConfig
-    from mmsent.tune.cv import cross_validate
-    from mmsent.tune.recipe import read_recipes
-    from mmsent.tune.table import FeatureTable, load_table
+    from mmsent.features.table import FeatureTable, load_table
+    from mmsent.train.cv import cross_validate
+    from mmsent.train.spec import read_recipes
 
     cfg = RunConfig()
     cfg.data.root, cfg.encoders.cache = Path(args.data), Path(args.cache)

@@ -35,11 +35,28 @@ def lab(tmp_path_factory):
     write_pair(root, "31", None, image(140))  # unlisted lone image
     write_pair(root, "32", "孤独".encode("gbk"), None)  # unlisted lone text
     (root / "data" / "notes.md").write_text("stray file")
-    write_list(root, "train.txt", [
-        "1,positive", "2,positive", "3,negative", "4,negative", "5,positive", "6,negative",
-        "7,neutral", "8,positive", "9,positive", "10,positive", "11,neutral", "12,neutral",
-        "13,positive", "14,sad", "2,negative", "15;positive",
-    ])
+    write_list(
+        root,
+        "train.txt",
+        [
+            "1,positive",
+            "2,positive",
+            "3,negative",
+            "4,negative",
+            "5,positive",
+            "6,negative",
+            "7,neutral",
+            "8,positive",
+            "9,positive",
+            "10,positive",
+            "11,neutral",
+            "12,neutral",
+            "13,positive",
+            "14,sad",
+            "2,negative",
+            "15;positive",
+        ],
+    )
     write_list(root, "test.txt", ["20,null", "21,null", "8,null"])
     return root
 
@@ -78,7 +95,11 @@ def test_audit_counts_lists_labels_codecs_and_unlisted_files(report):
     assert report["lists"]["test.txt"]["labels"] == {"null": 3}  # guid 8 is a row, if a bad one
     assert report["lists"]["absent.txt"]["readable"] is False
     assert report["unlisted"] == {
-        "pairs": 1, "images_only": 1, "texts_only": 1, "other_files": 1, "codecs": {"ascii": 1, "gb18030": 1}
+        "pairs": 1,
+        "images_only": 1,
+        "texts_only": 1,
+        "other_files": 1,
+        "codecs": {"ascii": 1, "gb18030": 1},
     }
     assert report["pairs_ok"] == 10
     assert report["codecs"] == {"ascii": 9, "gb18030": 1}
@@ -104,7 +125,9 @@ def test_audit_finds_planted_copies_and_label_conflicts(report):
     conflicts = dup["label_conflicts"]
     assert (conflicts["both"], conflicts["any"]) == (1, 1)
     assert conflicts["groups"][0] == {
-        "identical": "both", "guids": ["5", "6"], "labels": ["positive", "negative"],
+        "identical": "both",
+        "guids": ["5", "6"],
+        "labels": ["positive", "negative"],
         "lists": ["train.txt", "train.txt"],
     }
 
@@ -112,8 +135,16 @@ def test_audit_finds_planted_copies_and_label_conflicts(report):
 def test_audit_report_is_json_and_renders_as_tables(report):
     assert json.loads(json.dumps(report)) == report
     text = render_audit(report)
-    for words in ("Lists", "train.txt", "gb18030", "Copies", "5 6", "image is truncated",
-                  "unreadable list", "1 images have a side under 100 px: 7"):
+    for words in (
+        "Lists",
+        "train.txt",
+        "gb18030",
+        "Copies",
+        "5 6",
+        "image is truncated",
+        "unreadable list",
+        "1 images have a side under 100 px: 7",
+    ):
         assert words in text, words
 
 

@@ -81,8 +81,19 @@ def bad_lab(root):
     write_pair(root, "14", b"  \n", image)
     write_pair(root, "15", b"\xff\xfe\xff", image)
     write_pair(root, "17", "cut image", image[:-100])  # truncated: found only when decoded
-    rows = ["10,positive", "11,positive", "12,neutral", "13,negative", "14,positive", "15,positive",
-            "16,positive", "10,negative", "18,happy", "19", "17,neutral"]
+    rows = [
+        "10,positive",
+        "11,positive",
+        "12,neutral",
+        "13,negative",
+        "14,positive",
+        "15,positive",
+        "16,positive",
+        "10,negative",
+        "18,happy",
+        "19",
+        "17,neutral",
+    ]
     return write_list(root, "train.txt", rows)
 
 
@@ -125,8 +136,11 @@ def test_skip_bad_lists_every_problem_and_keeps_the_good(tmp_path):
     assert got == [(guid, kind, str(tmp_path / file), line) for guid, kind, file, line in EXPECTED]
     assert all(s.reason for s in result.skipped)
     assert result.skipped[0].to_dict() == {
-        "guid": "11", "reason": "image file is missing", "path": str(tmp_path / "data/11.jpg"),
-        "line": 3, "kind": "missing image",
+        "guid": "11",
+        "reason": "image file is missing",
+        "path": str(tmp_path / "data/11.jpg"),
+        "line": 3,
+        "kind": "missing image",
     }
 
 

@@ -29,8 +29,9 @@ def make_pairs(root: Path, n: int = 200) -> list[Pair]:
     for i in range(n):
         image_path = root / f"{i}.jpg"
         image_path.write_bytes(images[i])  # never decoded: grouping hashes the bytes
-        pairs.append(Pair(str(i), texts[i], texts[i].strip(), "ascii", image_path, root / f"{i}.txt",
-                          labels[i], i + 2))
+        pairs.append(
+            Pair(str(i), texts[i], texts[i].strip(), "ascii", image_path, root / f"{i}.txt", labels[i], i + 2)
+        )
     return pairs
 
 
@@ -84,8 +85,13 @@ def test_split_does_not_depend_on_hash_randomisation(tmp_path):
     outputs = []
     for hash_seed in ("1", "2"):
         env = {**os.environ, "PYTHONHASHSEED": hash_seed}
-        run = subprocess.run([sys.executable, "-c", SCRIPT, str(tmp_path), str(Path(__file__).parent)],
-                             env=env, capture_output=True, text=True, check=True)
+        run = subprocess.run(
+            [sys.executable, "-c", SCRIPT, str(tmp_path), str(Path(__file__).parent)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         outputs.append(json.loads(run.stdout))
     assert outputs[0] == outputs[1]
     assert outputs[0][0] == [list(part) for part in train_val_split(make_pairs(tmp_path, 60), 0.25, 3)]

@@ -17,25 +17,42 @@ from mmsent.serve.classifier import Classifier
 
 
 def test_run_folder_says_what_the_run_was(tiny_run: Path):
-    for name in ("config.yaml", "run.json", "split.json", "skipped.json", "metrics.json", "report.md"):
+    for name in ("config.yaml", "run.json", "model.json", "skipped.json", "metrics.json", "report.md"):
         assert (tiny_run / name).is_file(), name
     meta = json.loads((tiny_run / "run.json").read_text())
-    assert meta["heads"] == ["text_only", "image_only", "concat"]
-    assert meta["best_head"] in meta["heads"]
+    assert meta["heads"] == ["linear_probe", "text_only", "image_only", "concat"]
     assert set(meta["encoders"]) == {"image", "text"} and len(meta["data_fingerprint"]) == 64
-    split = json.loads((tiny_run / "split.json").read_text())
-    assert not set(split["train"]) & set(split["val"])
-    for head in meta["heads"]:
-        assert (tiny_run / "heads" / head / "model.ckpt").is_file()
-        metrics = json.loads((tiny_run / "heads" / head / "metrics.json").read_text())
-        assert metrics["n"] == len(split["val"]) and sum(map(sum, metrics["confusion"])) == metrics["n"]
-    assert "| concat |" in (tiny_run / "report.md").read_text()
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    table = metrics["cross_validation"]
+    # every candidate, the mean of the fusion models and the majority class, scored over the folds
+    assert set(table) == {*meta["heads"], pipeline.FUSION_MEAN, "majority class"}
+    assert all(row["folds"] == 5 for row in table.values())
+    chosen = metrics["chosen"]
+    assert chosen == meta["best_head"] != "majority class"
+    assert table[chosen]["accuracy"] == max(row["accuracy"] for row in table.values())
+    model = json.loads((tiny_run / "model.json").read_text())
+    names = [m["name"] for m in model["members"] + model["others"]]
+    assert sorted(names) == sorted(meta["heads"])  # every candidate retrained and kept
+    for member in model["members"] + model["others"]:
+        assert all((tiny_run / f).is_file() for f in member["files"])
+    report = (tiny_run / "report.md").read_text()
+    assert "| concat |" in report and "majority class" in report and "linear_probe" in report
+    assert (tiny_run / "report.html").read_text().startswith("<!DOCTYPE html>")
+
+
+def test_learning_curves_are_recorded_per_epoch(tiny_run: Path):
+    curves = json.loads((tiny_run / "metrics.json").read_text())["curves"]
+    assert curves["linear_probe"] == {"train_loss": [], "val_loss": []}  # no epochs
+    concat = curves["concat"]
+    assert len(concat["train_loss"]) >= 1 and len(concat["val_loss"]) == len(concat["train_loss"])
+    assert "Learning curves" in (tiny_run / "report.md").read_text()
 
 
 def test_test_list_is_filled_in_order_with_header(tiny_run: Path, tiny_lab: Path):
     source = (tiny_lab / "test_without_label.txt").read_text().splitlines()
     for filled in [tiny_run / "predictions" / "test_without_label.txt"] + [
-        tiny_run / "predictions" / head / "test_without_label.txt" for head in ("text_only", "concat")
+        tiny_run / "predictions" / head / "test_without_label.txt"
+        for head in ("linear_probe", "text_only", "concat")
     ]:
         lines = filled.read_text().splitlines()
         assert lines[0] == source[0] == "guid,tag"
@@ -58,8 +75,9 @@ def test_same_seed_same_numbers(tmp_path, tiny_lab, tiny_encoders):
         cfg.name = name
         runs.append(pipeline.train(cfg, progress=False))
     first, second = (run.read_json("metrics.json") for run in runs)
-    for head in first["validation"]:
-        first["validation"][head].pop("train_seconds"), second["validation"][head].pop("train_seconds")
+    for metrics in (first, second):
+        for row in metrics["cross_validation"].values():
+            row.pop("seconds", None)
     assert first == second
 
 
@@ -67,10 +85,10 @@ def test_cli_run_then_predict_and_evaluate(tmp_path, tiny_lab, tiny_encoders, ca
     image, text = tiny_encoders
     common = ["--data", str(tiny_lab), "--out", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache")]
     tiny = ["--image-encoder", image, "--text-encoder", text, "--encoders.max-text-tokens", "24"]
-    quick = ["--train.max-epochs", "2", "--heads", "concat", "--split.val-fraction", "0.25", "--quiet"]
+    quick = ["--train.max-epochs", "2", "--heads", "concat", "--split.folds", "3", "--quiet"]
     assert main(["run", *common, *tiny, *quick, "--name", "cli"]) == 0
     out = capsys.readouterr().out
-    assert "filled-in test list" in out and "| concat |" in out
+    assert "filled-in test list" in out and "| **concat** (chosen) |" in out
     run = tmp_path / "runs" / "cli"
     target = tmp_path / "mine.txt"
     assert main(["predict", str(run), "--output", str(target), "--quiet"]) == 0
@@ -123,8 +141,7 @@ def test_skip_bad_lists_every_skipped_pair(tmp_path, tiny_encoders):
     skipped = {s["guid"]: s for s in run.read_json("skipped.json")}
     assert set(skipped) == {missing_text, corrupt_image}
     assert skipped[corrupt_image]["path"].endswith(f"{corrupt_image}.jpg")
-    split = run.read_json("split.json")
-    assert not {missing_text, corrupt_image} & set(split["train"] + split["val"])
+    assert run.meta["pairs"] == len(train_rows) - 2
     assert "2 pairs were skipped" in (run.path / "report.md").read_text()
     # The test row whose image is truncated stays null, and is listed.
     rows = dict(line.split(",") for line in filled.read_text().splitlines()[1:])
@@ -155,7 +172,7 @@ def test_classifier_agrees_with_the_stored_feature_path(tiny_run: Path, tiny_lab
     assert [a.label for a in answers] == [row.split(",")[1] for row in rows]
     one = clf.predict((tiny_lab / "data" / f"{guids[0]}.jpg").read_bytes(), texts[0])
     assert one.probabilities == pytest.approx(answers[0].probabilities, abs=1e-5)
-    assert set(one.per_head) == {"text_only", "image_only", "concat"}
+    assert set(one.per_head) == {"linear_probe", "text_only", "image_only", "concat"}
 
 
 def test_classifier_refuses_huge_and_broken_images(tiny_run: Path):

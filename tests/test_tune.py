@@ -8,12 +8,12 @@ import torch
 
 from conftest import tiny_config
 from mmsent.errors import MmsentError
+from mmsent.features.lexicon import lexicon_features
+from mmsent.features.table import load_table
+from mmsent.train import loop as trainer
+from mmsent.train.cv import cross_validate, cv_table
 from mmsent.train.module import load_head_module
-from mmsent.tune import trainer
-from mmsent.tune.cv import cross_validate, cv_table
-from mmsent.tune.lexicon import lexicon_features
-from mmsent.tune.recipe import Recipe, read_recipes, recipe_from_train, write_recipes
-from mmsent.tune.table import load_table
+from mmsent.train.spec import Recipe, read_recipes, spec_for, write_recipes
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +43,10 @@ def test_recipe_checks_and_round_trip(tmp_path):
 def test_recipe_from_run_options_mirrors_mmsent_run():
     from mmsent.config import TrainConfig
 
-    recipe = recipe_from_train("gated_text", TrainConfig())
+    recipe = spec_for("gated_text", TrainConfig())
     assert recipe.patience == 8 and recipe.epochs == 60 and recipe.lr == 1e-3
     assert "hidden" not in recipe.hparams  # a gated head keeps its linear classifier, as in mmsent run
-    assert recipe_from_train("concat", TrainConfig()).hparams == {"hidden": 256, "dropout": 0.3}
+    assert spec_for("concat", TrainConfig()).hparams == {"hidden": 256, "dropout": 0.3}
 
 
 def test_lexicon_scores_read_sentiment():

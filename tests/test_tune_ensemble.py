@@ -8,17 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mmsent.search.ensemble import Ensemble
 
 from conftest import tiny_config
 from mmsent import LABELS, pipeline
 from mmsent.cli.main import main
 from mmsent.errors import MmsentError
+from mmsent.features.table import load_table
 from mmsent.runs import RunFolder
+from mmsent.search.optuna_search import tune
 from mmsent.serve.classifier import Classifier
-from mmsent.tune.ensemble import Ensemble
-from mmsent.tune.recipe import Recipe, read_recipes, write_recipes
-from mmsent.tune.search import tune
-from mmsent.tune.table import load_table
+from mmsent.train.spec import Recipe, read_recipes, write_recipes
 
 
 def flags(lab: Path, encoders: tuple[str, str], work: Path, name: str) -> list[str]:
@@ -139,7 +139,7 @@ def test_saved_ensemble_reproduces_itself(ensemble_run: Path, work, tiny_lab, ti
 def test_run_quality_mode_builds_the_shipped_ensemble(work, tiny_lab, tiny_encoders, monkeypatch):
     import yaml
 
-    from mmsent.tune import experiment
+    from mmsent.search import experiment
 
     shipped = yaml.safe_load(experiment.QUALITY_FILE.read_text())
     assert shipped["recipes"] and shipped["combine"] in ("mean", "stack") and shipped["folds"] >= 2

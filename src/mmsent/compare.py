@@ -1,9 +1,10 @@
 """`mmsent compare`: every head, several seeds, one split, one report.
 
 The reference design's central experiment: the same stored features fused in
-different ways, next to the single-modality ablations. Every number comes from
-the validation pairs, which no head ever trains on; the spread over seeds says
-how much of a difference between heads is noise.
+different ways, next to the single-modality ablations, the linear probe and the
+majority class. Every number comes from the validation pairs, which no model
+ever trains on; the spread over seeds says how much of a difference between
+heads is noise. Each head trains from the same spec as in `mmsent run`.
 """
 
 from __future__ import annotations
@@ -12,64 +13,75 @@ import dataclasses
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from mmsent.config import RunConfig
 from mmsent.evaluate.metrics import classification_metrics
 from mmsent.evaluate.report import write_report
-from mmsent.heads import ABLATION_HEADS, FUSION_HEADS, head_needs_tokens
-from mmsent.pipeline import check_heads, encode, head_hparams, load_list, split_pairs
+from mmsent.features.encode import encode, load_list
+from mmsent.heads import ABLATION_HEADS, FUSION_HEADS
+from mmsent.model import PROBE
+from mmsent.pipeline import check_heads, split_pairs
 from mmsent.runs import RunFolder
-from mmsent.train.fit import fit_head, predict_proba
+from mmsent.train.fit import fit
+from mmsent.train.spec import spec_for
 
 log = logging.getLogger("mmsent")
-ALL_HEADS = (*ABLATION_HEADS, *FUSION_HEADS)
+ALL_HEADS = (PROBE, *ABLATION_HEADS, *FUSION_HEADS)
+MAJORITY = "majority class"
 
 
-def compare(cfg: RunConfig, seeds: int = 3, progress: bool = True) -> dict[str, Path]:
+def compare(cfg: RunConfig, seeds: list[int] | None = None, progress: bool = True) -> dict[str, Path]:
     heads = cfg.train.heads
+    seeds = list(seeds or [cfg.train.seed])
     check_heads(heads)
     cfg = dataclasses.replace(cfg, name=cfg.name or "compare")
     run = RunFolder.create(cfg)
     labelled = encode(cfg, load_list(cfg, cfg.data.train_list), progress)
     train_pairs, val_pairs = split_pairs(cfg, labelled.pairs)
     run.write_json("split.json", {"train": [p.guid for p in train_pairs], "val": [p.guid for p in val_pairs]})
-    identities = {"image": labelled.image.identity, "text": labelled.text.identity}
+    table = labelled.table()
+    row_of = {p.guid: i for i, p in enumerate(table.pairs)}
+    train_rows = np.array([row_of[p.guid] for p in train_pairs])
+    val_rows = np.array([row_of[p.guid] for p in val_pairs])
+    labels = table.labels.numpy()
 
-    records = []
+    majority = np.bincount(labels[train_rows], minlength=3).argmax()
+    baseline = classification_metrics(labels[val_rows], np.full(len(val_rows), majority))
+    records = [{"head": MAJORITY, "seed": s, **baseline, "params": 0, "train_seconds": 0.0} for s in seeds]
     for head in heads:
-        tokens = head_needs_tokens(head)
-        train_data, val_data = labelled.dataset(train_pairs, tokens), labelled.dataset(val_pairs, tokens)
-        for seed in range(cfg.train.seed, cfg.train.seed + seeds):
+        spec = spec_for(head, cfg.train)
+        for seed in seeds:
             log.info("compare: %s, seed %d", head, seed)
-            train_cfg = dataclasses.replace(cfg.train, seed=seed)
-            fit = fit_head(
-                head,
-                train_data,
-                val_data,
-                train_cfg,
-                run.head_dir(head) / f"seed{seed}",
-                identities,
-                head_hparams(head, train_cfg),
+            fitted = fit(
+                spec, table, train_rows, val_rows, seed=seed, engine=cfg.train.engine, options=cfg.train
             )
-            probs = predict_proba(fit.module, val_data)
-            metrics = classification_metrics(val_data.labels.numpy(), probs.argmax(axis=1))
+            probs = fitted.predict_proba(table, val_rows)
+            metrics = classification_metrics(labels[val_rows], probs.argmax(axis=1))
             records.append(
                 {
                     "head": head,
                     "seed": seed,
                     **metrics,
-                    "params": fit.params,
-                    "train_seconds": round(fit.seconds, 2),
-                    "epochs": fit.epochs,
+                    "params": parameter_count(fitted.model),
+                    "train_seconds": round(fitted.seconds, 2),
+                    "epochs": fitted.epochs,
                 }
             )
             run.write_json("records.json", records)  # after every fit: a stopped compare keeps what it did
 
     notes = {
         "data": str(cfg.data.root),
-        "encoders": f"{identities['image'].get('encoder')} + {identities['text'].get('encoder')}",
+        "encoders": table.encoder_names,
         "split": f"{len(train_pairs)} training / {len(val_pairs)} validation pairs (seed {cfg.split.seed})",
-        "seeds": f"{seeds} per head, from {cfg.train.seed}",
-        "selection": f"best epoch by {cfg.train.monitor}; loss {cfg.train.loss}, "
+        "seeds": ", ".join(map(str, seeds)),
+        "selection": f"epoch of lowest validation loss (patience {cfg.train.patience}); loss {cfg.train.loss}, "
         f"class weights {cfg.train.class_weights}",
     }
     return write_report(records, run.path, title="mmsent compare: fusion heads and ablations", notes=notes)
+
+
+def parameter_count(model) -> int:
+    if hasattr(model, "head"):
+        return sum(p.numel() for p in model.head.parameters())
+    return int(model.coef.size + model.intercept.size)

@@ -39,10 +39,10 @@ class DataConfig:
 
 @dataclass
 class SplitConfig:
-    val_fraction: float = 0.15
-    seed: int = 42
-    folds: int = 0  # >1: k-fold; `fold` picks which fold is validation
-    fold: int = 0
+    folds: int = 5  # cross-validation folds: the main job chooses its model by them
+    seed: int = 0  # seeds the folds and the single split
+    val_fraction: float = 0.15  # the single split of `compare` and `finetune` ...
+    fold: int = -1  # ... or, when >= 0, that fold of `folds` as their validation pairs
 
 
 @dataclass
@@ -53,24 +53,27 @@ class EncoderConfig:
     batch_size: int = 32
     workers: int = 1  # image-decoding processes, overlapping the forward pass
     tokens: bool = True  # also store token sequences (needed by the transformer heads)
-    cache: Path = Path(".cache/mmsent/features")
+    cache: Path = Path("~/.cache/mmsent/features")  # the feature store (per user, shared by every run)
 
 
 @dataclass
 class TrainConfig:
-    heads: list[str] = field(default_factory=lambda: ["text_only", "image_only", "concat"])
+    # The candidates the main job cross-validates ("linear_probe": logistic regression on both
+    # pooled vectors); the mean of those that read both modalities is a candidate too.
+    heads: list[str] = field(default_factory=lambda: ["linear_probe", "text_only", "image_only", "concat"])
     seed: int = 0
-    max_epochs: int = 60
-    patience: int = 8
+    # The training spec of every head (`mmsent.train.spec.Recipe`): the same record in run, cv, compare.
+    max_epochs: int = 60  # with patience 0, exactly this many (cosine schedule to zero)
+    patience: int = 8  # > 0: keep the epoch of lowest validation loss, stop after this many worse
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-2
     hidden: int = 256
     dropout: float = 0.3
     loss: Literal["ce", "focal"] = "ce"
-    class_weights: bool = False
+    class_weights: float = 0.0  # power of the inverse class frequency: 0 none, 1 full
     label_smoothing: float = 0.0
-    monitor: Literal["val_loss", "val_acc", "val_macro_f1"] = "val_loss"
+    engine: Literal["auto", "plain", "lightning"] = "auto"  # auto: Lightning for DDP or a GPU, else plain
     devices: int = 1  # processes (GPUs, or CPU processes) per node; >1: distributed data parallel
     accelerator: str = "auto"
     num_nodes: int = 1

@@ -1,116 +1,48 @@
-"""The main job, step by step: load, split, extract, train, evaluate, predict.
+"""The main job, step by step: load, cross-validate the candidates, choose, retrain, predict.
 
-Each step is a function the CLI commands call; `run` calls them all in order.
-Steps pass plain objects (pairs, stores, modules) and write to one run folder.
+`train` scores every candidate model (the linear probe, the configured heads,
+and the mean of those that read both modalities) by grouped, stratified k-fold
+cross-validation on the stored features, chooses the best by mean accuracy over
+folds (macro F1 breaks ties), retrains it and the others on all labelled pairs,
+and saves them as one `mmsent.model.Ensemble`. `predict` and `evaluate` load
+that model back with `load_run`, as the Python API and the service do.
 """
 
 from __future__ import annotations
 
 import logging
+import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mmsent import LABELS, __version__
-from mmsent.config import RunConfig, to_plain
-from mmsent.data import LoadResult, Pair, Skipped, fingerprint, kfold, load_pairs, train_val_split
-from mmsent.encoders import create_encoder
+from mmsent.config import RunConfig, from_plain
+from mmsent.data import Pair, fingerprint, kfold, train_val_split
+from mmsent.ensemble import fixed_epochs
 from mmsent.errors import MmsentError
-from mmsent.evaluate.metrics import classification_metrics, confusion_table, metrics_table, per_class_table
+from mmsent.evaluate.metrics import classification_metrics, metrics_table
 from mmsent.evaluate.predictions import write_filled_list
-from mmsent.features.store import FeatureStore, StoredFeatures
-from mmsent.heads import create_head, head_defaults, head_needs_tokens
+from mmsent.evaluate.run_report import write_run_report
+from mmsent.features.encode import Encoded, encode, load_list
+from mmsent.features.table import FeatureTable
+from mmsent.heads import create_head
+from mmsent.model import PROBE, Ensemble, Member, load_run
 from mmsent.runs import RunFolder
-from mmsent.train.dataset import PairFeatures
-from mmsent.train.fit import fit_head, predict_proba
-from mmsent.train.module import load_head_module
+from mmsent.train.cv import CVResult, cross_validate, fold_scores, summarise
+from mmsent.train.fit import choose_engine, fit
+from mmsent.train.spec import spec_for
 
 log = logging.getLogger("mmsent")
-ENSEMBLE = "ensemble"  # the head name of an ensemble run (`mmsent ensemble`) as a whole
-LABEL_INDEX = {label: i for i, label in enumerate(LABELS)}
-
-
-@dataclass
-class Encoded:
-    """Pairs of one list with the stored features of both modalities."""
-
-    load: LoadResult
-    image: StoredFeatures
-    text: StoredFeatures
-    skipped: list[Skipped] = field(default_factory=list)
-
-    @property
-    def pairs(self) -> list[Pair]:
-        """The pairs that have both features (a pair whose image failed to decode does not)."""
-        failed = set(self.image.failed) | set(self.text.failed)
-        return [p for p in self.load.pairs if p.guid not in failed]
-
-    def dataset(self, pairs: list[Pair], tokens: bool) -> PairFeatures:
-        labels = None if any(p.label is None for p in pairs) else [LABEL_INDEX[p.label] for p in pairs]
-        return PairFeatures([p.guid for p in pairs], self.image, self.text, labels, tokens=tokens)
-
-
-def load_list(cfg: RunConfig, list_name: str, root: Path | None = None) -> LoadResult:
-    return load_pairs(Path(root or cfg.data.root), list_name, cfg.data.clean, skip_bad=cfg.data.skip_bad)
-
-
-_encoders: dict[tuple, object] = {}
-
-
-def encoder(cfg: RunConfig, modality: str):
-    """Encoders are built once per process: loading weights is slow, and serving reuses them."""
-    name = cfg.encoders.image if modality == "image" else cfg.encoders.text
-    options = {"max_tokens": cfg.encoders.max_text_tokens} if modality == "text" else {}
-    key = (name, tuple(sorted(options.items())))
-    if key not in _encoders:
-        _encoders[key] = create_encoder(name, **options)
-    return _encoders[key]
-
-
-def stored_features(
-    cfg: RunConfig,
-    modality: str,
-    pairs: list[Pair],
-    progress: bool = True,
-    shard: tuple[int, int] | None = None,
-) -> StoredFeatures:
-    """One modality's features of `pairs` under the configured encoder, from the store or
-    extracted into it (with `shard`, only that part of them)."""
-    items = [(p.guid, p.image_path if modality == "image" else p.text) for p in pairs]
-    return FeatureStore(Path(cfg.encoders.cache)).get_or_extract(
-        encoder(cfg, modality),
-        items,
-        batch_size=cfg.encoders.batch_size,
-        workers=cfg.encoders.workers,  # image-decoding processes; text extraction has none
-        tokens=cfg.encoders.tokens,
-        skip_bad=cfg.data.skip_bad,
-        progress=progress,
-        shard=shard,
-    )
-
-
-def encode(cfg: RunConfig, load: LoadResult, progress: bool = True) -> Encoded:
-    """Features of every pair of a list, from the store or extracted into it."""
-    image = stored_features(cfg, "image", load.pairs, progress)
-    text = stored_features(cfg, "text", load.pairs, progress)
-    by_guid = {p.guid: p for p in load.pairs}
-    skipped = list(load.skipped) + [
-        Skipped(
-            guid,
-            reason,
-            str(by_guid[guid].image_path if side == "image" else by_guid[guid].text_path),
-            by_guid[guid].line,
-        )
-        for side, features in (("image", image), ("text", text))
-        for guid, reason in features.failed.items()
-    ]
-    return Encoded(load, image, text, skipped)
+FUSION_MEAN = "mean of fusion models"  # the candidate that averages every model reading both modalities
+SINGLE_MODALITY = ("text_only", "image_only")
 
 
 def split_pairs(cfg: RunConfig, pairs: list[Pair]) -> tuple[list[Pair], list[Pair]]:
-    if cfg.split.folds > 1:
+    """One training/validation split, for the commands that train on one (compare, finetune)."""
+    if cfg.split.fold >= 0:
         if not 0 <= cfg.split.fold < cfg.split.folds:
             raise MmsentError(f"--split.fold must be in 0..{cfg.split.folds - 1}, got {cfg.split.fold}")
         train_idx, val_idx = kfold(pairs, cfg.split.folds, cfg.split.seed)[cfg.split.fold]
@@ -119,139 +51,190 @@ def split_pairs(cfg: RunConfig, pairs: list[Pair]) -> tuple[list[Pair], list[Pai
     return [pairs[i] for i in train_idx], [pairs[i] for i in val_idx]
 
 
-def head_hparams(head: str, cfg) -> dict:
-    """The shared options (classifier width, dropout) that this head takes; the rest keep its defaults.
-
-    A head whose default classifier has no hidden layer (the gated heads: a sigmoid
-    gate, then one linear layer) keeps it that way."""
-    defaults = head_defaults(head)
-    chosen = {"dropout": cfg.dropout}
-    if defaults.get("hidden", 0) > 0:
-        chosen["hidden"] = cfg.hidden
-    return {key: value for key, value in chosen.items() if key in defaults}
-
-
 def check_heads(names: list[str]) -> None:
     """Fail before any slow step if a head name is unknown."""
     for name in names:
-        create_head(name, 8, 8)
+        if name != PROBE:
+            create_head(name, 8, 8)
+
+
+def write_val_predictions(path: Path, pairs: list[Pair], probs: np.ndarray) -> None:
+    from mmsent.evaluate.predictions import write_text_atomic
+
+    lines = ["guid,label,predicted," + ",".join(f"p_{label}" for label in LABELS)]
+    for pair, p in zip(pairs, probs, strict=True):
+        lines.append(f"{pair.guid},{pair.label},{LABELS[int(p.argmax())]}," + ",".join(f"{v:.6f}" for v in p))
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+# ------------------------------------------------------------------------------ choosing
+
+
+@dataclass
+class Selection:
+    """What cross-validation said of every candidate, and which one the run answers with."""
+
+    results: dict[str, CVResult]  # each single model
+    fusion_mean: CVResult | None  # the mean of the fusion models' out-of-fold answers
+    chosen: str
+    summaries: dict[str, dict]  # name -> mean ± sd over folds (majority class included)
+
+    @property
+    def chosen_members(self) -> list[str]:
+        return fusion_names(self.results) if self.chosen == FUSION_MEAN else [self.chosen]
+
+
+def fusion_names(results: dict[str, CVResult]) -> list[str]:
+    return [name for name in results if name not in SINGLE_MODALITY]
+
+
+def majority_scores(labels: np.ndarray, folds) -> list[dict]:
+    """Always answering the training folds' most frequent class: the floor every model must clear."""
+    out = []
+    for train_rows, val_rows in folds:
+        majority = np.bincount(labels[train_rows], minlength=len(LABELS)).argmax()
+        out.append(classification_metrics(labels[val_rows], np.full(len(val_rows), majority)))
+    return out
+
+
+def select(cfg: RunConfig, table: FeatureTable, progress: bool = True) -> Selection:
+    folds = table.folds(cfg.split.folds, cfg.split.seed)
+    engine = choose_engine(cfg.train.engine, cfg.train)
+    results: dict[str, CVResult] = {}
+    for i, head in enumerate(cfg.train.heads, 1):
+        started = time.perf_counter()
+        results[head] = cross_validate(
+            spec_for(head, cfg.train), table, folds, [cfg.train.seed], engine=engine, options=cfg.train
+        )
+        summary = results[head].summary()
+        if progress:
+            print(
+                f"[{i}/{len(cfg.train.heads)}] {head}: accuracy {summary['accuracy']:.4f} ± "
+                f"{summary['accuracy_std']:.4f}, macro F1 {summary['macro_f1']:.4f} "
+                f"({time.perf_counter() - started:.1f} s)",
+                flush=True,
+            )
+    labels = table.labels.numpy()
+    summaries = {name: {**r.summary(), "seconds": round(r.seconds, 1)} for name, r in results.items()}
+    fusion_mean = None
+    if len(fusion_names(results)) > 1:
+        names = fusion_names(results)
+        oof = np.mean([results[n].oof for n in names], axis=0)
+        fusion_mean = CVResult(FUSION_MEAN, folds, oof, labels, fold_scores(oof, labels, folds))
+        summaries[FUSION_MEAN] = {**fusion_mean.summary(), "members": names}
+    ranked = sorted(
+        (name for name in summaries),
+        key=lambda n: (summaries[n]["accuracy"], summaries[n]["macro_f1"]),
+        reverse=True,
+    )
+    summaries["majority class"] = summarise(majority_scores(labels, folds))
+    return Selection(results, fusion_mean, ranked[0], summaries)
+
+
+def final_member(cfg: RunConfig, table: FeatureTable, name: str, result: CVResult) -> tuple[Member, list]:
+    """A candidate retrained on every labelled pair, for the epoch count it kept in CV."""
+    recipe = fixed_epochs(spec_for(name, cfg.train), result.epochs)
+    fitted = fit(
+        recipe, table, np.arange(len(table)), seed=cfg.train.seed, engine=cfg.train.engine, options=cfg.train
+    )
+    return Member(name, recipe.to_dict(), [fitted.model]), fitted.history
+
+
+# ------------------------------------------------------------------------------ the steps
 
 
 def train(cfg: RunConfig, progress: bool = True, run: RunFolder | None = None) -> RunFolder:
-    """Load, split, extract and train every configured head; write the run folder."""
+    """Load and encode the training list, choose a model by CV, retrain it on all pairs, save the run."""
     check_heads(cfg.train.heads)
     started = time.perf_counter()
     run = run or RunFolder.create(cfg)
     labelled = encode(cfg, load_list(cfg, cfg.data.train_list), progress)
-    pairs = labelled.pairs
-    if any(p.label is None for p in pairs):
+    if any(p.label is None for p in labelled.pairs):
         raise MmsentError("the training list has rows tagged null", labelled.load.list_path)
-    train_pairs, val_pairs = split_pairs(cfg, pairs)
-    run.write_json("split.json", {"train": [p.guid for p in train_pairs], "val": [p.guid for p in val_pairs]})
-    identities = {"image": labelled.image.identity, "text": labelled.text.identity}
-
-    results = {}
-    for head in cfg.train.heads:
-        log.info("training %s", head)
-        tokens = head_needs_tokens(head)
-        fit = fit_head(
-            head,
-            labelled.dataset(train_pairs, tokens),
-            labelled.dataset(val_pairs, tokens),
-            cfg.train,
-            run.head_dir(head),
-            identities,
-            head_hparams(head, cfg.train),
+    table = labelled.table()
+    if len(table) < cfg.split.folds * 2:
+        raise MmsentError(
+            f"{len(table)} labelled pairs are too few for {cfg.split.folds}-fold cross-validation",
+            labelled.load.list_path,
         )
-        val = labelled.dataset(val_pairs, tokens)
-        probs = predict_proba(fit.module, val)
-        metrics = classification_metrics(val.labels.numpy(), probs.argmax(axis=1))
-        metrics.update(params=fit.params, train_seconds=round(fit.seconds, 2), epochs=fit.epochs)
-        run.write_json(Path("heads") / head / "metrics.json", metrics)
-        write_val_predictions(run.head_dir(head) / "val_predictions.csv", val_pairs, probs)
-        results[head] = metrics
-
-    best = max(results, key=lambda h: (results[h]["accuracy"], results[h]["macro_f1"]))
-    run.write_json("metrics.json", {"best_head": best, "validation": results})
+    selection = select(cfg, table, progress)
+    finals = {name: final_member(cfg, table, name, result) for name, result in selection.results.items()}
+    chosen = selection.chosen_members
+    model = Ensemble(
+        members=[finals[name][0] for name in chosen],
+        others=[member for name, (member, _) in finals.items() if name not in chosen],
+        name=selection.chosen,
+    )
+    model.save(run.path)
+    curves = {name: mean_curve(result.histories) for name, result in selection.results.items()}
+    run.write_json(
+        "metrics.json",
+        {
+            "chosen": selection.chosen,
+            "members": chosen,
+            "cross_validation": selection.summaries,
+            "curves": curves,
+        },
+    )
     run.write_json(
         "run.json",
         {
             "mmsent_version": __version__,
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "data": str(cfg.data.root),
-            "data_fingerprint": fingerprint(pairs),
-            "encoders": identities,
+            "data": str(Path(cfg.data.root).resolve()),
+            "store": str(Path(cfg.encoders.cache).expanduser().resolve()),
+            "data_fingerprint": fingerprint(labelled.pairs),
+            "encoders": table.identities,
             "feature_keys": {"image": labelled.image.key, "text": labelled.text.key},
             "labels": list(LABELS),
-            "seeds": {"split": cfg.split.seed, "train": cfg.train.seed},
-            "split_sizes": {"train": len(train_pairs), "val": len(val_pairs)},
-            "heads": list(results),
-            "best_head": best,
+            "seeds": {"folds": cfg.split.seed, "train": cfg.train.seed},
+            "folds": cfg.split.folds,
+            "pairs": len(table),
+            "heads": list(selection.results),
+            "best_head": selection.chosen,
             "train_seconds": round(time.perf_counter() - started, 2),
         },
     )
     run.write_json("skipped.json", [s.to_dict() for s in labelled.skipped])
-    write_report(run, results, best, labelled.skipped)
+    audit = run.read_json("audit.json") if (run.path / "audit.json").is_file() else None
+    write_run_report(
+        run.path,
+        run.read_json("run.json"),
+        selection.summaries,
+        selection.chosen,
+        chosen,
+        {n: r.oof for n, r in selection.results.items()}
+        | ({FUSION_MEAN: selection.fusion_mean.oof} if selection.fusion_mean else {}),
+        table.labels.numpy(),
+        curves,
+        audit,
+        labelled.skipped,
+    )
     return run
 
 
-def write_val_predictions(path: Path, pairs: list[Pair], probs: np.ndarray) -> None:
-    lines = ["guid,label,predicted," + ",".join(f"p_{label}" for label in LABELS)]
-    for pair, p in zip(pairs, probs, strict=True):
-        lines.append(f"{pair.guid},{pair.label},{LABELS[int(p.argmax())]}," + ",".join(f"{v:.6f}" for v in p))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-
-
-def write_report(run: RunFolder, results: dict, best: str, skipped: list[Skipped]) -> None:
-    meta = run.read_json("run.json")
-    lines = [
-        f"# mmsent run `{run.path.name}`",
-        "",
-        f"Encoders: {meta['encoders']['image'].get('encoder')} + {meta['encoders']['text'].get('encoder')}; "
-        f"{meta['split_sizes']['train']} training and {meta['split_sizes']['val']} validation pairs "
-        f"(split seed {meta['seeds']['split']}, training seed {meta['seeds']['train']}).",
-        "",
-        "Validation metrics (pairs held out of training, never trained on):",
-        "",
-        metrics_table(results),
-        "",
-        f"Best head on validation: **{best}**. Its confusion matrix and per-class scores:",
-        "",
-        confusion_table(results[best]),
-        "",
-        per_class_table(results[best]),
-        "",
-    ]
-    if (run.path / "audit.json").is_file():
-        lines += audit_summary(run.read_json("audit.json"))
-    if skipped:
-        lines += [f"{len(skipped)} pairs were skipped as bad input (see skipped.json):", ""]
-        lines += [f"- {s.guid}: {s.reason} ({s.path}" + (f":{s.line})" if s.line else ")") for s in skipped]
-    run.write_text("report.md", "\n".join(lines) + "\n")
-
-
-def audit_summary(findings: dict) -> list[str]:
-    conflicts = findings["duplicates"]["label_conflicts"]
-    codecs = ", ".join(f"{n} {codec}" for codec, n in sorted(findings["codecs"].items()))
-    return [
-        "## Data (audit.json has the details)",
-        "",
-        f"- {findings['pairs_ok']} listed pairs readable; {len(findings['problems'])} problems",
-        f"- text encodings: {codecs}; {len(findings['cleaned_empty'])} tweets are empty after cleaning",
-        f"- copies: {findings['duplicates']['any']['count']} groups of pairs sharing an image or a text "
-        f"(kept on one side of the split); {conflicts['any']} of them carry different labels",
-        "",
-    ]
-
-
-def is_ensemble(folder: Path) -> bool:
-    return (Path(folder) / "ensemble.json").is_file()
+def mean_curve(histories: list[list[dict]]) -> dict[str, list[float]]:
+    """Train and validation loss per epoch, averaged over the folds that reached that epoch."""
+    longest = max((len(h) for h in histories), default=0)
+    curve: dict[str, list[float]] = {"train_loss": [], "val_loss": []}
+    for epoch in range(longest):
+        for key in curve:
+            values = [h[epoch][key] for h in histories if len(h) > epoch and key in h[epoch]]
+            if values:
+                curve[key].append(round(statistics.fmean(values), 5))
+    return curve
 
 
 def load_run_config(run: RunFolder) -> RunConfig:
-    from mmsent.config import from_plain
-
     return from_plain(RunConfig, run.config())
+
+
+def encode_for_run(run: RunFolder, list_name: str, root: Path | None, progress: bool) -> Encoded:
+    """A list's features under the run's encoders: the store the run recorded is used when it is
+    there (relocated runs keep working); otherwise the configured one, and what is missing is
+    extracted there."""
+    cfg = load_run_config(run)
+    return encode(cfg, load_list(cfg, list_name, root), progress)
 
 
 def predict(
@@ -263,68 +246,52 @@ def predict(
     every_head: bool = False,
     progress: bool = True,
 ) -> tuple[Path, list[str]]:
-    """Fill in the tags of a `guid,null` list with a trained head; returns (file, guids left null).
+    """Fill in the tags of a `guid,null` list with the run's model; returns (file, guids left null).
 
-    The chosen head (default: the run's best) writes `output`; with `every_head`,
-    each head of the run also writes `predictions/<head>/<list>`, from one extraction.
+    The run's model writes `output` (default `predictions/<list>`); `head` names one of its
+    members or other candidates instead; with `every_head`, each of them also writes
+    `predictions/<name>/<list>`, from one extraction.
     """
-    cfg = load_run_config(run)
-    meta = run.meta
-    head = head or meta["best_head"]
-    if head not in meta["heads"] and not (head == ENSEMBLE and is_ensemble(run.path)):
-        raise MmsentError(f"this run has no head {head!r}; it has {', '.join(meta['heads'])}", run.path)
-    encoded = encode(cfg, load_list(cfg, list_name, root), progress)
+    model = load_run(run.path, expect_encoders=run.meta["encoders"])
+    encoded = encode_for_run(run, list_name, root, progress)
+    table = encoded.table()
     name = Path(list_name).name
-    targets = {head: output or run.path / "predictions" / name}
+    answers = model.member_proba(table) if (head or every_head) and encoded.pairs else {}
+    if head is not None and head not in answers and head != model.name:
+        names = ", ".join([model.name, *(m.name for m in [*model.members, *model.others])])
+        raise MmsentError(f"this run has no model {head!r}; it has {names}", run.path)
+    main = answers[head] if head and head != model.name else model.predict_proba(table)
+    target = output or run.path / "predictions" / name
+    missing = write_filled_list(encoded.load.list_path, tags_of(encoded.pairs, main), target)
     if every_head:
-        targets.update({h: run.path / "predictions" / h / name for h in meta["heads"] if h != head})
-    missing: list[str] = []
-    for each, target in targets.items():
-        tags = predicted_tags(run, each, encoded)
-        left = write_filled_list(encoded.load.list_path, tags, target)
-        missing = left if each == head else missing
+        for each, probs in answers.items():
+            write_filled_list(
+                encoded.load.list_path, tags_of(encoded.pairs, probs), run.path / "predictions" / each / name
+            )
     if encoded.skipped:
         run.write_json(
             Path("predictions") / f"{Path(list_name).stem}.skipped.json",
             [s.to_dict() for s in encoded.skipped],
         )
-    return targets[head], missing
+    return target, missing
 
 
-def predicted_tags(run: RunFolder, head: str, encoded: Encoded) -> dict[str, str]:
-    if head == ENSEMBLE:
-        from mmsent.tune.ensemble import run_ensemble_probs
-
-        probs = run_ensemble_probs(run, encoded)
-        return {p.guid: LABELS[int(row.argmax())] for p, row in zip(encoded.pairs, probs, strict=True)}
-    module = load_head_module(run.head_dir(head) / "model.ckpt", expect_encoders=run.meta["encoders"])
-    pairs = encoded.pairs
-    if not pairs:
-        return {}
-    probs = predict_proba(module, encoded.dataset(pairs, module.needs_tokens))
+def tags_of(pairs: list[Pair], probs: np.ndarray) -> dict[str, str]:
     return {p.guid: LABELS[int(row.argmax())] for p, row in zip(pairs, probs, strict=True)}
 
 
 def evaluate(run: RunFolder, list_name: str, root: Path | None = None, progress: bool = True) -> dict:
-    """Metrics of every head of a run on another labelled list (e.g. a held-out test set)."""
-    cfg = load_run_config(run)
-    meta = run.meta
-    encoded = encode(cfg, load_list(cfg, list_name, root), progress)
+    """Metrics of the run's model (and of each other model it holds) on another labelled list."""
+    model = load_run(run.path, expect_encoders=run.meta["encoders"])
+    encoded = encode_for_run(run, list_name, root, progress)
     pairs = encoded.pairs
     if not pairs or any(p.label is None for p in pairs):
         raise MmsentError("evaluation needs a list whose every row has a label", encoded.load.list_path)
-    results = {}
-    if is_ensemble(run.path):  # its members may read extra features: score the whole only
-        from mmsent.tune.ensemble import run_ensemble_probs
-
-        labels = encoded.dataset(pairs, False).labels.numpy()
-        results[ENSEMBLE] = classification_metrics(labels, run_ensemble_probs(run, encoded).argmax(axis=1))
-    for head in [] if is_ensemble(run.path) else meta["heads"]:
-        module = load_head_module(run.head_dir(head) / "model.ckpt", expect_encoders=meta["encoders"])
-        data = encoded.dataset(pairs, module.needs_tokens)
-        results[head] = classification_metrics(
-            data.labels.numpy(), predict_proba(module, data).argmax(axis=1)
-        )
+    table = encoded.table()
+    labels = table.labels.numpy()
+    results = {model.name: classification_metrics(labels, model.predict_proba(table).argmax(axis=1))}
+    for name, probs in model.member_proba(table).items():
+        results.setdefault(name, classification_metrics(labels, probs.argmax(axis=1)))
     stem = Path(list_name).stem
     run.write_json(Path("evaluations") / f"{stem}.json", results)
     run.write_text(Path("evaluations") / f"{stem}.md", metrics_table(results) + "\n")
@@ -332,18 +299,16 @@ def evaluate(run: RunFolder, list_name: str, root: Path | None = None, progress:
 
 
 def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
-    """The main job: audit, train (extracting features as needed), then fill in the test list."""
+    """The main job: audit, check both lists, train (extracting features as needed), fill in the test list."""
     from mmsent.data.audit import audit
 
-    if cfg.quality:  # the tuned ensemble instead of the configured heads
-        from mmsent.tune.experiment import quality_run
-
-        return quality_run(cfg, progress)
-
     check_heads(cfg.train.heads)
+    for list_name in (cfg.data.train_list, cfg.data.test_list):  # a bad row stops us before any training
+        load_list(cfg, list_name)
     run = RunFolder.create(cfg)
-    lists = [cfg.data.train_list, cfg.data.test_list]
-    findings = audit(Path(cfg.data.root), lists, cfg.data.clean, progress=progress)
+    findings = audit(
+        Path(cfg.data.root), [cfg.data.train_list, cfg.data.test_list], cfg.data.clean, progress=progress
+    )
     run.write_json("audit.json", findings)
     if findings["problems"]:
         log.warning("the audit found %d problems; see %s", len(findings["problems"]), run.path / "audit.json")
@@ -354,4 +319,4 @@ def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
     return run, filled
 
 
-__all__ = ["encode", "evaluate", "predict", "run_all", "split_pairs", "to_plain", "train"]
+__all__ = ["evaluate", "predict", "run_all", "select", "split_pairs", "train"]

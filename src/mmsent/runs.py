@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -27,6 +28,14 @@ import yaml
 from mmsent.config import RunConfig, to_plain
 from mmsent.errors import MmsentError
 from mmsent.evaluate.predictions import write_text_atomic
+
+
+def located(cfg: RunConfig) -> RunConfig:
+    """The config with its data folder and feature store as absolute paths, so the run folder
+    works from any directory (a relative path would mean something else elsewhere)."""
+    data = dataclasses.replace(cfg.data, root=Path(cfg.data.root).expanduser().resolve())
+    encoders = dataclasses.replace(cfg.encoders, cache=Path(cfg.encoders.cache).expanduser().resolve())
+    return dataclasses.replace(cfg, data=data, encoders=encoders)
 
 
 @dataclass
@@ -47,7 +56,7 @@ class RunFolder:
                 path = Path(cfg.out) / f"{stamp}-{n}"
         path.mkdir(parents=True, exist_ok=True)
         run = cls(path)
-        run.write_yaml("config.yaml", to_plain(cfg))
+        run.write_yaml("config.yaml", to_plain(located(cfg)))
         return run
 
     @classmethod

@@ -53,9 +53,15 @@ def cmd_train(args) -> int:
 def cmd_run(args) -> int:
     started = time.perf_counter()
     cfg = resolve_config(args)
-    from mmsent import pipeline  # torch and the models load only once the options are known to be good
+    # torch and the models load only once the options are known to be good
+    if cfg.quality:  # the tuned ensemble on per-fold fine-tuned text features instead of the candidates
+        from mmsent.search.experiment import quality_run
 
-    run, filled = pipeline.run_all(cfg, progress=not args.quiet)
+        run, filled = quality_run(cfg, progress=not args.quiet)
+    else:
+        from mmsent import pipeline
+
+        run, filled = pipeline.run_all(cfg, progress=not args.quiet)
     print((run.path / "report.md").read_text(encoding="utf-8"))
     print(
         f"run folder: {run.path}\nfilled-in test list: {filled}\ntotal {time.perf_counter() - started:.1f} s"
@@ -135,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = commands.add_parser("compare", help="every head over several seeds on one split: report")
     add_config_options(compare)
-    compare.add_argument("--seeds", type=int, default=3, help="seeds per head (default 3)")
+    compare.add_argument(
+        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds per head (default 0 1 2)"
+    )
     compare.add_argument("--quiet", action="store_true", help="no progress bars")
     compare.set_defaults(func=cmd_compare)
 
@@ -150,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("run", type=Path, help="run folder")
     predict.add_argument("--list", help="guid,null list in --data (default: the run's test list)")
     predict.add_argument("--data", type=Path, help="data folder (default: the run's)")
-    predict.add_argument("--head", help="which head (default: the run's best on validation)")
+    predict.add_argument("--head", help="which of the run's models (default: the one it chose by CV)")
     predict.add_argument("--output", type=Path, help="output file (default: <run>/predictions/<list>)")
     predict.add_argument("--quiet", action="store_true")
     predict.set_defaults(func=cmd_predict)

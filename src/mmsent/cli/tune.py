@@ -114,7 +114,7 @@ def cross_fitted_tables(args, cfg: RunConfig, table):
     ft = finetune_text_config(args)
     if ft is None:
         return None
-    from mmsent.tune.crossfit import cross_fit_text
+    from mmsent.search.crossfit import cross_fit_text
 
     splits = table.folds(args.folds, args.fold_seed)
     return cross_fit_text(cfg, ft, table, splits, not args.quiet, final=False).tables
@@ -125,11 +125,11 @@ def out_folder(cfg: RunConfig, default: str) -> Path:
 
 
 def cmd_tune(args) -> int:
-    from mmsent.tune.search import POOLED_HEADS
+    from mmsent.search.optuna_search import POOLED_HEADS
 
     cfg = resolve_config(args, RunConfig(train=TrainConfig(heads=list(POOLED_HEADS))))
-    from mmsent.tune.search import tune
-    from mmsent.tune.table import load_table
+    from mmsent.features.encode import load_table
+    from mmsent.search.optuna_search import tune
 
     started = time.perf_counter()
     table = load_table(cfg, progress=not args.quiet)
@@ -155,13 +155,13 @@ def cmd_tune(args) -> int:
 
 def cmd_cv(args) -> int:
     cfg = resolve_config(args)
-    from mmsent.tune.experiment import cv_recipes, write_cv
-    from mmsent.tune.recipe import read_recipes, recipe_from_train
-    from mmsent.tune.table import load_table
+    from mmsent.features.encode import load_table
+    from mmsent.search.experiment import cv_recipes, write_cv
+    from mmsent.train.spec import read_recipes, spec_for
 
     recipes = [r for path in args.recipes for r in read_recipes(path)]
     if args.baseline or not recipes:
-        recipes = [recipe_from_train(head, cfg.train) for head in cfg.train.heads] + recipes
+        recipes = [spec_for(head, cfg.train) for head in cfg.train.heads] + recipes
     table = load_table(cfg, progress=not args.quiet)
     out = out_folder(cfg, "cv")
     splits = table.folds(args.folds, args.fold_seed)
@@ -182,8 +182,8 @@ def cmd_cv(args) -> int:
 def cmd_ensemble(args) -> int:
     cfg = resolve_config(args)
     cfg = dataclasses.replace(cfg, name=cfg.name or time.strftime("ensemble-%Y%m%d-%H%M%S"))
-    from mmsent.tune.experiment import ensemble_run
-    from mmsent.tune.recipe import read_recipes
+    from mmsent.search.experiment import ensemble_run
+    from mmsent.train.spec import read_recipes
 
     recipes = [r for path in args.recipes for r in read_recipes(path)]
     run = ensemble_run(

@@ -235,56 +235,98 @@ def render_audit(report: dict, max_rows: int = 20) -> str:
         if not info["readable"]:
             rows.append([name, "unreadable", "", "", *[""] * len(labels)])
             continue
-        rows.append([name, info["rows"], info["pairs_ok"], info["problems"],
-                     *[info["labels"].get(label, 0) for label in labels]])
+        rows.append(
+            [
+                name,
+                info["rows"],
+                info["pairs_ok"],
+                info["problems"],
+                *[info["labels"].get(label, 0) for label in labels],
+            ]
+        )
     unlisted = report["unlisted"]
     rows.append(["(in no list)", unlisted["pairs"], "", "", *[""] * len(labels)])
     out(_table("Lists", ["list", "rows", "pairs ok", "problems", *labels], rows))
     if unlisted["images_only"] or unlisted["texts_only"] or unlisted["other_files"]:
-        out(f"Unlisted files without their partner: {unlisted['images_only']} images, "
-            f"{unlisted['texts_only']} texts; {unlisted['other_files']} other files in data/.")
+        out(
+            f"Unlisted files without their partner: {unlisted['images_only']} images, "
+            f"{unlisted['texts_only']} texts; {unlisted['other_files']} other files in data/."
+        )
 
     out(_table("Text encodings (listed pairs)", ["codec", "files"], sorted(report["codecs"].items())))
     words, cleaned = report["text_words"], report["cleaned_words"]
-    out(_table("Tweet length in words", ["text", "min", "median", "mean", "max"], [
-        ["raw", words["min"], words["median"], words["mean"], words["max"]],
-        ["cleaned", cleaned["min"], cleaned["median"], cleaned["mean"], cleaned["max"]],
-    ]))
+    out(
+        _table(
+            "Tweet length in words",
+            ["text", "min", "median", "mean", "max"],
+            [
+                ["raw", words["min"], words["median"], words["mean"], words["max"]],
+                ["cleaned", cleaned["min"], cleaned["median"], cleaned["mean"], cleaned["max"]],
+            ],
+        )
+    )
     if report["cleaned_empty"]:
-        out(f"{len(report['cleaned_empty'])} tweets are empty after cleaning: "
-            + ", ".join(report["cleaned_empty"][:max_rows]))
+        out(
+            f"{len(report['cleaned_empty'])} tweets are empty after cleaning: "
+            + ", ".join(report["cleaned_empty"][:max_rows])
+        )
 
     images = report["images"]
-    out(_table(f"Images ({images['count']}, {images['bytes'] / 2**20:.1f} MiB)",
-               ["side", "min", "median", "max"], [
-        ["width", images["width"]["min"], images["width"]["median"], images["width"]["max"]],
-        ["height", images["height"]["min"], images["height"]["median"], images["height"]["max"]],
-    ]))
+    out(
+        _table(
+            f"Images ({images['count']}, {images['bytes'] / 2**20:.1f} MiB)",
+            ["side", "min", "median", "max"],
+            [
+                ["width", images["width"]["min"], images["width"]["median"], images["width"]["max"]],
+                ["height", images["height"]["min"], images["height"]["median"], images["height"]["max"]],
+            ],
+        )
+    )
     small = images["small"]
-    out(f"{len(small)} images have a side under {images['small_side']} px"
-        + (": " + ", ".join(small[:max_rows]) + (" ..." if len(small) > max_rows else "") if small else "."))
+    out(
+        f"{len(small)} images have a side under {images['small_side']} px"
+        + (": " + ", ".join(small[:max_rows]) + (" ..." if len(small) > max_rows else "") if small else ".")
+    )
 
     dup = report["duplicates"]
-    out(_table("Copies (groups of two or more pairs)", ["identical", "groups", "pairs"], [
-        [by, dup[by]["count"], dup[by]["pairs"]] for by in ("image", "text", "both", "any")
-    ]))
+    out(
+        _table(
+            "Copies (groups of two or more pairs)",
+            ["identical", "groups", "pairs"],
+            [[by, dup[by]["count"], dup[by]["pairs"]] for by in ("image", "text", "both", "any")],
+        )
+    )
     conflicts = dup["label_conflicts"]
-    out(f"{dup['across_lists']} groups span more than one list; "
+    out(
+        f"{dup['across_lists']} groups span more than one list; "
         f"{conflicts['both']} groups identical in both image and text carry different labels, "
-        f"{conflicts['any']} groups linked by image or text do.")
+        f"{conflicts['any']} groups linked by image or text do."
+    )
     if conflicts["groups"]:
-        out(_table("Copies with different labels", ["identical", "guids", "labels"], [
-            [c["identical"], " ".join(c["guids"]), " ".join(c["labels"])]
-            for c in conflicts["groups"][:max_rows]
-        ]))
+        out(
+            _table(
+                "Copies with different labels",
+                ["identical", "guids", "labels"],
+                [
+                    [c["identical"], " ".join(c["guids"]), " ".join(c["labels"])]
+                    for c in conflicts["groups"][:max_rows]
+                ],
+            )
+        )
 
     problems = report["problems"]
     if not problems:
         out("[bold]No problems found.[/bold]")
     else:
         out(_table("Problems", ["kind", "count"], sorted(report["problem_counts"].items())))
-        out(_table(f"Problem details (first {min(max_rows, len(problems))} of {len(problems)})",
-                   ["file", "list line", "guid", "problem"], [
-            [p["path"], f"{p['list']}:{p['line']}", p["guid"], p["reason"]] for p in problems[:max_rows]
-        ]))
+        out(
+            _table(
+                f"Problem details (first {min(max_rows, len(problems))} of {len(problems)})",
+                ["file", "list line", "guid", "problem"],
+                [
+                    [p["path"], f"{p['list']}:{p['line']}", p["guid"], p["reason"]]
+                    for p in problems[:max_rows]
+                ],
+            )
+        )
     return console.export_text()

@@ -114,8 +114,11 @@ def read_list(path: str | Path, problems: list[Skipped] | None = None) -> tuple[
             problem = Skipped(guid, f"bad guid {guid!r}", str(path), number, "malformed line")
         elif guid in first_line:
             problem = Skipped(
-                guid, f"guid {guid} is listed twice, on lines {first_line[guid]} and {number}",
-                str(path), number, "duplicate guid",
+                guid,
+                f"guid {guid} is listed twice, on lines {first_line[guid]} and {number}",
+                str(path),
+                number,
+                "duplicate guid",
             )
         else:
             try:
@@ -130,9 +133,7 @@ def read_list(path: str | Path, problems: list[Skipped] | None = None) -> tuple[
     return header, rows
 
 
-def check_row(
-    data_dir: Path, row: ListRow, clean: CleanConfig
-) -> tuple[Pair | None, list[Skipped]]:
+def check_row(data_dir: Path, row: ListRow, clean: CleanConfig) -> tuple[Pair | None, list[Skipped]]:
     """The pair a list row names, or None with every problem its files have."""
     image_path = data_dir / f"{row.guid}.jpg"
     text_path = data_dir / f"{row.guid}.txt"
@@ -165,9 +166,7 @@ def check_row(
     return Pair(row.guid, text, raw_text, codec, image_path, text_path, row.tag, row.line), []
 
 
-def load_pairs(
-    root: str | Path, list_name: str, clean: CleanConfig, skip_bad: bool = False
-) -> LoadResult:
+def load_pairs(root: str | Path, list_name: str, clean: CleanConfig, skip_bad: bool = False) -> LoadResult:
     """The pairs of `root/list_name`, in list order."""
     root = Path(root)
     list_path = root / list_name

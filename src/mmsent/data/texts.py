@@ -67,9 +67,7 @@ def clean_text(text: str, cfg: CleanConfig) -> str:
     elif cfg.hashtags == "drop":
         text = HASHTAG.sub(" ", text)
     elif cfg.hashtags != "keep":
-        raise MmsentError(
-            f"clean.hashtags must be 'word', 'drop', 'keep' or 'segment', not {cfg.hashtags!r}"
-        )
+        raise MmsentError(f"clean.hashtags must be 'word', 'drop', 'keep' or 'segment', not {cfg.hashtags!r}")
     if cfg.collapse_space:
         text = SPACE.sub(" ", text).strip()
     return text

@@ -15,12 +15,10 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from mmsent import LABELS
+from mmsent import LABEL_INDEX
 from mmsent.data import Pair, open_image
 from mmsent.encoders.base import Encoder
 from mmsent.train.distributed import RankSampler
-
-LABEL_INDEX = {label: i for i, label in enumerate(LABELS)}
 
 
 class PairInputs(Dataset):

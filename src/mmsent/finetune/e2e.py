@@ -30,6 +30,7 @@ from mmsent.encoders import create_encoder
 from mmsent.encoders.augment import TrainTransform
 from mmsent.evaluate.metrics import classification_metrics
 from mmsent.evaluate.predictions import write_filled_list
+from mmsent.features.encode import load_list
 from mmsent.finetune.blocks import (
     backbone_blocks,
     enable_checkpointing,
@@ -43,7 +44,7 @@ from mmsent.finetune.module import ClassifierModule
 from mmsent.finetune.optim import make_optimizer, make_schedule
 from mmsent.finetune.stages import labelled_split, readable_images, split_digest, workspace, write_json
 from mmsent.finetune.trainer import BEST, best_epoch, check_options, finished_epochs, fit_resumable
-from mmsent.heads import create_head, head_needs_tokens
+from mmsent.heads import create_head, head_needs_tokens, shared_hparams
 from mmsent.heads.base import Features
 from mmsent.train.distributed import global_rank
 from mmsent.train.losses import class_weights_from_counts
@@ -122,7 +123,7 @@ def run_e2e(cfg: RunConfig, e2e: EndToEndConfig, progress: bool = True) -> dict[
         {
             "encoders": [cfg.encoders.image, cfg.encoders.text, cfg.encoders.max_text_tokens],
             "e2e": {k: v for k, v in asdict(e2e).items() if k != "workers"},
-            "head_hparams": pipeline.head_hparams(e2e.head, cfg.train),
+            "head_hparams": shared_hparams(e2e.head, cfg.train.hidden, cfg.train.dropout),
             "seed": cfg.train.seed,
             "data": str(cfg.data.root),
             "split": split_digest(train_pairs, val_pairs),
@@ -130,13 +131,14 @@ def run_e2e(cfg: RunConfig, e2e: EndToEndConfig, progress: bool = True) -> dict[
     )
     L.seed_everything(cfg.train.seed, workers=True, verbose=False)
     counts = np.bincount([LABEL_INDEX[p.label] for p in train_pairs], minlength=3)
-    weights = class_weights_from_counts(counts).tolist() if cfg.train.class_weights else None
+    power = cfg.train.class_weights
+    weights = (class_weights_from_counts(counts) ** power).tolist() if power > 0 else None
     module = EndToEndModule(
         cfg.encoders.image,
         cfg.encoders.text,
         cfg.encoders.max_text_tokens,
         e2e.head,
-        pipeline.head_hparams(e2e.head, cfg.train),
+        shared_hparams(e2e.head, cfg.train.hidden, cfg.train.dropout),
         asdict(e2e),
         weights,
     )
@@ -174,7 +176,7 @@ def run_e2e(cfg: RunConfig, e2e: EndToEndConfig, progress: bool = True) -> dict[
     write_json(folder / "metrics.json", metrics)
     write_json(folder / "skipped.json", skipped + more)
     pipeline.write_val_predictions(folder / "val_predictions.csv", val_pairs, probs)
-    test = pipeline.load_list(cfg, cfg.data.test_list)
+    test = load_list(cfg, cfg.data.test_list)
     test_pairs, _ = readable_images(test.pairs, cfg.data.skip_bad)
     test_probs = predict_proba(best, inputs(best, test_pairs, augment=False), e2e.batch_size * 2, e2e.workers)
     tags = {p.guid: LABELS[int(row.argmax())] for p, row in zip(test_pairs, test_probs, strict=True)}

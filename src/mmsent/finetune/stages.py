@@ -39,6 +39,7 @@ from mmsent.encoders.base import Encoder
 from mmsent.encoders.finetuned import TUNED_FILE, save_tuned
 from mmsent.errors import MmsentError
 from mmsent.evaluate.predictions import write_text_atomic
+from mmsent.features.encode import encode, load_list, stored_features
 from mmsent.features.shards import parse_shard
 from mmsent.finetune.classifier import BackboneClassifier
 from mmsent.finetune.config import FinetuneConfig
@@ -126,7 +127,7 @@ def check_choices(option: str, values: list[str], allowed: tuple[str, ...]) -> N
 
 
 def labelled_split(cfg: RunConfig) -> tuple[list[Pair], list[Pair]]:
-    load = pipeline.load_list(cfg, cfg.data.train_list)
+    load = load_list(cfg, cfg.data.train_list)
     if any(p.label is None for p in load.pairs):
         raise MmsentError("the training list has rows tagged null", load.list_path)
     return pipeline.split_pairs(cfg, load.pairs)
@@ -278,13 +279,13 @@ def extract_features(cfg: RunConfig, shard: tuple[int, int] | None, progress: bo
     done: dict[str, Any] = {}
     for list_name in (cfg.data.train_list, cfg.data.test_list):
         started = time.perf_counter()
-        load = pipeline.load_list(cfg, list_name)
+        load = load_list(cfg, list_name)
         if shard is None:
-            encoded = pipeline.encode(cfg, load, progress)
+            encoded = encode(cfg, load, progress)
             stores = {"image": encoded.image, "text": encoded.text}
         else:
             stores = {
-                modality: pipeline.stored_features(cfg, modality, load.pairs, progress, shard=shard)
+                modality: stored_features(cfg, modality, load.pairs, progress, shard=shard)
                 for modality in ("image", "text")
             }
         done[list_name] = {

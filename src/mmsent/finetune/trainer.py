@@ -1,4 +1,4 @@
-"""One Lightning Trainer set-up for backbone training (stage 1 and end-to-end), with resume.
+"""Backbone training (stage 1 and end-to-end) on the shared Trainer set-up, with resume.
 
 A folder holds `last.ckpt` (after every epoch), `best.ckpt` (lowest validation
 loss) and the CSV log. Fitting again in the same folder continues from
@@ -16,13 +16,12 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
 
 from mmsent.config import TrainConfig
 from mmsent.errors import MmsentError
 from mmsent.evaluate.predictions import write_text_atomic
-from mmsent.train.distributed import QuietProcesses, global_rank, resolve_precision, strategy_for
-from mmsent.train.fit import quiet_lightning
+from mmsent.train.distributed import global_rank
+from mmsent.train.lightning import make_trainer
 
 BEST, LAST = "best.ckpt", "last.ckpt"
 
@@ -58,7 +57,6 @@ def fit_resumable(
     find_unused: bool = False,
     progress: bool = True,
 ) -> L.Trainer:
-    quiet_lightning()
     best = ModelCheckpoint(
         dirpath=folder,
         filename=Path(BEST).stem,
@@ -71,33 +69,24 @@ def fit_resumable(
     latest = ModelCheckpoint(
         dirpath=folder, filename=Path(LAST).stem, save_top_k=1, enable_version_counter=False
     )
-    callbacks: list = [best, latest, QuietProcesses()]
+    callbacks: list = [best, latest]
     if patience:
         callbacks.append(EarlyStopping(monitor="val_loss", mode="min", patience=patience))
     last = folder / LAST
     logs = list(folder.glob("log*"))
-    strategy = strategy_for(cfg.devices, cfg.num_nodes)
-    if find_unused and strategy != "auto":  # a backbone the head ignores gets no gradient
-        strategy += "_find_unused_parameters_true"
-    trainer = L.Trainer(
-        max_epochs=epochs,
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        num_nodes=cfg.num_nodes,
-        strategy=strategy,
-        precision=resolve_precision(cfg.precision, cfg.accelerator),
-        use_distributed_sampler=False,  # RankSampler deals training rows; validation stays whole
+    trainer = make_trainer(
+        cfg,
+        folder,
+        callbacks,
+        epochs=epochs,
+        progress=progress,
+        # A resumed run logs beside the first log: the CSV logger would empty a folder it reuses.
+        log_version="log" if not last.is_file() else f"log-{len(logs) + 1}",
+        find_unused=find_unused,
         accumulate_grad_batches=accumulate,
         gradient_clip_val=1.0,
         deterministic="warn",  # deterministic where the kernels allow it (not every GPU kernel does)
-        callbacks=callbacks,
-        # A resumed run logs beside the first log: the CSV logger would empty a folder it reuses.
-        logger=CSVLogger(folder, name="", version="log" if not last.is_file() else f"log-{len(logs) + 1}"),
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
         log_every_n_steps=10,
-        default_root_dir=folder,
     )
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
     if trainer.interrupted or (global_rank() == 0 and not (folder / BEST).is_file()):

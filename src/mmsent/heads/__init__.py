@@ -74,6 +74,17 @@ def head_needs_tokens(name: str) -> bool:
     return name in TOKEN_HEADS
 
 
+def shared_hparams(name: str, hidden: int, dropout: float) -> dict[str, Any]:
+    """The run-wide options (classifier width, dropout) that head `name` takes; the rest keep its
+    defaults. A head whose default classifier has no hidden layer (the gated heads: a sigmoid
+    gate, then one linear layer) keeps it that way."""
+    defaults = head_defaults(name)
+    chosen: dict[str, Any] = {"dropout": dropout}
+    if defaults.get("hidden", 0) > 0:
+        chosen["hidden"] = hidden
+    return {key: value for key, value in chosen.items() if key in defaults}
+
+
 def create_head(name: str, image_dim: int, text_dim: int, num_classes: int = 3, **hparams: Any) -> Head:
     cls, fixed = _entry(name)
     defaults = head_defaults(name)
@@ -108,4 +119,5 @@ __all__ = [
     "head_defaults",
     "head_needs_tokens",
     "list_heads",
+    "shared_hparams",
 ]

@@ -5,9 +5,9 @@
     result.label, result.probabilities
 
 The CLI's predictions on stored features and this class's predictions on raw
-inputs go through the same encoders and the same checkpoints; the run's own
-text cleaning is applied, and image tokens are rounded to float16 as in the
-feature store, so both paths give the same answer for the same pair.
+inputs go through the same encoders and the same model object (`load_run`);
+the run's own text cleaning is applied, and token grids are rounded to float16
+as in the feature store, so both paths give the same answer for the same pair.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import torch
 from PIL import Image
 
 from mmsent import LABELS
-from mmsent.config import RunConfig
+from mmsent.config import RunConfig, from_plain
 from mmsent.data import clean_text, open_image
 from mmsent.data.images import decode_image
 from mmsent.errors import MmsentError
-from mmsent.heads.base import Features
+from mmsent.features.table import FeatureTable
+from mmsent.model import Ensemble, load_run
 from mmsent.runs import RunFolder
-from mmsent.train.module import HeadModule, load_head_module
 
 ImageInput = str | Path | bytes | Image.Image
 MAX_PIXELS = 40_000_000  # what the HTTP service accepts too
@@ -64,29 +64,28 @@ def as_image(image: ImageInput, name: str = "image", draft_size: int | None = No
 
 
 class Classifier:
-    def __init__(
-        self,
-        run: RunFolder,
-        cfg: RunConfig,
-        image_encoder,
-        text_encoder,
-        heads: dict[str, HeadModule],
-        ensemble=None,  # mmsent.tune.ensemble.Ensemble, for a run folder made by `mmsent ensemble`
-    ):
+    """A run's model (`mmsent.model.load_run`) with the encoders and text cleaning it was trained with."""
+
+    def __init__(self, run: RunFolder, cfg: RunConfig, image_encoder, text_encoder, model: Ensemble):
         self.run, self.cfg = run, cfg
         self.image_encoder, self.text_encoder = image_encoder, text_encoder
-        self.heads = heads
-        self.ensemble = ensemble
-        self.best = run.meta["best_head"]
+        self.model = model
+        self.best = model.name
+        # every model the run holds, by name: the answer's members and the other candidates
+        self.heads = [m.name for m in [*model.members, *model.others]]
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        return self.model.labels
 
     @classmethod
-    def load(cls, run_dir: str | Path, heads: list[str] | None = None) -> Classifier:
-        from mmsent import pipeline
+    def load(cls, run_dir: str | Path) -> Classifier:
+        from mmsent.features.encode import encoder
 
         run = RunFolder.open(Path(run_dir))
-        cfg = pipeline.load_run_config(run)
+        cfg = from_plain(RunConfig, run.config())
         meta = run.meta
-        encoders = {side: pipeline.encoder(cfg, side) for side in ("image", "text")}
+        encoders = {side: encoder(cfg, side) for side in ("image", "text")}
         for side, enc in encoders.items():
             if enc.identity() != meta["encoders"][side]:
                 raise MmsentError(
@@ -94,70 +93,51 @@ class Classifier:
                     "(weights or preprocessing differ)",
                     run.path / "run.json",
                 )
-        if pipeline.is_ensemble(run.path):
-            from mmsent.tune.ensemble import Ensemble
-
-            ensemble = Ensemble.load(run.path, expect_encoders=meta["encoders"])
-            return cls(run, cfg, encoders["image"], encoders["text"], ensemble.modules, ensemble)
-        names = heads or meta["heads"]
-        modules = {
-            name: load_head_module(run.head_dir(name) / "model.ckpt", expect_encoders=meta["encoders"])
-            for name in names
-        }
-        return cls(run, cfg, encoders["image"], encoders["text"], modules)
+        model = load_run(run.path, expect_encoders=meta["encoders"])
+        return cls(run, cfg, encoders["image"], encoders["text"], model)
 
     @torch.inference_mode()
-    def encode(self, images: list[ImageInput], texts: list[str]) -> tuple[Features, Features]:
+    def encode(self, images: list[ImageInput], texts: list[str]) -> FeatureTable:
+        """Raw pairs as a feature table, through the run's encoders and text cleaning."""
         if len(images) != len(texts):
             raise MmsentError(f"{len(images)} images but {len(texts)} texts")
+        cleaned = [clean_text(t, self.cfg.data.clean) for t in texts]
         pixels = self.image_encoder.collate(
             [
                 self.image_encoder.preprocess(as_image(img, f"image {i}", self.image_encoder.draft_size))
                 for i, img in enumerate(images)
             ]
         )
-        tokens = self.text_encoder.collate(
-            [self.text_encoder.preprocess(clean_text(t, self.cfg.data.clean)) for t in texts]
-        )
+        tokens = self.text_encoder.collate([self.text_encoder.preprocess(t) for t in cleaned])
         img, txt = self.image_encoder.encode(pixels), self.text_encoder.encode(tokens)
-        # The heads were trained on float16-stored tokens; round the same way.
-        as_stored = lambda t: t.half().float()  # noqa: E731
-        return (
-            Features(img.pooled, as_stored(img.tokens), img.mask),
-            Features(txt.pooled, as_stored(txt.tokens), txt.mask),
+        return FeatureTable.from_arrays(
+            cleaned,
+            {
+                "pooled": img.pooled,
+                "tokens": img.tokens,
+                "mask": img.mask,
+                "identity": self.image_encoder.identity(),
+            },
+            {
+                "pooled": txt.pooled,
+                "tokens": txt.tokens,
+                "mask": txt.mask,
+                "identity": self.text_encoder.identity(),
+            },
         )
 
-    @torch.inference_mode()
     def predict_batch(self, images: list[ImageInput], texts: list[str]) -> list[Prediction]:
-        image, text = self.encode(images, texts)
-        if self.ensemble is not None:
-            return self.predict_ensemble(image, text, texts)
-        probs = {name: torch.softmax(m.head(image, text), dim=1) for name, m in self.heads.items()}
-        main = self.best if self.best in probs else next(iter(probs))
-        results = []
-        for i in range(len(texts)):
-            per_head = {name: as_answer(p[i]) for name, p in probs.items()}
-            results.append(
-                Prediction(
-                    label=per_head[main]["label"],
-                    probabilities=per_head[main]["probabilities"],
-                    head=main,
-                    per_head=per_head,
-                    explanation=self.heads[main].head.explain(row(image, i), row(text, i)),
-                )
-            )
-        return results
-
-    def predict_ensemble(self, image: Features, text: Features, texts: list[str]) -> list[Prediction]:
-        """The ensemble's calibrated answer; `per_head` holds each member's (and seed's) own."""
-        cleaned = [clean_text(t, self.cfg.data.clean) for t in texts]
-        combined, heads = self.ensemble.predict_features(image, text, cleaned)
+        table = self.encode(images, texts)
+        probs = self.model.predict_proba(table)
+        members = self.model.member_proba(table)
+        explanations = self.model.explain(table)
         return [
             Prediction(
-                label=(answer := as_answer(torch.from_numpy(combined[i])))["label"],
+                label=(answer := as_answer(probs[i]))["label"],
                 probabilities=answer["probabilities"],
                 head=self.best,
-                per_head={name: as_answer(torch.from_numpy(p[i])) for name, p in heads.items()},
+                per_head={name: as_answer(p[i]) for name, p in members.items()},
+                explanation=explanations[i],
             )
             for i in range(len(texts))
         ]
@@ -166,14 +146,7 @@ class Classifier:
         return self.predict_batch([image], [text])[0]
 
 
-def row(features: Features, i: int) -> Features:
-    """The i-th pair of a batch, as a batch of one."""
-    return Features(
-        *(None if t is None else t[i : i + 1] for t in (features.pooled, features.tokens, features.mask))
-    )
-
-
-def as_answer(probabilities: torch.Tensor) -> dict[str, Any]:
+def as_answer(probabilities) -> dict[str, Any]:
     values = [float(v) for v in probabilities]
     return {
         "label": LABELS[max(range(len(values)), key=values.__getitem__)],

@@ -15,6 +15,7 @@ best checkpoint and stop early are the same in every process and exact.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import os
 import warnings
@@ -24,7 +25,15 @@ import torch.distributed as dist
 from lightning.pytorch.callbacks import Callback
 from torch.utils.data import Sampler
 
-PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed")
+
+def quiet_lightning() -> None:
+    """Lightning's start-up chatter (GPU availability, worker hints) is noise on a CPU run."""
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    # A model's folder holds its CSV log before the first checkpoint lands there.
+    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
 
 
 def launched_externally() -> bool:
@@ -123,8 +132,6 @@ class QuietProcesses(Callback):
     on purpose: every process computes them on the whole validation set.)"""
 
     def setup(self, trainer, pl_module, stage: str) -> None:
-        from mmsent.train.fit import quiet_lightning
-
         quiet_lightning()
         warnings.filterwarnings("ignore", message=".*sync_dist=True.*")
         # Frozen backbone blocks stay in eval mode on purpose (their batch-norm statistics).

@@ -1,153 +1,150 @@
-"""Train one head on stored features: seeded, early-stopped, best checkpoint kept.
+"""`fit(spec, table, rows)`: the one way a model is trained, whichever engine runs it.
 
-Lightning owns the loop, checkpointing, early stopping and device placement;
-this file only sets them up the same way for every head.
+- "plain": a short hand-driven loop over in-memory features (`train.loop`),
+  the fastest on a CPU for heads that train in seconds;
+- "lightning": the same `HeadModule` under a Lightning Trainer (`train.lightning`),
+  for several processes (DDP) or a GPU;
+- the linear probe (`spec.head == "linear_probe"`) is fitted by scikit-learn.
+
+Both neural engines stop early on the validation rows' loss with the spec's
+patience and keep that epoch, or train exactly `epochs` epochs when patience is
+0; both record the learning curve. So one spec gives the same model in `run`,
+`compare`, `cv` and `ensemble`: they all call this.
 """
 
 from __future__ import annotations
 
 import csv
-import logging
+import tempfile
 import time
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import torch
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
-from torch.utils.data import DataLoader
 
-from mmsent.config import TrainConfig
-from mmsent.heads import head_needs_tokens
-from mmsent.train.dataset import PairFeatures, collate
-from mmsent.train.distributed import QuietProcesses, RankSampler, resolve_precision, strategy_for
-from mmsent.train.losses import class_weights_from_counts
-from mmsent.train.module import HeadModule, load_head_module
+from mmsent.features.table import FeatureTable
+from mmsent.model import Fitted, HeadModel
+from mmsent.train.spec import Recipe
 
-MODES = {"val_loss": "min", "val_acc": "max", "val_macro_f1": "max"}
+ENGINES = ("auto", "plain", "lightning")
 
 
 @dataclass
 class FitResult:
-    head: str
-    checkpoint: Path
+    model: Fitted
+    recipe: Recipe
+    epochs: int  # epochs trained (the kept epoch when stopping early); 0 for the probe
     seconds: float
-    epochs: int
-    params: int
-    module: HeadModule  # the best checkpoint, loaded, in eval mode
+    history: list[dict] = field(default_factory=list)  # per epoch: train_loss, val_loss
+
+    def predict_proba(self, table: FeatureTable, rows: np.ndarray | None = None) -> np.ndarray:
+        return self.model.predict_proba(table, rows)
 
 
-def quiet_lightning() -> None:
-    """Lightning's start-up chatter (GPU availability, worker hints) is noise on a CPU run."""
-    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
-    # The head's folder holds its CSV log before the first checkpoint lands there.
-    warnings.filterwarnings("ignore", message=".*Checkpoint directory .* exists and is not empty.*")
-
-
-def make_trainer(cfg: TrainConfig, out_dir: Path, callbacks: list, progress: bool) -> L.Trainer:
-    return L.Trainer(
-        max_epochs=cfg.max_epochs,
-        accelerator=cfg.accelerator,
-        devices=cfg.devices,
-        num_nodes=cfg.num_nodes,
-        strategy=strategy_for(cfg.devices, cfg.num_nodes),
-        precision=resolve_precision(cfg.precision, cfg.accelerator),
-        # Our RankSampler splits the training rows; validation stays whole in every process.
-        use_distributed_sampler=False,
-        deterministic=True,
-        callbacks=callbacks,
-        logger=CSVLogger(out_dir, name="", version="log"),
-        enable_progress_bar=progress,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        log_every_n_steps=1,
-        default_root_dir=out_dir,
+def choose_engine(engine: str, options=None) -> str:
+    """ "auto": Lightning where it is needed (several processes, a GPU), the plain loop elsewhere."""
+    if engine != "auto":
+        return engine
+    if options is None:
+        return "plain"
+    distributed = options.devices * options.num_nodes > 1
+    gpu = options.accelerator in ("gpu", "cuda") or (
+        options.accelerator == "auto" and torch.cuda.is_available()
     )
+    return "lightning" if distributed or gpu else "plain"
 
 
-def fit_head(
-    head: str,
-    train: PairFeatures,
-    val: PairFeatures,
-    cfg: TrainConfig,
-    out_dir: Path,
-    encoders: dict[str, dict],
-    head_hparams: dict | None = None,
+def fit(
+    recipe: Recipe,
+    table: FeatureTable,
+    train_rows: np.ndarray,
+    val_rows: np.ndarray | None = None,
+    *,
+    seed: int = 0,
+    engine: str = "plain",
+    options=None,  # TrainConfig: devices, accelerator, precision for the Lightning engine
     progress: bool = False,
 ) -> FitResult:
-    quiet_lightning()
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
-    counts = np.bincount(train.labels.numpy(), minlength=3)
-    head_hparams = dict(head_hparams or {})
-    if head_needs_tokens(head):  # position tables sized to the stored sequences
-        head_hparams.setdefault("max_image_tokens", train.image_store.tokens.shape[1])
-        head_hparams.setdefault("max_text_tokens", train.text_store.tokens.shape[1])
-    module = HeadModule(
-        head,
-        image_dim=train.image_store.pooled.shape[1],
-        text_dim=train.text_store.pooled.shape[1],
-        head_hparams=head_hparams,
-        lr=cfg.lr,
-        weight_decay=cfg.weight_decay,
-        loss=cfg.loss,
-        class_weights=class_weights_from_counts(counts).tolist() if cfg.class_weights else None,
-        label_smoothing=cfg.label_smoothing,
-        max_epochs=cfg.max_epochs,
-        encoders=encoders,
-    )
-    if module.needs_tokens != train.tokens:
-        raise ValueError(f"head {head!r} needs_tokens={module.needs_tokens}, dataset tokens={train.tokens}")
-    checkpoint = ModelCheckpoint(
-        dirpath=out_dir,
-        filename="model",
-        monitor=cfg.monitor,
-        mode=MODES[cfg.monitor],
-        save_top_k=1,
-        enable_version_counter=False,
-    )
-    stopper = EarlyStopping(monitor=cfg.monitor, mode=MODES[cfg.monitor], patience=cfg.patience)
-    trainer = make_trainer(cfg, out_dir, [checkpoint, stopper, QuietProcesses()], progress)
-    if cfg.devices * cfg.num_nodes > 1:
-        sampler = RankSampler(len(train), seed=cfg.seed)
-        train_loader = DataLoader(train, batch_size=cfg.batch_size, sampler=sampler, collate_fn=collate)
-    else:
-        generator = torch.Generator().manual_seed(cfg.seed)
-        train_loader = DataLoader(
-            train, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate, generator=generator
-        )
-    val_loader = DataLoader(val, batch_size=256, collate_fn=collate)
     started = time.perf_counter()
-    trainer.fit(module, train_loader, val_loader)
-    seconds = time.perf_counter() - started
-    best = Path(checkpoint.best_model_path)
-    return FitResult(
-        head=head,
-        checkpoint=best,
-        seconds=seconds,
-        # Spawned processes hand back the best checkpoint, not the loop's counters: read the log.
-        epochs=trainer.current_epoch or epochs_logged(out_dir / "log" / "metrics.csv"),
-        params=sum(p.numel() for p in module.head.parameters()),
-        module=load_head_module(best),
-    )
+    if recipe.is_probe:
+        from mmsent.train.probe import fit_probe
+
+        model = fit_probe(table, train_rows, recipe.hparams.get("C"), seed)
+        return FitResult(model, recipe, 0, time.perf_counter() - started)
+    if choose_engine(engine, options) == "lightning":
+        model, epochs, history = fit_lightning(recipe, table, train_rows, val_rows, seed, options, progress)
+    else:
+        from mmsent.train.loop import fit_plain
+
+        result = fit_plain(recipe, table, train_rows, val_rows, seed)
+        model, epochs, history = result.model, result.epochs, result.history
+    return FitResult(model, recipe, epochs, time.perf_counter() - started, history)
 
 
-def epochs_logged(metrics_csv: Path) -> int:
+def fit_lightning(recipe, table, train_rows, val_rows, seed, options, progress):
+    import lightning as L
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from torch.utils.data import DataLoader
+
+    from mmsent.train.dataset import TableRows, as_batch
+    from mmsent.train.distributed import RankSampler
+    from mmsent.train.lightning import make_trainer
+    from mmsent.train.loop import build_module
+
+    if recipe.patience and val_rows is None:
+        raise ValueError("early stopping (patience > 0) needs validation rows")
+    L.seed_everything(seed, workers=True, verbose=False)
+    module = build_module(recipe, table, table.labels[torch.as_tensor(train_rows)])
+    with tempfile.TemporaryDirectory(prefix="mmsent-fit-") as scratch:
+        folder = Path(scratch)
+        callbacks: list = []
+        if recipe.patience:
+            best = ModelCheckpoint(
+                folder, "best", monitor="val_loss", mode="min", enable_version_counter=False
+            )
+            callbacks = [best, EarlyStopping(monitor="val_loss", mode="min", patience=recipe.patience)]
+        trainer = make_trainer(
+            options,
+            folder,
+            callbacks,
+            epochs=recipe.epochs,
+            progress=progress,
+            deterministic=True,
+            log_every_n_steps=1,
+            enable_checkpointing=bool(recipe.patience),
+        )
+        train = TableRows(table, train_rows, recipe.needs_tokens, recipe.lexicon)
+        sampler = RankSampler(len(train), seed=seed)
+        loaders = [DataLoader(train, batch_size=recipe.batch_size, sampler=sampler, collate_fn=as_batch)]
+        if val_rows is not None:
+            val = TableRows(table, val_rows, recipe.needs_tokens, recipe.lexicon)
+            loaders.append(DataLoader(val, batch_size=512, collate_fn=as_batch))
+        trainer.fit(module, *loaders)
+        history = logged_history(folder / "log" / "metrics.csv")
+        if recipe.patience:
+            state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+            module.load_state_dict(state)
+            epochs = 1 + min(range(len(history)), key=lambda i: history[i].get("val_loss", float("inf")))
+        else:
+            epochs = recipe.epochs
+    return module.to_model(recipe.lexicon), epochs, history
+
+
+def logged_history(metrics_csv: Path) -> list[dict]:
+    """Per-epoch train and validation loss from Lightning's CSV log (rows are split by stage)."""
     if not metrics_csv.is_file():
-        return 0
+        return []
+    epochs: dict[int, dict] = {}
     with open(metrics_csv, newline="", encoding="utf-8") as handle:
-        epochs = [int(row["epoch"]) for row in csv.DictReader(handle) if row.get("epoch")]
-    return max(epochs) + 1 if epochs else 0
+        for row in csv.DictReader(handle):
+            if not row.get("epoch"):
+                continue
+            entry = epochs.setdefault(int(row["epoch"]), {"epoch": int(row["epoch"])})
+            for key in ("train_loss", "val_loss"):
+                if row.get(key):
+                    entry[key] = float(row[key])
+    return [epochs[e] for e in sorted(epochs)]
 
 
-@torch.inference_mode()
-def predict_proba(module: HeadModule, data: PairFeatures, batch_size: int = 256) -> np.ndarray:
-    """Class probabilities [N, 3], in the dataset's row order. Plain loop: no Trainer needed."""
-    module.eval()
-    loader = DataLoader(data, batch_size=batch_size, collate_fn=collate)
-    return torch.cat([torch.softmax(module(batch), dim=1) for batch in loader]).numpy()
+__all__ = ["ENGINES", "FitResult", "HeadModel", "choose_engine", "fit"]

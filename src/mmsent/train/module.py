@@ -4,7 +4,7 @@ The head stays a plain `nn.Module`; this wraps it with the loss, the optimiser
 and the validation metrics. Its hyperparameters (head name and settings, label
 map, the identities of the encoders whose features it reads) are saved inside
 every checkpoint, so a checkpoint always loads with what it needs to be used,
-and refuses features from another encoder.
+and `mmsent.model.HeadModel` reads it back without Lightning.
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import torch
 from sklearn.metrics import accuracy_score, f1_score
 
 from mmsent import LABELS
-from mmsent.errors import MmsentError
 from mmsent.heads import create_head
-from mmsent.train.dataset import batch_features
+from mmsent.model import HeadModel
 from mmsent.train.losses import make_loss
 
 
@@ -51,7 +50,7 @@ class HeadModule(L.LightningModule):
         return self.head.needs_tokens
 
     def forward(self, batch: dict) -> torch.Tensor:
-        return self.head(*batch_features(batch))
+        return self.head(batch["image"], batch["text"])
 
     def training_step(self, batch: dict, _: int) -> torch.Tensor:
         loss = self.loss_fn(self(batch), batch["label"])
@@ -74,9 +73,6 @@ class HeadModule(L.LightningModule):
             "val_macro_f1", float(f1_score(true, pred, average="macro", labels=np.arange(3), zero_division=0))
         )
 
-    def predict_step(self, batch: dict, _: int) -> torch.Tensor:
-        return torch.softmax(self(batch), dim=1)
-
     def configure_optimizers(self):
         optimiser = torch.optim.AdamW(
             self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
@@ -86,19 +82,7 @@ class HeadModule(L.LightningModule):
         )
         return {"optimizer": optimiser, "lr_scheduler": schedule}
 
-
-def load_head_module(path, expect_encoders: dict[str, dict] | None = None) -> HeadModule:
-    """Load a trained head; refuse it if it was trained on other encoders' features."""
-    module = HeadModule.load_from_checkpoint(str(path), map_location="cpu", weights_only=False)
-    module.eval()
-    if expect_encoders is not None:
-        trained_on = module.hparams.encoders or {}
-        for side in ("image", "text"):
-            if side in expect_encoders and trained_on.get(side) != expect_encoders[side]:
-                raise MmsentError(
-                    f"this head was trained on {side} features of "
-                    f"{(trained_on.get(side) or {}).get('encoder', '?')!r}, not of "
-                    f"{expect_encoders[side].get('encoder', '?')!r} with these weights/preprocessing",
-                    path,
-                )
-    return module
+    def to_model(self, lexicon: bool = False) -> HeadModel:
+        """The trained head alone, as the model object every answering path uses."""
+        self.head.eval()
+        return HeadModel(self.head, dict(self.hparams), lexicon)

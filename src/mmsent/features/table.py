@@ -1,4 +1,4 @@
-"""The labelled pairs as in-memory arrays: what every tuning trial reads.
+"""A list's pairs with their features as in-memory arrays: what every model trains on and answers from.
 
 Stored features (of any encoders, fine-tuned ones included: the run config
 names them) are read once from the feature store; pooled vectors and the
@@ -10,19 +10,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from mmsent import LABELS
-from mmsent.config import RunConfig
+from mmsent import LABEL_INDEX
 from mmsent.data import Pair, kfold
 from mmsent.errors import MmsentError
+from mmsent.features.lexicon import lexicon_features
 from mmsent.features.store import StoredFeatures
 from mmsent.heads.base import Features
-from mmsent.tune.lexicon import lexicon_features
-
-LABEL_INDEX = {label: i for i, label in enumerate(LABELS)}
 
 
 @dataclass
@@ -40,6 +38,22 @@ class FeatureTable:
 
     def __len__(self) -> int:
         return len(self.pairs)
+
+    @classmethod
+    def from_arrays(cls, texts: list[str], image: dict, text: dict) -> FeatureTable:
+        """Pairs encoded just now (an upload, a pair given on the command line), as a table: each
+        modality's `pooled`, `tokens`, `mask` arrays and encoder `identity`. Token grids are rounded
+        to float16, as the feature store keeps them, so a pair gets the same answer either way."""
+        guids = [str(i) for i in range(len(texts))]
+        pairs = [Pair(g, t, t, "utf-8", Path(), Path(), None, 0) for g, t in zip(guids, texts, strict=True)]
+
+        def stored(side: dict) -> StoredFeatures:
+            tokens = None if side.get("tokens") is None else np.asarray(side["tokens"], dtype=np.float16)
+            mask = None if side.get("mask") is None else np.asarray(side["mask"], dtype=bool)
+            pooled = np.asarray(side["pooled"], dtype=np.float32)
+            return StoredFeatures(guids, pooled, tokens, mask, {}, "", side["identity"], Path())
+
+        return cls(pairs, stored(image), stored(text))
 
     @property
     def identities(self) -> dict[str, dict]:
@@ -89,13 +103,3 @@ def _gather(store: StoredFeatures, rows: np.ndarray) -> tuple[torch.Tensor, torc
     tokens = np.empty((len(rows), *store.tokens.shape[1:]), dtype=np.float32)
     tokens[order] = store.tokens[rows[order]]
     return torch.from_numpy(tokens), torch.from_numpy(np.asarray(store.mask[rows], dtype=bool))
-
-
-def load_table(cfg: RunConfig, list_name: str | None = None, progress: bool = True) -> FeatureTable:
-    """The pairs of a list (default: the training list) with their stored features (extracted if missing)."""
-    from mmsent import pipeline
-
-    encoded = pipeline.encode(cfg, pipeline.load_list(cfg, list_name or cfg.data.train_list), progress)
-    if not encoded.pairs:
-        raise MmsentError("the list has no usable pairs", encoded.load.list_path)
-    return FeatureTable(encoded.pairs, encoded.image, encoded.text)

@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mmsent import pipeline
 from mmsent.config import RunConfig
 from mmsent.data import train_val_split
+from mmsent.features.encode import stored_features
+from mmsent.features.table import FeatureTable
 from mmsent.finetune import stages
 from mmsent.finetune.config import FinetuneConfig
 from mmsent.finetune.trainer import BEST, LAST
-from mmsent.tune.table import FeatureTable
 
 log = logging.getLogger("mmsent")
 BACKBONES = "text-backbones"
@@ -89,7 +89,7 @@ def tuned_table(
         (work.tune_dir("text") / checkpoint).unlink(missing_ok=True)
     tuned_cfg = stages.with_tuned_encoders(cfg, ft, work)
     # Only the text side changes: the image features of `table` serve as they are.
-    text_store = pipeline.stored_features(tuned_cfg, "text", table.pairs, progress)
+    text_store = stored_features(tuned_cfg, "text", table.pairs, progress)
     table = FeatureTable(table.pairs, table.image_store, text_store)
     return table, tuned_cfg, {**metrics, "folder": str(work.tuned("text"))}
 

@@ -1,10 +1,13 @@
-"""A recipe: everything that turns stored features into a trained head, as one small record.
+"""The training spec: everything that turns stored features into a trained model, as one small record.
 
 The head and its own settings (width, depth, attention heads, dropout), the
 optimiser (learning rate, weight decay, batch size, epochs), the loss (kind,
 class weighting, label smoothing) and whether the lexicon scores ride along with
-the text vector. Recipes are what `mmsent tune` searches, `mmsent cv` scores and
-`mmsent ensemble` combines; they read and write as plain YAML mappings.
+the text vector. The main job trains its candidates from recipes (`spec_for` turns
+the run options into one), `mmsent search` searches them, `mmsent cv` scores them and
+`mmsent ensemble` combines them; they read and write as plain YAML mappings. The
+head `linear_probe` is the logistic-regression baseline (hparams: `C`, or none to
+choose it inside the training rows).
 """
 
 from __future__ import annotations
@@ -17,7 +20,9 @@ from typing import Any, Literal
 import yaml
 
 from mmsent.errors import MmsentError
-from mmsent.heads import create_head, head_defaults, head_needs_tokens
+from mmsent.heads import create_head, head_defaults, head_needs_tokens, shared_hparams
+
+PROBE = "linear_probe"
 
 
 @dataclass
@@ -37,7 +42,12 @@ class Recipe:
 
     def __post_init__(self) -> None:
         self.name = self.name or self.head
-        create_head(self.head, 8, 8, **self.hparams)  # unknown head or setting: fail now, not mid-search
+        if self.head == PROBE:
+            unknown = sorted(set(self.hparams) - {"C"})
+            if unknown:
+                raise MmsentError(f"recipe {self.name!r}: the linear probe takes only C, not {unknown}")
+        else:
+            create_head(self.head, 8, 8, **self.hparams)  # unknown head or setting: fail now, not mid-search
         if head_needs_tokens(self.head) and self.lexicon:
             raise MmsentError(
                 f"head {self.head!r} reads token sequences; lexicon features are for pooled heads"
@@ -55,6 +65,14 @@ class Recipe:
         for ok, message in checks:
             if not ok:
                 raise MmsentError(f"recipe {self.name!r}: {message}")
+
+    @property
+    def is_probe(self) -> bool:
+        return self.head == PROBE
+
+    @property
+    def needs_tokens(self) -> bool:
+        return not self.is_probe and head_needs_tokens(self.head)
 
     def head_hparams(self) -> dict[str, Any]:
         return {**head_defaults(self.head), **self.hparams}
@@ -109,21 +127,18 @@ def write_recipes(path: str | Path, recipes: list[Recipe], note: str = "") -> Pa
     return path
 
 
-def recipe_from_train(head: str, train) -> Recipe:
-    """What `mmsent run` does with a head under these `train` options, as a recipe
-    (early stopping on validation loss; other monitors are not reproduced)."""
-    from mmsent.pipeline import head_hparams
-
+def spec_for(head: str, train) -> Recipe:
+    """The recipe `mmsent run` trains `head` with under the run's `train` options: the same
+    record `mmsent cv` and `mmsent compare` take, so all three give the same numbers."""
     return Recipe(
         head=head,
-        hparams=head_hparams(head, train),
+        hparams={} if head == PROBE else shared_hparams(head, train.hidden, train.dropout),
         lr=train.lr,
         weight_decay=train.weight_decay,
         batch_size=train.batch_size,
         epochs=train.max_epochs,
         patience=train.patience,
         loss=train.loss,
-        class_weights=1.0 if train.class_weights else 0.0,
+        class_weights=float(train.class_weights),
         label_smoothing=train.label_smoothing,
-        name=f"{head} (run options)",
     )

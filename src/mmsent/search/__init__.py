@@ -8,11 +8,13 @@ Everything reads the feature store through the run configuration, so any
 encoder pair (fine-tuned ones included) can be tuned and cross-validated.
 """
 
-from mmsent.tune.calibration import Calibration, expected_calibration_error, fit_calibration
-from mmsent.tune.cv import CVResult, cross_validate, cv_table
-from mmsent.tune.ensemble import Ensemble, cross_validate_ensemble
-from mmsent.tune.recipe import Recipe, read_recipes, recipe_from_train, write_recipes
-from mmsent.tune.table import FeatureTable, load_table
+from mmsent.ensemble import cross_validate_ensemble
+from mmsent.evaluate.calibration import Calibration, expected_calibration_error, fit_calibration
+from mmsent.features.encode import load_table
+from mmsent.features.table import FeatureTable
+from mmsent.model import Ensemble
+from mmsent.train.cv import CVResult, cross_validate, cv_table
+from mmsent.train.spec import Recipe, read_recipes, spec_for, write_recipes
 
 __all__ = [
     "CVResult",
@@ -27,6 +29,6 @@ __all__ = [
     "fit_calibration",
     "load_table",
     "read_recipes",
-    "recipe_from_train",
+    "spec_for",
     "write_recipes",
 ]

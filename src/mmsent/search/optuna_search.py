@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 
 from mmsent.errors import MmsentError
+from mmsent.features.table import FeatureTable
 from mmsent.heads import head_defaults, head_needs_tokens
-from mmsent.tune.cv import Tables, cross_validate
-from mmsent.tune.recipe import Recipe, write_recipes
-from mmsent.tune.table import FeatureTable
+from mmsent.train.cv import Tables, cross_validate
+from mmsent.train.spec import Recipe, write_recipes
 
 log = logging.getLogger("mmsent")
 OBJECTIVES = ("accuracy", "macro_f1", "balanced")  # balanced: the mean of accuracy and macro F1

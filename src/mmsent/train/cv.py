@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mmsent.evaluate.metrics import classification_metrics
-from mmsent.tune import trainer
-from mmsent.tune.recipe import Recipe
-from mmsent.tune.table import FeatureTable
+from mmsent.features.table import FeatureTable
+from mmsent.train.fit import fit
+from mmsent.train.spec import Recipe
 
 HEADLINE = ("accuracy", "macro_f1", "weighted_f1")
 Folds = list[tuple[np.ndarray, np.ndarray]]
@@ -32,6 +32,8 @@ class CVResult:
     labels: np.ndarray  # [N]
     fold_metrics: list[dict] = field(default_factory=list)
     epochs: list[int] = field(default_factory=list)  # per fold and seed: epochs trained (kept)
+    histories: list[list[dict]] = field(default_factory=list)  # per fold and seed: the learning curve
+    seconds: float = 0.0
 
     def summary(self) -> dict[str, float]:
         return summarise(self.fold_metrics)
@@ -66,6 +68,8 @@ def cross_validate(
     folds: Folds,
     seeds: Sequence[int] = (0,),
     after_fold: Callable[[int, list[dict]], None] | None = None,
+    engine: str = "plain",
+    options=None,
 ) -> CVResult:
     """Out-of-fold probabilities and per-fold metrics of `recipe`; `after_fold(i, metrics so far)`
     runs after each fold (a search prunes there by raising)."""
@@ -75,9 +79,11 @@ def cross_validate(
     for i, (train_rows, val_rows) in enumerate(folds):
         table = fold_table(tables, i)
         for seed in seeds:
-            fitted = trainer.fit(recipe, table, train_rows, val_rows, seed=seed)
-            oof[val_rows] += trainer.proba(fitted, table, val_rows) / len(seeds)
+            fitted = fit(recipe, table, train_rows, val_rows, seed=seed, engine=engine, options=options)
+            oof[val_rows] += fitted.predict_proba(table, val_rows) / len(seeds)
             result.epochs.append(fitted.epochs)
+            result.histories.append(fitted.history)
+            result.seconds += fitted.seconds
         result.fold_metrics.append(classification_metrics(labels[val_rows], oof[val_rows].argmax(axis=1)))
         if after_fold is not None:
             after_fold(i, result.fold_metrics)

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
 from pathlib import Path
 
-from mmsent import LABELS, __version__
+from mmsent import LABELS, __version__, pipeline
 from mmsent.config import RunConfig, from_plain, to_plain
 from mmsent.data import fingerprint
+from mmsent.ensemble import Combine, build_ensemble, cross_validate_ensemble
+from mmsent.evaluate.calibration import expected_calibration_error, nll, reliability_plot
 from mmsent.evaluate.metrics import classification_metrics, confusion_table
+from mmsent.features.encode import load_table
 from mmsent.finetune.config import BackboneTuning, FinetuneConfig, text_tuning
+from mmsent.model import Ensemble
 from mmsent.runs import RunFolder
-from mmsent.tune.calibration import expected_calibration_error, nll, reliability_plot
-from mmsent.tune.crossfit import cross_fit_text, keep_final_backbone
-from mmsent.tune.cv import Folds, Tables, cross_validate, cv_table, summarise
-from mmsent.tune.ensemble import Combine, Ensemble, cross_validate_ensemble
-from mmsent.tune.recipe import Recipe
-from mmsent.tune.table import load_table
+from mmsent.search.crossfit import cross_fit_text, keep_final_backbone
+from mmsent.train.cv import Folds, Tables, cross_validate, cv_table, summarise
+from mmsent.train.spec import Recipe
 
 log = logging.getLogger("mmsent")
 TEXT_BACKBONE = "text-backbone"  # an ensemble's own copy of its fine-tuned text backbone
@@ -84,7 +84,8 @@ def ensemble_run(
         summaries[f"ensemble: {name}"] = summarise(cv.fold_metrics(name))
     bias = use_class_bias(summaries, how, tolerance)
     chosen = f"ensemble: {how} + {'calibrated' if bias else 'temperature'}"
-    ensemble = Ensemble.build(cv, recipes, table, seeds, how, tolerance, bias)
+    ensemble = build_ensemble(cv, recipes, table, seeds, how, tolerance, bias)
+    ensemble.name = "ensemble"
     ensemble.save(run.path)
     calibration = calibration_rows(cv, how)
     reliability_plot(
@@ -115,15 +116,13 @@ def ensemble_run(
             "labels": list(LABELS),
             "seeds": {"folds": fold_seed, "train": seeds},
             "split_sizes": {"train": len(table), "val": 0},
-            "heads": ensemble.all_head_names,
+            "heads": [m.name for m in ensemble.members],
             "best_head": "ensemble",
             "train_seconds": round(time.perf_counter() - started, 2),
         },
     )
     write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble, table)
     if predict_test:
-        from mmsent import pipeline
-
         pipeline.predict(run, cfg.data.test_list, progress=progress)
     return run
 
@@ -163,7 +162,7 @@ def write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble: Ens
         "",
         f"Features: {table.encoder_names}; {len(table)} labelled pairs; {len(cv.folds)}-fold grouped, "
         "stratified cross-validation. Every number is out-of-fold: mean ± standard deviation over folds. "
-        f"Members average {len(ensemble.seeds)} seed(s) each; the stacker and the calibration of each fold "
+        f"Members average {len(ensemble.members[0].models)} seed(s) each; the stacker and the calibration of each fold "
         "are fitted on the other folds' answers.",
         "",
         *(
@@ -178,7 +177,7 @@ def write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble: Ens
         ),
         cv_table(summaries),
         "",
-        f"Saved model: **{chosen}** ({len(ensemble.recipes)} members x {len(ensemble.seeds)} seeds, "
+        f"Saved model: **{chosen}** ({len(ensemble.members)} members x {len(ensemble.members[0].models)} seeds, "
         "retrained on all labelled pairs).",
         "",
         "## Calibration (out-of-fold, all pairs)",
@@ -210,8 +209,8 @@ def write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble: Ens
         "## Members",
         "",
     ]
-    for recipe in ensemble.recipes:
-        lines.append(f"- **{recipe.name}**: `{json.dumps(dataclasses.asdict(recipe), sort_keys=True)}`")
+    for member in ensemble.members:
+        lines.append(f"- **{member.name}**: `{json.dumps(member.recipe, sort_keys=True)}`")
     run.write_text("report.md", "\n".join(lines) + "\n")
 
 

@@ -1,0 +1,209 @@
+"""The main job's report: report.md and a self-contained report.html beside it.
+
+What it says, top to bottom: which model the run answers with and why (the
+cross-validated table of every candidate, mean ± sd over folds, with the
+majority class and the linear probe beside the heads); each candidate's
+out-of-fold confusion matrix and per-class scores; the learning curves; the
+data audit's summary and any pair that was skipped. The HTML page carries its
+plots inline, so it opens anywhere.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+import numpy as np
+
+from mmsent import LABELS
+from mmsent.errors import MmsentError
+from mmsent.evaluate.metrics import classification_metrics, confusion_table, per_class_table
+from mmsent.evaluate.predictions import write_text_atomic
+from mmsent.evaluate.report import CSS, _data_uri, _figure_class, _save, plot_confusions
+
+HEADLINE = (("accuracy", "accuracy"), ("macro_f1", "macro F1"), ("weighted_f1", "weighted F1"))
+
+
+def cv_rows(summaries: dict[str, dict], chosen: str) -> list[str]:
+    lines = [
+        "| model | accuracy | macro F1 | weighted F1 | neutral F1 | CV seconds |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    order = sorted(
+        summaries, key=lambda n: (summaries[n]["accuracy"], summaries[n]["macro_f1"]), reverse=True
+    )
+    for name in order:
+        s = summaries[name]
+        cells = [
+            f"{s[k]:.4f} ± {s[k + '_std']:.4f}" for k in ("accuracy", "macro_f1", "weighted_f1", "neutral_f1")
+        ]
+        seconds = f"{s['seconds']:.1f}" if "seconds" in s else ""
+        label = f"**{name}** (chosen)" if name == chosen else name
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {seconds} |")
+    return lines
+
+
+def why_chosen(summaries: dict[str, dict], chosen: str, members: list[str]) -> str:
+    s = summaries[chosen]
+    text = (
+        f"The run answers with **{chosen}**: the highest mean accuracy over the folds "
+        f"({s['accuracy']:.4f} ± {s['accuracy_std']:.4f}; macro F1 {s['macro_f1']:.4f})."
+    )
+    if len(members) > 1:
+        text += f" It averages the probabilities of {', '.join(members)}."
+    if chosen in ("text_only", "image_only"):
+        text += (
+            f" Cross-validation found a single modality best here: **{chosen} never looks at the "
+            f"{'image' if chosen == 'text_only' else 'text'}**; no fusion model beat it on these features."
+        )
+    probe = summaries.get("linear_probe")
+    if probe and chosen != "linear_probe":
+        gain = s["accuracy"] - probe["accuracy"]
+        text += (
+            f" Against the linear probe: {gain:+.4f} accuracy "
+            f"({'more' if abs(gain) > s['accuracy_std'] else 'not more'} than the fold standard deviation)."
+        )
+    return text + " The score of the chosen model is slightly optimistic: the same folds chose it."
+
+
+def audit_lines(findings: dict) -> list[str]:
+    conflicts = findings["duplicates"]["label_conflicts"]
+    codecs = ", ".join(f"{n} {codec}" for codec, n in sorted(findings["codecs"].items()))
+    return [
+        "## Data (audit.json has the details)",
+        "",
+        f"- {findings['pairs_ok']} listed pairs readable; {len(findings['problems'])} problems",
+        f"- text encodings: {codecs}; {len(findings['cleaned_empty'])} tweets are empty after cleaning",
+        f"- copies: {findings['duplicates']['any']['count']} groups of pairs sharing an image or a text "
+        f"(kept on one side of every fold); {conflicts['any']} of them carry different labels",
+        "",
+    ]
+
+
+def plot_curves(curves: dict[str, dict[str, list[float]]], path: Path) -> bool:
+    shown = {name: c for name, c in curves.items() if c.get("train_loss")}
+    if not shown:
+        return False
+    figure = _figure_class()(figsize=(4.2 * len(shown), 3.2))
+    axes = figure.subplots(1, len(shown), squeeze=False)[0]
+    for ax, (name, curve) in zip(axes, shown.items(), strict=True):
+        for key, style in (("train_loss", "-"), ("val_loss", "--")):
+            if curve.get(key):
+                ax.plot(range(1, len(curve[key]) + 1), curve[key], style, label=key.replace("_", " "))
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss (mean over folds)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.tight_layout()
+    _save(figure, path)
+    return True
+
+
+def write_run_report(
+    folder: Path,
+    meta: dict,
+    summaries: dict[str, dict],
+    chosen: str,
+    members: list[str],
+    oof: dict[str, np.ndarray],
+    labels: np.ndarray,
+    curves: dict[str, dict[str, list[float]]],
+    audit: dict | None,
+    skipped: list,
+) -> dict[str, Path]:
+    image, text = meta["encoders"]["image"].get("encoder"), meta["encoders"]["text"].get("encoder")
+    lines = [
+        f"# mmsent run `{folder.name}`",
+        "",
+        f"Encoders: {image} + {text}; {meta['pairs']} labelled pairs; {meta['folds']}-fold grouped, "
+        f"stratified cross-validation (fold seed {meta['seeds']['folds']}, training seed {meta['seeds']['train']}). "
+        "Every figure is out-of-fold: mean ± standard deviation over folds.",
+        "",
+        why_chosen(summaries, chosen, members),
+        "",
+        *cv_rows(summaries, chosen),
+        "",
+        "The chosen model and every other candidate were then retrained on all labelled pairs; "
+        "each candidate's own answers are in `predictions/<name>/`.",
+        "",
+        "## Each candidate, out of fold",
+        "",
+    ]
+    records = []
+    for name, probs in oof.items():
+        metrics = classification_metrics(labels, probs.argmax(axis=1))
+        records.append({"head": name, "seeds": [0], "confusion": metrics["confusion"]})
+        lines += [f"### {name}", "", confusion_table(metrics), "", per_class_table(metrics), ""]
+    images: dict[str, Path] = {}
+    try:
+        if plot_curves(curves, folder / "curves.png"):
+            images["Learning curves (training and validation loss per epoch, mean over folds)"] = (
+                folder / "curves.png"
+            )
+        plot_confusions(records, folder / "confusion.png")
+        images["Confusion matrices, out of fold"] = folder / "confusion.png"
+    except MmsentError:  # matplotlib is optional (mmsent[report]): the tables still say it all
+        pass
+    for title, path in images.items():
+        lines += [f"## {title}", "", f"![{title}]({path.name})", ""]
+    if audit:
+        lines += audit_lines(audit)
+    if skipped:
+        lines += [f"{len(skipped)} pairs were skipped as bad input (see skipped.json):", ""]
+        lines += [f"- {s.guid}: {s.reason} ({s.path}" + (f":{s.line})" if s.line else ")") for s in skipped]
+    markdown = "\n".join(lines) + "\n"
+    write_text_atomic(folder / "report.md", markdown)
+    write_text_atomic(folder / "report.html", to_html(markdown, f"mmsent run {folder.name}", folder))
+    return {"markdown": folder / "report.md", "html": folder / "report.html"}
+
+
+def to_html(markdown: str, title: str, folder: Path) -> str:
+    """Our own report's Markdown (headings, paragraphs, lists, tables, images) as one HTML page."""
+    body, table = [], []
+
+    def inline(text: str) -> str:
+        text = html.escape(text)
+        text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
+        return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+
+    def flush() -> None:
+        if table:
+            head, *rows = [
+                [c.strip() for c in r.strip("|").split("|")] for r in table if not r.startswith("| ---")
+            ]
+            body.append(
+                "<table><thead><tr>"
+                + "".join(f"<th>{inline(c)}</th>" for c in head)
+                + "</tr></thead><tbody>"
+                + "".join("<tr>" + "".join(f"<td>{inline(c)}</td>" for c in r) + "</tr>" for r in rows)
+                + "</tbody></table>"
+            )
+            table.clear()
+
+    for line in markdown.splitlines():
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush()
+        if image := re.fullmatch(r"!\[(.*)\]\((.*)\)", line):
+            body.append(f'<img alt="{html.escape(image[1])}" src="{_data_uri(folder / image[2])}">')
+        elif heading := re.fullmatch(r"(#+) (.*)", line):
+            level = len(heading[1])
+            body.append(f"<h{level}>{inline(heading[2])}</h{level}>")
+        elif line.startswith("- "):
+            body.append(f"<li>{inline(line[2:])}</li>")
+        elif line:
+            body.append(f"<p>{inline(line)}</p>")
+    flush()
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>\n"
+        + "\n".join(body)
+        + "\n</body></html>\n"
+    )
+
+
+__all__ = ["LABELS", "write_run_report"]

@@ -1,0 +1,108 @@
+"""A list's pairs with both modalities' features: read from the store, or extracted into it.
+
+Everything that needs features of a list (the main job, search, fine-tuning,
+prediction) comes through `encode`, so one list under one configuration always
+maps to the same stored arrays, whichever command asked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mmsent.config import RunConfig
+from mmsent.data import LoadResult, Pair, Skipped, load_pairs
+from mmsent.encoders import create_encoder
+from mmsent.features.store import FeatureStore, StoredFeatures
+from mmsent.features.table import FeatureTable
+
+
+@dataclass
+class Encoded:
+    """Pairs of one list with the stored features of both modalities."""
+
+    load: LoadResult
+    image: StoredFeatures
+    text: StoredFeatures
+    skipped: list[Skipped] = field(default_factory=list)
+
+    @property
+    def pairs(self) -> list[Pair]:
+        """The pairs that have both features (a pair whose image failed to decode does not)."""
+        failed = set(self.image.failed) | set(self.text.failed)
+        return [p for p in self.load.pairs if p.guid not in failed]
+
+    def table(self) -> FeatureTable:
+        return FeatureTable(self.pairs, self.image, self.text)
+
+
+def store_root(cfg: RunConfig) -> Path:
+    """The feature store's folder: `~` expanded, so the per-user default works from any directory."""
+    return Path(cfg.encoders.cache).expanduser()
+
+
+def load_list(cfg: RunConfig, list_name: str, root: Path | None = None) -> LoadResult:
+    return load_pairs(Path(root or cfg.data.root), list_name, cfg.data.clean, skip_bad=cfg.data.skip_bad)
+
+
+_encoders: dict[tuple, object] = {}
+
+
+def encoder(cfg: RunConfig, modality: str):
+    """Encoders are built once per process: loading weights is slow, and serving reuses them."""
+    name = cfg.encoders.image if modality == "image" else cfg.encoders.text
+    options = {"max_tokens": cfg.encoders.max_text_tokens} if modality == "text" else {}
+    key = (name, tuple(sorted(options.items())))
+    if key not in _encoders:
+        _encoders[key] = create_encoder(name, **options)
+    return _encoders[key]
+
+
+def stored_features(
+    cfg: RunConfig,
+    modality: str,
+    pairs: list[Pair],
+    progress: bool = True,
+    shard: tuple[int, int] | None = None,
+) -> StoredFeatures:
+    """One modality's features of `pairs` under the configured encoder, from the store or
+    extracted into it (with `shard`, only that part of them)."""
+    items = [(p.guid, p.image_path if modality == "image" else p.text) for p in pairs]
+    return FeatureStore(store_root(cfg)).get_or_extract(
+        encoder(cfg, modality),
+        items,
+        batch_size=cfg.encoders.batch_size,
+        workers=cfg.encoders.workers,  # image-decoding processes; text extraction has none
+        tokens=cfg.encoders.tokens,
+        skip_bad=cfg.data.skip_bad,
+        progress=progress,
+        shard=shard,
+    )
+
+
+def encode(cfg: RunConfig, load: LoadResult, progress: bool = True) -> Encoded:
+    """Features of every pair of a list, from the store or extracted into it."""
+    image = stored_features(cfg, "image", load.pairs, progress)
+    text = stored_features(cfg, "text", load.pairs, progress)
+    by_guid = {p.guid: p for p in load.pairs}
+    skipped = list(load.skipped) + [
+        Skipped(
+            guid,
+            reason,
+            str(by_guid[guid].image_path if side == "image" else by_guid[guid].text_path),
+            by_guid[guid].line,
+        )
+        for side, features in (("image", image), ("text", text))
+        for guid, reason in features.failed.items()
+    ]
+    return Encoded(load, image, text, skipped)
+
+
+def load_table(cfg: RunConfig, list_name: str | None = None, progress: bool = True) -> FeatureTable:
+    """The pairs of a list (default: the training list) with their stored features (extracted if missing)."""
+    from mmsent.errors import MmsentError
+
+    encoded = encode(cfg, load_list(cfg, list_name or cfg.data.train_list), progress)
+    if not encoded.pairs:
+        raise MmsentError("the list has no usable pairs", encoded.load.list_path)
+    return encoded.table()

@@ -1,0 +1,386 @@
+"""The one model object: what a run folder loads back, and what every answering path uses.
+
+    model = load_run("runs/my-run")          # a Predictor
+    probs = model.predict_proba(table)       # [N, 3], rows of a FeatureTable, LABELS order
+    model.member_proba(table)                # each member's own answer, by name
+    model.explain(table)                     # per pair: what the heads can say of themselves
+
+A trained run answers with an `Ensemble`: one or more members, each the mean of
+one or more fitted models (a head per seed, or a linear probe), combined by
+their mean or a stacked logistic regression, then calibrated. A single chosen
+head is an ensemble of one member, so `mmsent predict`, `mmsent evaluate`, the
+Python API and the service all go through the same `predict_proba`.
+
+Features come in as a `FeatureTable`: the feature store's rows for a list, or
+the rows a raw upload was just encoded to (`FeatureTable.from_arrays`).
+Nothing here imports Lightning: a head checkpoint is read as a state dict.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmsent import LABELS
+from mmsent.errors import MmsentError
+from mmsent.evaluate.calibration import EPS, Calibration
+from mmsent.features.table import FeatureTable
+from mmsent.heads import create_head
+from mmsent.heads.base import Head
+
+MODEL_FILE = "model.json"
+LEGACY_ENSEMBLE_FILE = "ensemble.json"  # written by mmsent 0.1's `ensemble` command
+PROBE = "linear_probe"  # the candidate name of the logistic-regression baseline
+EVAL_BATCH = 512
+FORMAT = 1
+
+
+class Fitted:
+    """One trained model (a head, or the linear probe): probabilities for rows of a table."""
+
+    lexicon: bool = False  # reads the VADER scores appended to the text vector
+
+    def predict_proba(self, table: FeatureTable, rows: np.ndarray | None = None) -> np.ndarray:
+        raise NotImplementedError
+
+    def explain(self, table: FeatureTable, rows: np.ndarray) -> list[dict[str, Any]]:
+        return [{} for _ in rows]
+
+    def save(self, path: Path) -> Path:
+        raise NotImplementedError
+
+
+def all_rows(table: FeatureTable, rows: np.ndarray | None) -> np.ndarray:
+    return np.arange(len(table)) if rows is None else np.asarray(rows, dtype=np.int64)
+
+
+# Small heads step in a few milliseconds: a second thread only adds synchronisation.
+PREDICT_THREADS = 1
+
+
+@dataclass
+class HeadModel(Fitted):
+    head: Head
+    hparams: dict[str, Any]  # how the checkpoint rebuilds it: head name, dims, settings, label map, encoders
+    lexicon: bool = False
+
+    @property
+    def encoders(self) -> dict[str, Any]:
+        return self.hparams.get("encoders") or {}
+
+    @torch.inference_mode()
+    def logits(self, table: FeatureTable, rows: np.ndarray | None = None) -> torch.Tensor:
+        self.head.eval()
+        rows = torch.as_tensor(all_rows(table, rows), dtype=torch.long)
+        parts = [
+            self.head(*table.features(rows[i : i + EVAL_BATCH], self.head.needs_tokens, self.lexicon))
+            for i in range(0, len(rows), EVAL_BATCH)
+        ]
+        return torch.cat(parts) if parts else torch.empty(0, len(LABELS))
+
+    def predict_proba(self, table: FeatureTable, rows: np.ndarray | None = None) -> np.ndarray:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(PREDICT_THREADS)
+        try:
+            return torch.softmax(self.logits(table, rows), dim=1).double().numpy()
+        finally:
+            torch.set_num_threads(threads)
+
+    @torch.inference_mode()
+    def explain(self, table: FeatureTable, rows: np.ndarray) -> list[dict[str, Any]]:
+        self.head.eval()
+        out = []
+        for row in all_rows(table, rows):
+            readout = self.head.explain(
+                *table.features(np.array([row]), self.head.needs_tokens, self.lexicon)
+            )
+            out.append({key: one(value) for key, value in readout.items()})
+        return out
+
+    def save(self, path: Path) -> Path:
+        """A checkpoint in Lightning's layout (`state_dict` under `head.`, `hyper_parameters`)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        state = {f"head.{key}": value for key, value in self.head.state_dict().items()}
+        torch.save({"state_dict": state, "hyper_parameters": self.hparams}, path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path, lexicon: bool | None = None) -> HeadModel:
+        checkpoint = read_checkpoint(path)
+        hparams = dict(checkpoint["hyper_parameters"])
+        head = create_head(
+            hparams["head"],
+            hparams["image_dim"],
+            hparams["text_dim"],
+            num_classes=len(hparams.get("labels", LABELS)),
+            **(hparams.get("head_hparams") or {}),
+        )
+        state = {
+            k.removeprefix("head."): v for k, v in checkpoint["state_dict"].items() if k.startswith("head.")
+        }
+        head.load_state_dict(state)
+        head.eval()
+        uses_lexicon = bool((hparams.get("encoders") or {}).get("lexicon")) if lexicon is None else lexicon
+        return cls(head, hparams, uses_lexicon)
+
+
+def one(value: Any) -> Any:
+    """A per-pair readout of a batch of one, as a plain scalar."""
+    return value[0] if isinstance(value, list) and len(value) == 1 else value
+
+
+def read_checkpoint(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise MmsentError("checkpoint missing", path) from None
+    except Exception:  # an older Lightning checkpoint keeps objects beside the weights
+        try:
+            return torch.load(path, map_location="cpu", weights_only=False)
+        except Exception as error:
+            raise MmsentError(f"not a readable checkpoint ({error})", path) from None
+
+
+@dataclass
+class ProbeModel(Fitted):
+    """Multinomial logistic regression on both pooled vectors, standardised (the linear probe)."""
+
+    mean: np.ndarray
+    scale: np.ndarray
+    coef: np.ndarray  # [3, D]
+    intercept: np.ndarray  # [3]
+    C: float = 1.0
+    encoders: dict[str, Any] = field(default_factory=dict)
+
+    def predict_proba(self, table: FeatureTable, rows: np.ndarray | None = None) -> np.ndarray:
+        rows = all_rows(table, rows)
+        x = (probe_inputs(table, rows) - self.mean) / self.scale
+        scores = x @ self.coef.T + self.intercept
+        scores -= scores.max(axis=1, keepdims=True)
+        out = np.exp(scores)
+        return out / out.sum(axis=1, keepdims=True)
+
+    def save(self, path: Path) -> Path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arrays = {k: getattr(self, k) for k in ("mean", "scale", "coef", "intercept")}
+        np.savez(path, C=np.float64(self.C), encoders=np.array(json.dumps(self.encoders)), **arrays)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> ProbeModel:
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                arrays = {k: data[k].astype(np.float64) for k in ("mean", "scale", "coef", "intercept")}
+                return cls(**arrays, C=float(data["C"]), encoders=json.loads(str(data["encoders"])))
+        except FileNotFoundError:
+            raise MmsentError("probe file missing", path) from None
+        except (KeyError, ValueError, OSError) as error:
+            raise MmsentError(f"not a readable probe file ({error})", path) from None
+
+
+def probe_inputs(table: FeatureTable, rows: np.ndarray) -> np.ndarray:
+    """What the probe reads: the image and text pooled vectors side by side."""
+    index = torch.as_tensor(rows, dtype=torch.long)
+    return torch.cat([table.image[index], table.text[index]], dim=1).double().numpy()
+
+
+# -------------------------------------------------------------------------- combining
+
+
+def stack_inputs(member_probs: list[np.ndarray]) -> np.ndarray:
+    return np.hstack([np.log(np.clip(p, EPS, 1.0)) for p in member_probs])
+
+
+def apply_stacker(stacker: dict, member_probs: list[np.ndarray]) -> np.ndarray:
+    scores = stack_inputs(member_probs) @ np.asarray(stacker["coef"]).T + np.asarray(stacker["intercept"])
+    scores -= scores.max(axis=1, keepdims=True)
+    out = np.exp(scores)
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def combine(member_probs: list[np.ndarray], how: str, stacker: dict | None = None) -> np.ndarray:
+    if how == "mean":
+        return np.mean(member_probs, axis=0)
+    if stacker is None:
+        raise ValueError("a stacked ensemble needs its stacker")
+    return apply_stacker(stacker, member_probs)
+
+
+@dataclass
+class Member:
+    """One recipe (or the probe), fitted under one or more seeds: its answer is their mean."""
+
+    name: str
+    recipe: dict[str, Any]
+    models: list[Fitted]
+
+    def predict_proba(self, table: FeatureTable, rows: np.ndarray | None = None) -> np.ndarray:
+        return np.mean([m.predict_proba(table, rows) for m in self.models], axis=0)
+
+
+@dataclass
+class Ensemble:
+    """The Predictor: members combined (mean or stacked), then calibrated.
+
+    `others` are models trained beside the answer (the main job's other candidates):
+    their own answers are shown next to the ensemble's, never mixed into it."""
+
+    members: list[Member]
+    how: str = "mean"
+    stacker: dict | None = None
+    calibration: Calibration = field(default_factory=Calibration)
+    others: list[Member] = field(default_factory=list)
+    name: str = ""
+    labels: tuple[str, ...] = LABELS
+
+    def __post_init__(self) -> None:
+        self.name = self.name or " + ".join(m.name for m in self.members)
+
+    def predict_proba(self, table: FeatureTable, rows: np.ndarray | None = None) -> np.ndarray:
+        if len(all_rows(table, rows)) == 0:
+            return np.zeros((0, len(self.labels)))
+        per_member = [m.predict_proba(table, rows) for m in self.members]
+        return self.calibration.apply(combine(per_member, self.how, self.stacker))
+
+    def member_proba(self, table: FeatureTable, rows: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Each member's and each other candidate's own probabilities."""
+        return {m.name: m.predict_proba(table, rows) for m in [*self.members, *self.others]}
+
+    def explain(self, table: FeatureTable, rows: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """The first model's own readout (gate values, input shares), labelled by member."""
+        rows = all_rows(table, rows)
+        first = self.members[0]
+        readouts = first.models[0].explain(table, rows)
+        return [{"model": first.name, **r} if r else {} for r in readouts]
+
+    @property
+    def encoders(self) -> dict[str, Any]:
+        model = self.members[0].models[0]
+        found = model.encoders if hasattr(model, "encoders") else {}
+        return {side: found[side] for side in ("image", "text") if side in found}
+
+    # ------------------------------------------------------------------------ files
+    def save(self, folder: Path) -> Path:
+        spec = {
+            "format": FORMAT,
+            "name": self.name,
+            "combine": self.how,
+            "stacker": self.stacker,
+            "calibration": self.calibration.to_dict(),
+            "members": [_save_member(m, folder) for m in self.members],
+            "others": [_save_member(m, folder) for m in self.others],
+        }
+        path = folder / MODEL_FILE
+        path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, folder: Path) -> Ensemble:
+        path = folder / MODEL_FILE
+        try:
+            spec = json.loads(path.read_text(encoding="utf-8"))
+            members = [_load_member(m, folder) for m in spec["members"]]
+            others = [_load_member(m, folder) for m in spec.get("others", [])]
+            return cls(
+                members,
+                spec["combine"],
+                spec.get("stacker"),
+                Calibration(**spec["calibration"]),
+                others,
+                spec.get("name", ""),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise MmsentError(f"{MODEL_FILE} is malformed ({error})", path) from None
+
+
+def _save_member(member: Member, folder: Path) -> dict[str, Any]:
+    files = []
+    for i, model in enumerate(member.models):
+        stem = slug(member.name) + (f"-s{i}" if len(member.models) > 1 else "")
+        name = "probe.npz" if isinstance(model, ProbeModel) else "model.ckpt"
+        files.append(str(model.save(folder / "models" / stem / name).relative_to(folder)))
+    return {"name": member.name, "recipe": member.recipe, "files": files}
+
+
+def _load_member(spec: dict[str, Any], folder: Path) -> Member:
+    lexicon = bool(spec["recipe"].get("lexicon", False))
+    models: list[Fitted] = [
+        ProbeModel.load(folder / f) if f.endswith(".npz") else HeadModel.load(folder / f, lexicon)
+        for f in spec["files"]
+    ]
+    return Member(spec["name"], spec["recipe"], models)
+
+
+def slug(name: str) -> str:
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "member"
+
+
+# -------------------------------------------------------------------------- run folders
+
+
+def load_run(path: str | Path, expect_encoders: dict[str, dict] | None = None) -> Ensemble:
+    """The model a run folder answers with. `expect_encoders`: refuse a model trained on other
+    encoders' features (identities as in run.json)."""
+    folder = Path(path)
+    if (folder / MODEL_FILE).is_file():
+        model = Ensemble.load(folder)
+    elif (folder / LEGACY_ENSEMBLE_FILE).is_file():
+        model = _load_legacy_ensemble(folder)
+    elif (folder / "run.json").is_file():
+        model = _load_legacy_heads(folder)
+    else:
+        raise MmsentError(f"not a finished mmsent run folder (no {MODEL_FILE})", folder)
+    if expect_encoders is not None:
+        check_encoders(model, expect_encoders, folder)
+    return model
+
+
+def check_encoders(model: Ensemble, expected: dict[str, dict], where: Path) -> None:
+    for member in [*model.members, *model.others]:
+        for fitted in member.models:
+            trained_on = getattr(fitted, "encoders", None) or {}
+            for side in ("image", "text"):
+                if side in expected and side in trained_on and trained_on[side] != expected[side]:
+                    raise MmsentError(
+                        f"model {member.name!r} was trained on {side} features of "
+                        f"{trained_on[side].get('encoder', '?')!r}, not of "
+                        f"{expected[side].get('encoder', '?')!r} with these weights/preprocessing",
+                        where,
+                    )
+
+
+def _load_legacy_ensemble(folder: Path) -> Ensemble:
+    path = folder / LEGACY_ENSEMBLE_FILE
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        members = [
+            Member(
+                m["recipe"].get("name") or m["recipe"]["head"],
+                m["recipe"],
+                [
+                    HeadModel.load(folder / "heads" / h / "model.ckpt", bool(m["recipe"].get("lexicon")))
+                    for h in m["heads"]
+                ],
+            )
+            for m in spec["members"]
+        ]
+        return Ensemble(members, spec["combine"], spec.get("stacker"), Calibration(**spec["calibration"]))
+    except (ValueError, KeyError, TypeError) as error:
+        raise MmsentError(f"{LEGACY_ENSEMBLE_FILE} is malformed ({error})", path) from None
+
+
+def _load_legacy_heads(folder: Path) -> Ensemble:
+    meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
+    heads = {
+        h: Member(h, {"head": h}, [HeadModel.load(folder / "heads" / h / "model.ckpt")])
+        for h in meta["heads"]
+    }
+    best = meta["best_head"]
+    return Ensemble([heads[best]], others=[m for h, m in heads.items() if h != best], name=best)
