@@ -1,8 +1,9 @@
 """Training on two CPU processes (DDP over gloo, spawned from the call) against one process.
 
 Each process takes half of the training rows per epoch, so it takes half the
-optimizer steps; validation is whole in every process, so the metrics are
-exact. The two runs differ in batch composition only, and must end up alike.
+optimizer steps (the backbone test counts them); validation is whole in every
+process, so the metrics are exact. The two runs differ in batch composition
+only, and must end up alike.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import pytest
 import torch
 
 from conftest import make_lab, tiny_config
-from mmsent import pipeline
 from mmsent.evaluate.metrics import classification_metrics
+from mmsent.features.encode import load_table
 from mmsent.finetune import FinetuneConfig, run_finetune
-from mmsent.train.fit import fit_head, predict_proba
+from mmsent.train.fit import fit
+from mmsent.train.spec import spec_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -35,21 +37,18 @@ def steps_per_epoch(checkpoint) -> float:
 
 def test_two_processes_train_a_head_like_one(tmp_path, lab, tiny_encoders):
     cfg = tiny_config(lab, tiny_encoders, tmp_path, accelerator="cpu", max_epochs=15, patience=100)
-    encoded = pipeline.encode(cfg, pipeline.load_list(cfg, "train.txt"), progress=False)
-    train_pairs, val_pairs = pipeline.split_pairs(cfg, encoded.pairs)
-    identities = {"image": encoded.image.identity, "text": encoded.text.identity}
-    train, val = encoded.dataset(train_pairs, False), encoded.dataset(val_pairs, False)
+    table = load_table(cfg, progress=False)
+    train, val = table.folds(4, 0)[0]
+    labels = table.labels.numpy()[val]
     results = {}
     for devices in (1, 2):
-        train_cfg = dataclasses.replace(cfg.train, devices=devices)
-        fit = fit_head("concat", train, val, train_cfg, tmp_path / f"p{devices}", identities, {})
-        # After the spawned processes end, the caller holds the best checkpoint and predicts alone.
-        metrics = classification_metrics(val.labels.numpy(), predict_proba(fit.module, val).argmax(axis=1))
-        results[devices] = (metrics, fit, steps_per_epoch(fit.checkpoint))
+        options = dataclasses.replace(cfg.train, devices=devices)
+        # After the spawned processes end, the caller holds the best model and predicts alone.
+        fitted = fit(spec_for("concat", options), table, train, val, engine="lightning", options=options)
+        metrics = classification_metrics(labels, fitted.predict_proba(table, val).argmax(axis=1))
+        results[devices] = (metrics, fitted)
     one, two = results[1], results[2]
-    assert one[2] == math.ceil(len(train) / 8)
-    assert two[2] == math.ceil(math.ceil(len(train) / 2) / 8)  # half the rows per process
-    assert two[1].epochs == one[1].epochs == 15
+    assert len(one[1].history) == len(two[1].history) == 15  # patience 100: every epoch ran
     assert one[0]["accuracy"] >= 0.8 and two[0]["accuracy"] >= 0.8
     assert abs(one[0]["accuracy"] - two[0]["accuracy"]) <= 0.15
     assert abs(one[0]["macro_f1"] - two[0]["macro_f1"]) <= 0.15

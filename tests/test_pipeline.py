@@ -204,3 +204,72 @@ def test_audit_command_prints_tables_and_writes_json(tmp_path, tiny_lab, capsys)
     assert main(["audit", str(tiny_lab), "--json", str(target)]) == 0
     assert "train.txt" in capsys.readouterr().out
     assert json.loads(target.read_text())["lists"]["train.txt"]["rows"] == 36
+
+
+def test_run_and_cv_and_compare_agree_for_the_same_spec(tiny_run: Path, tmp_path):
+    # One spec, one fit: the run's table, `cv`'s cross_validate and `compare` on fold 0 give the same numbers.
+    from mmsent.compare import compare
+    from mmsent.features.encode import load_table
+    from mmsent.train.cv import cross_validate
+    from mmsent.train.spec import spec_for
+
+    run = RunFolder.open(tiny_run)
+    cfg = pipeline.load_run_config(run)
+    table = load_table(cfg, progress=False)
+    folds = table.folds(cfg.split.folds, cfg.split.seed)
+    result = cross_validate(spec_for("concat", cfg.train), table, folds, [cfg.train.seed])
+    in_run = run.read_json("metrics.json")["cross_validation"]["concat"]
+    assert {k: v for k, v in in_run.items() if k != "seconds"} == pytest.approx(result.summary())
+    cfg.split.fold, cfg.train.heads, cfg.out, cfg.name = 0, ["concat"], tmp_path, "cmp"
+    files = compare(cfg, seeds=[cfg.train.seed], progress=False)
+    records = json.loads((Path(files["markdown"]).parent / "records.json").read_text())
+    concat = next(r for r in records if r["head"] == "concat")
+    assert concat["accuracy"] == pytest.approx(result.fold_metrics[0]["accuracy"])
+    assert concat["macro_f1"] == pytest.approx(result.fold_metrics[0]["macro_f1"])
+
+
+def test_one_model_answers_every_path_alike(tiny_run: Path, tiny_lab: Path):
+    # Stored features (predict/evaluate), the Python API and the HTTP service: the same probabilities,
+    # for the run's model and for each single model it holds.
+    from fastapi.testclient import TestClient
+
+    from mmsent.model import load_run
+    from mmsent.serve.app import create_app
+
+    run = RunFolder.open(tiny_run)
+    model = load_run(tiny_run)
+    encoded = pipeline.encode_for_run(run, "test_without_label.txt", None, progress=False)
+    table = encoded.table()
+    stored = {model.name: model.predict_proba(table), **model.member_proba(table)}
+    guids = [p.guid for p in encoded.pairs][:3]
+    texts = [(tiny_lab / "data" / f"{g}.txt").read_text() for g in guids]
+    clf = Classifier.load(tiny_run)
+    answers = clf.predict_batch([tiny_lab / "data" / f"{g}.jpg" for g in guids], texts)
+    client = TestClient(create_app(clf))
+    for i, (guid, text) in enumerate(zip(guids, texts, strict=True)):
+        image = (tiny_lab / "data" / f"{guid}.jpg").read_bytes()
+        served = client.post(
+            "/v1/predict", files={"image": ("x.jpg", image, "image/jpeg")}, data={"text": text}
+        ).json()
+        want = dict(zip(LABELS, stored[model.name][i], strict=True))
+        assert answers[i].probabilities == pytest.approx(want, abs=1e-5)
+        assert served["probabilities"] == pytest.approx(want, abs=1e-5)
+        for name in stored:
+            if name != model.name:
+                want = dict(zip(LABELS, stored[name][i], strict=True))
+                assert answers[i].per_head[name]["probabilities"] == pytest.approx(want, abs=1e-5)
+
+
+def test_a_copied_run_predicts_from_anywhere_without_extracting(tiny_run: Path, tmp_path, monkeypatch):
+    copy = Path(shutil.copytree(tiny_run, tmp_path / "moved" / "run"))
+    store = Path(RunFolder.open(copy).config()["encoders"]["cache"])
+    assert store.is_absolute() and Path(RunFolder.open(copy).config()["data"]["root"]).is_absolute()
+    before = sorted(p.name for p in store.iterdir())
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    target, missing = pipeline.predict(RunFolder.open(copy), "test_without_label.txt", progress=False)
+    assert target == copy / "predictions" / "test_without_label.txt" and not missing
+    assert target.read_text() == (tiny_run / "predictions" / "test_without_label.txt").read_text()
+    assert sorted(p.name for p in store.iterdir()) == before  # read back, nothing extracted again
+    assert not (elsewhere / ".cache").exists()

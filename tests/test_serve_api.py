@@ -60,7 +60,7 @@ def test_predict_answers_label_probabilities_and_modalities(client, classifier):
     body = response.json()
     assert_answer(body)
     assert body["head"] == classifier.best
-    assert set(body["per_head"]) == {"text_only", "image_only", "concat"}
+    assert set(body["per_head"]) == {"linear_probe", "text_only", "image_only", "concat"}
     assert set(body["modalities"]) == {"text", "image"}
     for side in ("text", "image"):
         assert_answer(body["modalities"][side])
@@ -151,7 +151,7 @@ def test_health_names_run_heads_and_encoders(client, tiny_run):
     body = client.get("/health").json()
     assert body["status"] == "ok"
     assert body["run"] == tiny_run.name
-    assert set(body["heads"]) == {"text_only", "image_only", "concat"}
+    assert set(body["heads"]) == {"linear_probe", "text_only", "image_only", "concat"}
     assert body["encoders"]["image"].startswith("hf-resnet:") and body["encoders"]["text"].startswith(
         "hf-text:"
     )

@@ -1,4 +1,4 @@
-"""Tuning on stored features: recipes, the plain trainer, cross-validation, lexicon features."""
+"""Training on stored features: the spec (recipes), fit and its engines, the probe, cross-validation."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import torch
 from conftest import tiny_config
 from mmsent.errors import MmsentError
 from mmsent.features.lexicon import lexicon_features
-from mmsent.features.table import load_table
-from mmsent.train import loop as trainer
+from mmsent.features.encode import load_table
+from mmsent.model import HeadModel, ProbeModel
 from mmsent.train.cv import cross_validate, cv_table
-from mmsent.train.module import load_head_module
-from mmsent.train.spec import Recipe, read_recipes, spec_for, write_recipes
+from mmsent.train.fit import fit
+from mmsent.train.spec import PROBE, Recipe, read_recipes, spec_for, write_recipes
 
 
 @pytest.fixture(scope="module")
@@ -67,27 +67,74 @@ def test_table_lines_up_pairs_and_features(table):
     assert not set(train) & set(val) and len(train) + len(val) == len(table)
 
 
-def test_fit_is_seeded_and_its_checkpoint_loads_as_any_head(table, tmp_path):
+def test_fit_is_seeded_and_its_checkpoint_loads_back(table, tmp_path):
     recipe = Recipe("concat", {"hidden": 16}, lexicon=True, **FAST)
     rows = np.arange(len(table))
-    first = trainer.fit(recipe, table, rows, seed=3)
-    second = trainer.fit(recipe, table, rows, seed=3)
-    assert first.epochs == 4
-    np.testing.assert_array_equal(trainer.proba(first, table, rows), trainer.proba(second, table, rows))
-    path = trainer.save_checkpoint(first.module, tmp_path / "head" / "model.ckpt")
-    loaded = load_head_module(path, expect_encoders=table.identities)
-    assert loaded.hparams.encoders["lexicon"] is True
-    again = torch.softmax(trainer.logits(loaded, table, rows, lexicon=True), dim=1).numpy()
-    np.testing.assert_allclose(again, trainer.proba(first, table, rows), atol=1e-6)
+    first = fit(recipe, table, rows, seed=3)
+    second = fit(recipe, table, rows, seed=3)
+    assert first.epochs == 4 and len(first.history) == 4 and "val_loss" not in first.history[0]
+    np.testing.assert_array_equal(first.predict_proba(table, rows), second.predict_proba(table, rows))
+    path = first.model.save(tmp_path / "head" / "model.ckpt")
+    loaded = HeadModel.load(path)
+    assert loaded.lexicon is True and loaded.encoders["image"] == table.identities["image"]
+    np.testing.assert_allclose(loaded.predict_proba(table, rows), first.predict_proba(table, rows), atol=1e-6)
 
 
 def test_early_stopping_keeps_the_best_epoch(table):
     recipe = Recipe("text_only", {"hidden": 16}, lr=5e-2, batch_size=8, epochs=30, patience=2)
     train, val = table.folds(3, 0)[0]
-    fitted = trainer.fit(recipe, table, train, val)
+    fitted = fit(recipe, table, train, val)
     assert 1 <= fitted.epochs < 30
+    best = min(range(len(fitted.history)), key=lambda e: fitted.history[e]["val_loss"])
+    assert fitted.epochs == best + 1  # the kept epoch is the one of lowest validation loss
     with pytest.raises(ValueError, match="validation rows"):
-        trainer.fit(recipe, table, train)
+        fit(recipe, table, train)
+
+
+def test_lightning_engine_trains_the_same_spec(table):
+    recipe = Recipe("concat", {"hidden": 16}, lr=5e-3, batch_size=8, epochs=6, patience=3)
+    train, val = table.folds(3, 0)[0]
+    from mmsent.config import TrainConfig
+
+    options = TrainConfig(accelerator="cpu")
+    plain = fit(recipe, table, train, val, engine="plain")
+    lightning = fit(recipe, table, train, val, engine="lightning", options=options)
+    assert isinstance(lightning.model, HeadModel) and 1 <= lightning.epochs <= 6
+    assert [e["epoch"] for e in lightning.history][: lightning.epochs] == list(range(lightning.epochs))
+    # Same initial weights, same batches in the same order: the same learning curve and model.
+    for mine, theirs in zip(plain.history, lightning.history, strict=True):
+        assert mine["train_loss"] == pytest.approx(theirs["train_loss"], abs=1e-4)
+        assert mine["val_loss"] == pytest.approx(theirs["val_loss"], abs=1e-4)
+    assert plain.epochs == lightning.epochs
+    np.testing.assert_allclose(plain.predict_proba(table, val), lightning.predict_proba(table, val), atol=1e-4)
+
+
+def test_linear_probe_chooses_its_strength_inside_the_training_rows(table, tmp_path):
+    train, val = table.folds(3, 0)[0]
+    probe = fit(Recipe(PROBE), table, train, seed=0)
+    assert isinstance(probe.model, ProbeModel) and probe.epochs == 0
+    from mmsent.train.probe import C_GRID
+
+    assert probe.model.C in C_GRID
+    probs = probe.predict_proba(table, val)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
+    assert (probs.argmax(axis=1) == table.labels.numpy()[val]).mean() >= 0.6
+    # the same arrays come back from its file, and scikit-learn agrees with our own arithmetic
+    loaded = ProbeModel.load(probe.model.save(tmp_path / "probe.npz"))
+    np.testing.assert_allclose(loaded.predict_proba(table, val), probs, atol=1e-12)
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from mmsent.model import probe_inputs
+
+    reference = make_pipeline(StandardScaler(), LogisticRegression(C=probe.model.C, max_iter=300))
+    reference.fit(probe_inputs(table, train), table.labels.numpy()[train])
+    np.testing.assert_allclose(reference.predict_proba(probe_inputs(table, val)), probs, atol=1e-6)
+    fixed = fit(Recipe(PROBE, {"C": 0.5}), table, train)
+    assert fixed.model.C == 0.5
+    with pytest.raises(MmsentError, match="probe takes only C"):
+        Recipe(PROBE, {"hidden": 3})
 
 
 def test_cross_validation_scores_every_pair_out_of_fold(table):

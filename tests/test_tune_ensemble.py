@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mmsent.search.ensemble import Ensemble
 
 from conftest import tiny_config
 from mmsent import LABELS, pipeline
 from mmsent.cli.main import main
 from mmsent.errors import MmsentError
-from mmsent.features.table import load_table
+from mmsent.features.encode import load_table
+from mmsent.model import load_run
 from mmsent.runs import RunFolder
 from mmsent.search.optuna_search import tune
 from mmsent.serve.classifier import Classifier
@@ -82,17 +82,12 @@ def test_tune_command_runs(work, tiny_lab, tiny_encoders, capsys):
 
 
 def test_ensemble_run_folder_is_complete(ensemble_run: Path, tiny_lab: Path):
-    spec = json.loads((ensemble_run / "ensemble.json").read_text())
-    assert spec["combine"] == "stack" and spec["seeds"] == [0, 1]
+    spec = json.loads((ensemble_run / "model.json").read_text())
+    assert spec["combine"] == "stack" and [len(m["files"]) for m in spec["members"]] == [2, 2]  # two seeds
     meta = json.loads((ensemble_run / "run.json").read_text())
-    assert meta["best_head"] == "ensemble" and meta["heads"] == [
-        "cat-s0",
-        "cat-s1",
-        "text-only-s0",
-        "text-only-s1",
-    ]
-    for head in meta["heads"]:
-        assert (ensemble_run / "heads" / head / "model.ckpt").is_file()
+    assert meta["best_head"] == "ensemble" and meta["heads"] == ["cat", "text_only"]
+    for member in spec["members"]:
+        assert all((ensemble_run / f).is_file() for f in member["files"])
     report = (ensemble_run / "report.md").read_text()
     assert "ensemble: stack + calibrated" in report and "stack + temperature" in report and "ECE" in report
     chosen = json.loads((ensemble_run / "metrics.json").read_text())["chosen"]
@@ -109,7 +104,7 @@ def test_ensemble_run_folder_is_complete(ensemble_run: Path, tiny_lab: Path):
 def test_ensemble_loads_evaluates_and_serves(ensemble_run: Path, tiny_lab: Path):
     run = RunFolder.open(ensemble_run)
     results = pipeline.evaluate(run, "test_with_label.txt", progress=False)
-    assert list(results) == ["ensemble"] and results["ensemble"]["accuracy"] >= 0.6
+    assert list(results) == ["ensemble", "cat", "text_only"] and results["ensemble"]["accuracy"] >= 0.6
     clf = Classifier.load(ensemble_run)
     guid, _ = (tiny_lab / "test_with_label.txt").read_text().splitlines()[1].split(",")
     text = (tiny_lab / "data" / f"{guid}.txt").read_text()
@@ -126,14 +121,14 @@ def test_ensemble_loads_evaluates_and_serves(ensemble_run: Path, tiny_lab: Path)
 
 def test_saved_ensemble_reproduces_itself(ensemble_run: Path, work, tiny_lab, tiny_encoders):
     table = load_table(tiny_config(tiny_lab, tiny_encoders, work), progress=False)
-    ensemble = Ensemble.load(ensemble_run, expect_encoders=table.identities)
-    probs = ensemble.predict_table(table)
+    ensemble = load_run(ensemble_run, expect_encoders=table.identities)
+    probs = ensemble.predict_proba(table)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     assert ensemble.calibration.temperature > 0 and len(ensemble.stacker["coef"]) == 3
     broken = Path(shutil.copytree(ensemble_run, work / "broken"))
-    (broken / "ensemble.json").write_text("{}")
+    (broken / "model.json").write_text("{}")
     with pytest.raises(MmsentError, match="malformed"):
-        Ensemble.load(broken)
+        load_run(broken)
 
 
 def test_run_quality_mode_builds_the_shipped_ensemble(work, tiny_lab, tiny_encoders, monkeypatch):
@@ -159,7 +154,7 @@ def test_run_quality_mode_builds_the_shipped_ensemble(work, tiny_lab, tiny_encod
     monkeypatch.setattr(experiment, "QUALITY_FILE", spec)
     assert main(["run", *flags(tiny_lab, tiny_encoders, work, "quality"), "--quality"]) == 0
     run = work / "runs" / "quality"
-    assert (run / "ensemble.json").is_file() and json.loads((run / "run.json").read_text())[
+    assert (run / "model.json").is_file() and json.loads((run / "run.json").read_text())[
         "kind"
     ] == "ensemble"
     assert (run / "predictions" / "test_without_label.txt").is_file()

@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from mmsent import LABELS, __version__
-from mmsent.config import RunConfig, from_plain
+from mmsent.config import EncoderConfig, RunConfig, from_plain
 from mmsent.data import Pair, fingerprint, kfold, train_val_split
 from mmsent.ensemble import fixed_epochs
 from mmsent.errors import MmsentError
 from mmsent.evaluate.metrics import classification_metrics, metrics_table
 from mmsent.evaluate.predictions import write_filled_list
 from mmsent.evaluate.run_report import write_run_report
-from mmsent.features.encode import Encoded, encode, load_list
+from mmsent.features.encode import Encoded, encode, load_list, store_root
 from mmsent.features.table import FeatureTable
 from mmsent.heads import create_head
 from mmsent.model import PROBE, Ensemble, Member, load_run
@@ -234,6 +234,10 @@ def encode_for_run(run: RunFolder, list_name: str, root: Path | None, progress: 
     there (relocated runs keep working); otherwise the configured one, and what is missing is
     extracted there."""
     cfg = load_run_config(run)
+    if not store_root(cfg).is_dir():  # a run copied from another machine
+        default = EncoderConfig().cache
+        log.warning("the run's feature store %s is not here; using %s", store_root(cfg), default)
+        cfg.encoders.cache = default
     return encode(cfg, load_list(cfg, list_name, root), progress)
 
 

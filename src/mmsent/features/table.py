@@ -39,6 +39,16 @@ class FeatureTable:
     def __len__(self) -> int:
         return len(self.pairs)
 
+    def __getstate__(self) -> dict:
+        # Sent to spawned training processes: the stores travel (token grids by their file's
+        # path), and each process gathers its own tensors again rather than receiving them
+        # through torch's shared-memory handles.
+        return {"pairs": self.pairs, "image_store": self.image_store, "text_store": self.text_store}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.__post_init__()
+
     @classmethod
     def from_arrays(cls, texts: list[str], image: dict, text: dict) -> FeatureTable:
         """Pairs encoded just now (an upload, a pair given on the command line), as a table: each

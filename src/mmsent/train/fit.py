@@ -115,11 +115,17 @@ def fit_lightning(recipe, table, train_rows, val_rows, seed, options, progress):
             enable_checkpointing=bool(recipe.patience),
         )
         train = TableRows(table, train_rows, recipe.needs_tokens, recipe.lexicon)
+        # Loaders with their own generator draw nothing from the global RNG, which the heads'
+        # dropout uses: so the plain engine, fed the same order, trains the very same model.
+        # (Not across processes: a generator does not survive the trip to a spawned one.)
+        common: dict = dict(collate_fn=as_batch)
+        if options.devices * options.num_nodes == 1:
+            common["generator"] = torch.Generator().manual_seed(seed)
         sampler = RankSampler(len(train), seed=seed)
-        loaders = [DataLoader(train, batch_size=recipe.batch_size, sampler=sampler, collate_fn=as_batch)]
+        loaders = [DataLoader(train, batch_size=recipe.batch_size, sampler=sampler, **common)]
         if val_rows is not None:
             val = TableRows(table, val_rows, recipe.needs_tokens, recipe.lexicon)
-            loaders.append(DataLoader(val, batch_size=512, collate_fn=as_batch))
+            loaders.append(DataLoader(val, batch_size=512, **common))
         trainer.fit(module, *loaders)
         history = logged_history(folder / "log" / "metrics.csv")
         if recipe.patience:

@@ -98,12 +98,12 @@ def _fit(recipe, table, train_rows, val_rows, seed) -> LoopResult:
     module = build_module(recipe, table, table.labels[train_rows])
     optimisers = module.configure_optimizers()
     optimiser, schedule = optimisers["optimizer"], optimisers["lr_scheduler"]
-    generator = torch.Generator().manual_seed(seed)
     history: list[dict] = []
     best = (float("inf"), None, recipe.epochs)
     for epoch in range(recipe.epochs):
         module.train()
-        order = train_rows[torch.randperm(len(train_rows), generator=generator)]
+        # The same order per epoch as the Lightning engine's RankSampler draws for one process.
+        order = train_rows[torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(seed + epoch))]
         total = 0.0
         for start in range(0, len(order), recipe.batch_size):
             rows = order[start : start + recipe.batch_size]
