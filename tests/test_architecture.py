@@ -15,7 +15,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_layer_contract_holds():
     # import-linter reads the contract from pyproject.toml ([tool.importlinter]).
     result = subprocess.run(
-        [sys.executable, "-c", "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports(no_cache=True))"],
+        [
+            sys.executable,
+            "-c",
+            "import sys; from importlinter.cli import lint_imports; sys.exit(lint_imports(no_cache=True))",
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -31,6 +35,9 @@ def test_no_import_cycle():
     if not checker.is_file():
         pytest.skip("../shared/tools/import_cycles.py is not beside this checkout")
     result = subprocess.run(
-        [sys.executable, str(checker), str(ROOT / "src"), "mmsent"], capture_output=True, text=True, timeout=60
+        [sys.executable, str(checker), str(ROOT / "src"), "mmsent"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0 and "no cycle" in result.stdout, result.stdout

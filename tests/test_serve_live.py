@@ -52,9 +52,8 @@ def server(tiny_run) -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    classifier = Classifier.load(tiny_run)
-    # Answer with the fusion head, whichever head won on the tiny run, so the page has a fusion share to show.
-    classifier.best = "concat"
+    # Answer with the fusion head, whichever model won on the tiny run: the page shows its fusion share.
+    classifier = Classifier.load(tiny_run, answer="concat")
     app = create_app(classifier)
     instance = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)

@@ -8,8 +8,8 @@ import torch
 
 from conftest import tiny_config
 from mmsent.errors import MmsentError
-from mmsent.features.lexicon import lexicon_features
 from mmsent.features.encode import load_table
+from mmsent.features.lexicon import lexicon_features
 from mmsent.model import HeadModel, ProbeModel
 from mmsent.train.cv import cross_validate, cv_table
 from mmsent.train.fit import fit
@@ -106,7 +106,9 @@ def test_lightning_engine_trains_the_same_spec(table):
         assert mine["train_loss"] == pytest.approx(theirs["train_loss"], abs=1e-4)
         assert mine["val_loss"] == pytest.approx(theirs["val_loss"], abs=1e-4)
     assert plain.epochs == lightning.epochs
-    np.testing.assert_allclose(plain.predict_proba(table, val), lightning.predict_proba(table, val), atol=1e-4)
+    np.testing.assert_allclose(
+        plain.predict_proba(table, val), lightning.predict_proba(table, val), atol=1e-4
+    )
 
 
 def test_linear_probe_chooses_its_strength_inside_the_training_rows(table, tmp_path):

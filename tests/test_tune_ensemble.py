@@ -154,9 +154,7 @@ def test_run_quality_mode_builds_the_shipped_ensemble(work, tiny_lab, tiny_encod
     monkeypatch.setattr(experiment, "QUALITY_FILE", spec)
     assert main(["run", *flags(tiny_lab, tiny_encoders, work, "quality"), "--quality"]) == 0
     run = work / "runs" / "quality"
-    assert (run / "model.json").is_file() and json.loads((run / "run.json").read_text())[
-        "kind"
-    ] == "ensemble"
+    assert (run / "model.json").is_file() and json.loads((run / "run.json").read_text())["kind"] == "ensemble"
     assert (run / "predictions" / "test_without_label.txt").is_file()
     stage1 = json.loads((run / "text-backbones.json").read_text())
     assert list(stage1) == ["fold0", "fold1", "fold2", "all"] and stage1["all"]["epochs_run"] == 1

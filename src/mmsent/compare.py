@@ -75,8 +75,8 @@ def compare(cfg: RunConfig, seeds: list[int] | None = None, progress: bool = Tru
         "encoders": table.encoder_names,
         "split": f"{len(train_pairs)} training / {len(val_pairs)} validation pairs (seed {cfg.split.seed})",
         "seeds": ", ".join(map(str, seeds)),
-        "selection": f"epoch of lowest validation loss (patience {cfg.train.patience}); loss {cfg.train.loss}, "
-        f"class weights {cfg.train.class_weights}",
+        "selection": f"epoch of lowest validation loss (patience {cfg.train.patience}); "
+        f"loss {cfg.train.loss}, class weights {cfg.train.class_weights}",
     }
     return write_report(records, run.path, title="mmsent compare: fusion heads and ablations", notes=notes)
 

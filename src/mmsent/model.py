@@ -252,11 +252,22 @@ class Ensemble:
         return {m.name: m.predict_proba(table, rows) for m in [*self.members, *self.others]}
 
     def explain(self, table: FeatureTable, rows: np.ndarray | None = None) -> list[dict[str, Any]]:
-        """The first model's own readout (gate values, input shares), labelled by member."""
+        """The readout (gate values, input shares) of the first member that has one, labelled by it."""
         rows = all_rows(table, rows)
-        first = self.members[0]
-        readouts = first.models[0].explain(table, rows)
-        return [{"model": first.name, **r} if r else {} for r in readouts]
+        for member in self.members:
+            readouts = member.models[0].explain(table, rows)
+            if any(readouts):
+                return [{"model": member.name, **r} for r in readouts]
+        return [{} for _ in rows]
+
+    def answering_with(self, name: str) -> Ensemble:
+        """The same models, answering with the one called `name` (a member or another candidate)."""
+        if name == self.name:
+            return self
+        every = {m.name: m for m in [*self.members, *self.others]}
+        if name not in every:
+            raise MmsentError(f"this run has no model {name!r}; it has {', '.join([self.name, *every])}")
+        return Ensemble([every[name]], others=[m for n, m in every.items() if n != name], name=name)
 
     @property
     def encoders(self) -> dict[str, Any]:

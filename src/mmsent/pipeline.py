@@ -260,15 +260,13 @@ def predict(
     encoded = encode_for_run(run, list_name, root, progress)
     table = encoded.table()
     name = Path(list_name).name
-    answers = model.member_proba(table) if (head or every_head) and encoded.pairs else {}
-    if head is not None and head not in answers and head != model.name:
-        names = ", ".join([model.name, *(m.name for m in [*model.members, *model.others])])
-        raise MmsentError(f"this run has no model {head!r}; it has {names}", run.path)
-    main = answers[head] if head and head != model.name else model.predict_proba(table)
+    chosen = model.answering_with(head) if head else model
     target = output or run.path / "predictions" / name
-    missing = write_filled_list(encoded.load.list_path, tags_of(encoded.pairs, main), target)
+    missing = write_filled_list(
+        encoded.load.list_path, tags_of(encoded.pairs, chosen.predict_proba(table)), target
+    )
     if every_head:
-        for each, probs in answers.items():
+        for each, probs in model.member_proba(table).items():
             write_filled_list(
                 encoded.load.list_path, tags_of(encoded.pairs, probs), run.path / "predictions" / each / name
             )

@@ -113,7 +113,7 @@ def cmd_predict(args) -> int:
 def cmd_serve(args) -> int:
     from mmsent.serve.app import serve
 
-    serve(Path(args.run), host=args.host, port=args.port)
+    serve(Path(args.run), host=args.host, port=args.port, answer=args.model)
     return 0
 
 
@@ -167,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("run", type=Path, help="run folder")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--model", help="which of the run's models answers (default: the one it chose by CV)")
     serve.set_defaults(func=cmd_serve)
     finetune_commands(commands)
     tune_commands(commands)

@@ -25,8 +25,6 @@ from mmsent.encoders.transforms import (
 )
 from mmsent.encoders.weights import load_pretrained, read_model_json, weights_identity
 
-DEFAULT_CLIP = "openai/clip-vit-base-patch32"
-
 
 def _has_weights(loading_info: dict[str, Any], prefix: str) -> bool:
     return not any(key.startswith(prefix) for key in loading_info.get("missing_keys", ()))

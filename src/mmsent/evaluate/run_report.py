@@ -118,7 +118,8 @@ def write_run_report(
         f"# mmsent run `{folder.name}`",
         "",
         f"Encoders: {image} + {text}; {meta['pairs']} labelled pairs; {meta['folds']}-fold grouped, "
-        f"stratified cross-validation (fold seed {meta['seeds']['folds']}, training seed {meta['seeds']['train']}). "
+        f"stratified cross-validation (fold seed {meta['seeds']['folds']}, "
+        f"training seed {meta['seeds']['train']}). "
         "Every figure is out-of-fold: mean ± standard deviation over folds.",
         "",
         why_chosen(summaries, chosen, members),

@@ -125,8 +125,7 @@ class GatedHead(Head):
         gate = self._fuse(image, text)[1]
         return {
             "gate": self.gate,  # which modality's projection is the gate
-            "mean_gate": float(gate.mean()),
-            "gate_mean": gate.mean(-1).tolist(),
+            "mean_gate": gate.mean(-1).tolist(),  # per pair: how far the gate opened on average
             "gate_std": gate.std(-1, unbiased=False).tolist(),
             "gate_min": gate.amin(-1).tolist(),
             "gate_max": gate.amax(-1).tolist(),

@@ -162,8 +162,8 @@ def write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble: Ens
         "",
         f"Features: {table.encoder_names}; {len(table)} labelled pairs; {len(cv.folds)}-fold grouped, "
         "stratified cross-validation. Every number is out-of-fold: mean ± standard deviation over folds. "
-        f"Members average {len(ensemble.members[0].models)} seed(s) each; the stacker and the calibration of each fold "
-        "are fitted on the other folds' answers.",
+        f"Members average {len(ensemble.members[0].models)} seed(s) each; the stacker and the calibration "
+        "of each fold are fitted on the other folds' answers.",
         "",
         *(
             [
@@ -177,8 +177,8 @@ def write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble: Ens
         ),
         cv_table(summaries),
         "",
-        f"Saved model: **{chosen}** ({len(ensemble.members)} members x {len(ensemble.members[0].models)} seeds, "
-        "retrained on all labelled pairs).",
+        f"Saved model: **{chosen}** ({len(ensemble.members)} members x "
+        f"{len(ensemble.members[0].models)} seeds, retrained on all labelled pairs).",
         "",
         "## Calibration (out-of-fold, all pairs)",
         "",

@@ -368,14 +368,15 @@ def create_app(classifier) -> FastAPI:
     return app
 
 
-def serve(run_dir: Path, host: str, port: int) -> None:
-    """Load the run once, then answer requests until stopped (Ctrl-C)."""
+def serve(run_dir: Path, host: str, port: int, answer: str | None = None) -> None:
+    """Load the run once, then answer requests until stopped (Ctrl-C); `answer` names the model
+    that answers (default: the one the run chose by cross-validation)."""
     import uvicorn
 
     from mmsent.serve.classifier import Classifier
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    classifier = Classifier.load(run_dir)
+    classifier = Classifier.load(run_dir, answer)
     log.info(
         "loaded run %s (heads: %s); serving on http://%s:%d", run_dir, ", ".join(classifier.heads), host, port
     )

@@ -79,7 +79,8 @@ class Classifier:
         return self.model.labels
 
     @classmethod
-    def load(cls, run_dir: str | Path) -> Classifier:
+    def load(cls, run_dir: str | Path, answer: str | None = None) -> Classifier:
+        """`answer`: which of the run's models answers (default: the one the run chose)."""
         from mmsent.features.encode import encoder
 
         run = RunFolder.open(Path(run_dir))
@@ -94,6 +95,8 @@ class Classifier:
                     run.path / "run.json",
                 )
         model = load_run(run.path, expect_encoders=meta["encoders"])
+        if answer is not None:
+            model = model.answering_with(answer)
         return cls(run, cfg, encoders["image"], encoders["text"], model)
 
     @torch.inference_mode()

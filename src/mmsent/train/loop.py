@@ -103,7 +103,9 @@ def _fit(recipe, table, train_rows, val_rows, seed) -> LoopResult:
     for epoch in range(recipe.epochs):
         module.train()
         # The same order per epoch as the Lightning engine's RankSampler draws for one process.
-        order = train_rows[torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(seed + epoch))]
+        order = train_rows[
+            torch.randperm(len(train_rows), generator=torch.Generator().manual_seed(seed + epoch))
+        ]
         total = 0.0
         for start in range(0, len(order), recipe.batch_size):
             rows = order[start : start + recipe.batch_size]
