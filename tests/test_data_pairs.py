@@ -80,7 +80,7 @@ def bad_lab(root):
     write_pair(root, "13", None, image)
     write_pair(root, "14", b"  \n", image)
     write_pair(root, "15", b"\xff\xfe\xff", image)
-    write_pair(root, "17", "cut image", image[:-100])  # truncated: found only when decoded
+    write_pair(root, "17", "cut image", image[:-50])  # truncated after its header: found only when decoded
     rows = ["10,positive", "11,positive", "12,neutral", "13,negative", "14,positive", "15,positive",
             "16,positive", "10,negative", "18,happy", "19", "17,neutral"]
     return write_list(root, "train.txt", rows)

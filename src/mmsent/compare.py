@@ -72,4 +72,7 @@ def compare(cfg: RunConfig, seeds: int = 3, progress: bool = True) -> dict[str, 
         "selection": f"best epoch by {cfg.train.monitor}; loss {cfg.train.loss}, "
         f"class weights {cfg.train.class_weights}",
     }
-    return write_report(records, run.path, title="mmsent compare: fusion heads and ablations", notes=notes)
+    files = write_report(records, run.path, title="mmsent compare: fusion heads and ablations", notes=notes)
+    partial = run.path
+    run.finish()
+    return {kind: run.path / path.relative_to(partial) for kind, path in files.items()}

@@ -17,10 +17,11 @@ from mmsent import LABELS, __version__
 from mmsent.config import RunConfig, to_plain
 from mmsent.data import LoadResult, Pair, Skipped, fingerprint, kfold, load_pairs, train_val_split
 from mmsent.encoders import create_encoder
-from mmsent.errors import MmsentError
+from mmsent.errors import BadInput, MmsentError
 from mmsent.evaluate.metrics import classification_metrics, confusion_table, metrics_table, per_class_table
 from mmsent.evaluate.predictions import write_filled_list
 from mmsent.features.store import FeatureStore, StoredFeatures
+from mmsent.files import write_text
 from mmsent.heads import create_head, head_defaults, head_needs_tokens
 from mmsent.runs import RunFolder
 from mmsent.train.dataset import PairFeatures
@@ -93,8 +94,11 @@ def stored_features(
 
 def encode(cfg: RunConfig, load: LoadResult, progress: bool = True) -> Encoded:
     """Features of every pair of a list, from the store or extracted into it."""
-    image = stored_features(cfg, "image", load.pairs, progress)
-    text = stored_features(cfg, "text", load.pairs, progress)
+    try:
+        image = stored_features(cfg, "image", load.pairs, progress)
+        text = stored_features(cfg, "text", load.pairs, progress)
+    except BadInput as error:
+        raise load.at_list_line(error) from None  # a bad file is named with the list line that lists it
     by_guid = {p.guid: p for p in load.pairs}
     skipped = list(load.skipped) + [
         Skipped(
@@ -141,8 +145,10 @@ def train(cfg: RunConfig, progress: bool = True, run: RunFolder | None = None) -
     """Load, split, extract and train every configured head; write the run folder."""
     check_heads(cfg.train.heads)
     started = time.perf_counter()
+    load = load_list(cfg, cfg.data.train_list)  # before the run folder: bad input leaves nothing behind
+    own_run = run is None
     run = run or RunFolder.create(cfg)
-    labelled = encode(cfg, load_list(cfg, cfg.data.train_list), progress)
+    labelled = encode(cfg, load, progress)
     pairs = labelled.pairs
     if any(p.label is None for p in pairs):
         raise MmsentError("the training list has rows tagged null", labelled.load.list_path)
@@ -192,20 +198,20 @@ def train(cfg: RunConfig, progress: bool = True, run: RunFolder | None = None) -
     )
     run.write_json("skipped.json", [s.to_dict() for s in labelled.skipped])
     write_report(run, results, best, labelled.skipped)
-    return run
+    return run.finish() if own_run else run
 
 
 def write_val_predictions(path: Path, pairs: list[Pair], probs: np.ndarray) -> None:
     lines = ["guid,label,predicted," + ",".join(f"p_{label}" for label in LABELS)]
     for pair, p in zip(pairs, probs, strict=True):
         lines.append(f"{pair.guid},{pair.label},{LABELS[int(p.argmax())]}," + ",".join(f"{v:.6f}" for v in p))
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 def write_report(run: RunFolder, results: dict, best: str, skipped: list[Skipped]) -> None:
     meta = run.read_json("run.json")
     lines = [
-        f"# mmsent run `{run.path.name}`",
+        f"# mmsent run `{run.name}`",
         "",
         f"Encoders: {meta['encoders']['image'].get('encoder')} + {meta['encoders']['text'].get('encoder')}; "
         f"{meta['split_sizes']['train']} training and {meta['split_sizes']['val']} validation pairs "
@@ -262,26 +268,34 @@ def predict(
     output: Path | None = None,
     every_head: bool = False,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> tuple[Path, list[str]]:
     """Fill in the tags of a `guid,null` list with a trained head; returns (file, guids left null).
 
-    The chosen head (default: the run's best) writes `output`; with `every_head`,
-    each head of the run also writes `predictions/<head>/<list>`, from one extraction.
+    The chosen head writes `output`, by default `predictions/<list>` for the run's best
+    head and `predictions/<head>/<list>` for a head named here, so the best head's answers
+    are never replaced by another's. An existing `output` is replaced only with `overwrite`.
+    With `every_head`, each head of the run also writes `predictions/<head>/<list>`, from
+    one extraction.
     """
     cfg = load_run_config(run)
     meta = run.meta
-    head = head or meta["best_head"]
-    if head not in meta["heads"] and not (head == ENSEMBLE and is_ensemble(run.path)):
+    if head and head not in meta["heads"] and not (head == ENSEMBLE and is_ensemble(run.path)):
         raise MmsentError(f"this run has no head {head!r}; it has {', '.join(meta['heads'])}", run.path)
-    encoded = encode(cfg, load_list(cfg, list_name, root), progress)
     name = Path(list_name).name
-    targets = {head: output or run.path / "predictions" / name}
+    default = run.path / "predictions" / (Path(head) / name if head else name)
+    if output is not None and output.exists() and not overwrite:
+        raise MmsentError("exists already; pass --overwrite to replace it", output)
+    head = head or meta["best_head"]
+    encoded = encode(cfg, load_list(cfg, list_name, root), progress)
+    targets = {head: output or default}
     if every_head:
         targets.update({h: run.path / "predictions" / h / name for h in meta["heads"] if h != head})
     missing: list[str] = []
     for each, target in targets.items():
         tags = predicted_tags(run, each, encoded)
-        left = write_filled_list(encoded.load.list_path, tags, target)
+        replace = overwrite or target != output  # files inside the run are its own to refresh
+        left = write_filled_list(encoded.load.list_path, tags, target, replace=replace)
         missing = left if each == head else missing
     if encoded.skipped:
         run.write_json(
@@ -341,8 +355,10 @@ def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
         return quality_run(cfg, progress)
 
     check_heads(cfg.train.heads)
-    run = RunFolder.create(cfg)
     lists = [cfg.data.train_list, cfg.data.test_list]
+    for list_name in lists:  # every list is checked before anything is trained or written
+        load_list(cfg, list_name)
+    run = RunFolder.create(cfg)
     findings = audit(Path(cfg.data.root), lists, cfg.data.clean, progress=progress)
     run.write_json("audit.json", findings)
     if findings["problems"]:
@@ -351,7 +367,9 @@ def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
     filled, missing = predict(run, cfg.data.test_list, every_head=True, progress=progress)
     if missing:
         log.warning("%d rows of %s could not be predicted and stay null", len(missing), cfg.data.test_list)
-    return run, filled
+    partial = run.path
+    run.finish()
+    return run, run.path / filled.relative_to(partial)
 
 
 __all__ = ["encode", "evaluate", "predict", "run_all", "split_pairs", "to_plain", "train"]

@@ -38,8 +38,8 @@ from mmsent.encoders.augment import TrainTransform
 from mmsent.encoders.base import Encoder
 from mmsent.encoders.finetuned import TUNED_FILE, save_tuned
 from mmsent.errors import MmsentError
-from mmsent.evaluate.predictions import write_text_atomic
 from mmsent.features.shards import parse_shard
+from mmsent.files import write_text as write_text_atomic
 from mmsent.finetune.classifier import BackboneClassifier
 from mmsent.finetune.config import FinetuneConfig
 from mmsent.finetune.data import LABEL_INDEX, PairInputs, loader

@@ -20,7 +20,7 @@ from lightning.pytorch.loggers import CSVLogger
 
 from mmsent.config import TrainConfig
 from mmsent.errors import MmsentError
-from mmsent.evaluate.predictions import write_text_atomic
+from mmsent.files import write_text as write_text_atomic
 from mmsent.train.distributed import QuietProcesses, global_rank, resolve_precision, strategy_for
 from mmsent.train.fit import quiet_lightning
 

@@ -28,6 +28,7 @@ import torch
 from sklearn.linear_model import LogisticRegression
 
 from mmsent.errors import MmsentError
+from mmsent.files import write_text
 from mmsent.heads.base import Features
 from mmsent.train.module import HeadModule, load_head_module
 from mmsent.tune import trainer
@@ -205,7 +206,7 @@ class Ensemble:
             "stacker": self.stacker,
             "calibration": self.calibration.to_dict(),
         }
-        (folder / ENSEMBLE_FILE).write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+        write_text(folder / ENSEMBLE_FILE, json.dumps(spec, indent=2) + "\n")
 
     @classmethod
     def load(cls, folder: Path, expect_encoders: dict | None = None) -> Ensemble:
