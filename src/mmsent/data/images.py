@@ -26,6 +26,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -47,6 +48,7 @@ SIGNATURES = {
 }
 ALLOWED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
 SNIFF_BYTES = 16
+Source = str | Path | bytes | BinaryIO  # a path, the bytes, or an open binary file (read from its start)
 
 
 def _check_file(path: Path) -> None:
@@ -72,10 +74,14 @@ def sniff_format(head: bytes) -> str | None:
     return None
 
 
-def image_format(source: str | Path | bytes, where: str | Path = "image") -> str:
-    """The allowed format of a file or of raw bytes, or UnsupportedImage naming `where`."""
+def image_format(source: Source, where: str | Path = "image") -> str:
+    """The allowed format of a file, raw bytes or an open binary file, or UnsupportedImage naming `where`."""
     if isinstance(source, bytes | bytearray):
         head = bytes(source[:SNIFF_BYTES])
+    elif hasattr(source, "read"):
+        source.seek(0)  # Pillow reads an open file from its start too
+        head = source.read(SNIFF_BYTES)
+        source.seek(0)
     else:
         try:
             with open(source, "rb") as handle:
@@ -118,7 +124,7 @@ def open_image(path: str | Path, draft_size: int | None = None, max_pixels: int 
 
 
 @contextmanager
-def _opened(source: str | Path | bytes, max_pixels: int | None, where: str | Path) -> Iterator[Image.Image]:
+def _opened(source: Source, max_pixels: int | None, where: str | Path) -> Iterator[Image.Image]:
     """The picture opened (header read, nothing decoded) by the one Pillow plugin its first
     bytes allow, its size checked; every fault inside is a BadInput naming `where`."""
     kind = image_format(source, where)
@@ -140,12 +146,12 @@ def _opened(source: str | Path | bytes, max_pixels: int | None, where: str | Pat
 
 
 def decode_image(
-    source: str | Path | bytes,
+    source: Source,
     draft_size: int | None = None,
     max_pixels: int | None = MAX_PIXELS,
     where: str | Path = "image",
 ) -> Image.Image:
-    """A file or raw bytes as a fully decoded RGB image; BadInput (naming `where`) if it is not one.
+    """A file, raw bytes or an open binary file as a decoded RGB image; BadInput (naming `where`) if not one.
 
     The one decoder for training, the Python API and the HTTP service, so a pair gets
     the same pixels, hence the same features, whichever way it comes in. The format is
@@ -161,7 +167,7 @@ def decode_image(
 
 
 def decoded_pixels(
-    source: str | Path | bytes,
+    source: Source,
     draft_size: int | None = None,
     max_pixels: int | None = MAX_PIXELS,
     where: str | Path = "image",

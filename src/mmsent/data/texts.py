@@ -66,7 +66,8 @@ def _not_utf8(raw: bytes, path: str | Path) -> tuple[str, str]:
         if latin is not None:
             return latin, "cp1252"
     if gbk is None:
-        raise BadInput(f"text is neither UTF-8 nor GB18030 (bad byte at offset {offset}), nor Latin text in cp1252", path)
+        reason = f"text is neither UTF-8 nor GB18030 (bad byte at offset {offset}), nor Latin text in cp1252"
+        raise BadInput(reason, path)
     return gbk, "gb18030"
 
 
