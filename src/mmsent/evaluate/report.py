@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import math
 import statistics
@@ -22,7 +23,7 @@ from typing import Any
 
 from mmsent import LABELS
 from mmsent.errors import MmsentError
-from mmsent.files import write_text
+from mmsent.files import write_bytes, write_text
 
 REQUIRED = (
     "head",
@@ -176,7 +177,9 @@ def _figure_class():
 
 def _save(figure, path: Path) -> None:
     # No "Software" text chunk: it carries matplotlib's web address into the page.
-    figure.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    write_bytes(path, image.getvalue())
 
 
 def plot_confusions(rows: list[dict[str, Any]], path: Path) -> None:

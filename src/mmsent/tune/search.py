@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from mmsent.errors import MmsentError
-from mmsent.files import write_text
+from mmsent.files import write_bytes, write_text
 from mmsent.heads import head_defaults, head_needs_tokens
 from mmsent.tune.cv import Tables, cross_validate
 from mmsent.tune.recipe import Recipe, write_recipes
@@ -254,8 +254,10 @@ def plot_study(study, out: Path, head: str) -> None:
             figure = np.ravel(axes)[0].figure
             figure.set_size_inches(8, 5)
             figure.tight_layout()
-            figure.savefig(out / f"{name}-{head}.png", dpi=110)
+            image = io.BytesIO()
+            figure.savefig(image, format="png", dpi=110)
             plt.close(figure)
+            write_bytes(out / f"{name}-{head}.png", image.getvalue())
 
 
 def compact(params: dict) -> str:
