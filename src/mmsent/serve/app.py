@@ -10,8 +10,9 @@ scripts from a CDN, which this machine cannot reach), GET / (the web page).
 Every failure a client can cause answers 4xx with `{"error": "<message>"}`; the model is
 never reached with input that was not checked first. The model runs off the event loop on
 one thread of its own, one call at a time: the event loop stays free, and the Rust
-tokenizer underneath is not safe to share between threads. Images are decoded here, not by the classifier, so that the
-limits act before decoding and JPEGs get the same draft-mode decode as the feature store.
+tokenizer underneath is not safe to share between threads. Images are decoded here, not by
+the classifier, so that the limits act before decoding and JPEGs get the same draft-mode
+decode as the feature store.
 
 Only JPEG, PNG, WebP, GIF, BMP and TIFF are decoded, told from their first bytes (anything
 else is a 415 before any decoder runs). Text fields must be UTF-8 without NUL characters,
