@@ -71,7 +71,7 @@ def test_audit_lists_every_problem_with_file_and_line(lab, report):
     train, test = str(lab / "train.txt"), str(lab / "test.txt")
     assert got == {
         ("train.txt", "9", "unreadable image", str(lab / "data/9.jpg"), 10),
-        ("train.txt", "10", "unreadable image", str(lab / "data/10.jpg"), 11),
+        ("train.txt", "10", "unsupported image", str(lab / "data/10.jpg"), 11),
         ("train.txt", "11", "missing text", str(lab / "data/11.txt"), 12),
         ("train.txt", "12", "empty text", str(lab / "data/12.txt"), 13),
         ("train.txt", "12", "unreadable image", str(lab / "data/12.jpg"), 13),
@@ -84,7 +84,7 @@ def test_audit_lists_every_problem_with_file_and_line(lab, report):
     }
     reasons = {p["guid"]: p["reason"] for p in report["problems"]}
     assert "truncated" in reasons["9"] and "not an image" in reasons["10"]
-    assert report["problem_counts"]["unreadable image"] == 3
+    assert report["problem_counts"]["unreadable image"] == 2
 
 
 def test_audit_counts_lists_labels_codecs_and_unlisted_files(report):
@@ -99,6 +99,7 @@ def test_audit_counts_lists_labels_codecs_and_unlisted_files(report):
         "images_only": 1,
         "texts_only": 1,
         "other_files": 1,
+        "links_outside": 0,
         "codecs": {"ascii": 1, "gb18030": 1},
     }
     assert report["pairs_ok"] == 10

@@ -80,7 +80,7 @@ def bad_lab(root):
     write_pair(root, "13", None, image)
     write_pair(root, "14", b"  \n", image)
     write_pair(root, "15", b"\xff\xfe\xff", image)
-    write_pair(root, "17", "cut image", image[:-100])  # truncated: found only when decoded
+    write_pair(root, "17", "cut image", image[:-50])  # truncated after its header: found only when decoded
     rows = [
         "10,positive",
         "11,positive",

@@ -208,7 +208,7 @@ BAD_SINGLE = {
             "files": {"image": ("a.jpg", b"this is not a picture at all", "image/jpeg")},
             "data": {"text": "hi"},
         },
-        422,
+        415,
         "not an image",
     ),
     "truncated image": (
@@ -298,7 +298,7 @@ BAD_BATCH = {
         413,
         f"limit is {MAX_BATCH}",
     ),
-    "one bad image": (batch([jpeg(), b"garbage", jpeg()], ["a", "b", "c"]), 422, "images[1]"),
+    "one bad image": (batch([jpeg(), b"garbage", jpeg()], ["a", "b", "c"]), 415, "images[1]"),
     "one empty text": (batch([jpeg(), jpeg()], ["a", " "]), 422, "texts[1]"),
     "one image over 10 MB": (
         batch([b"\xff\xd8" + b"\0" * (MAX_IMAGE_BYTES + 10), jpeg()], ["a", "b"]),
@@ -348,7 +348,7 @@ def test_batch_with_skip_bad_and_only_bad_pairs_answers_all_null(client):
     request = batch([b"garbage"], ["text"])
     request["data"]["skip_bad"] = "true"
     body = client.post("/v1/predict/batch", **request).json()
-    assert body["predictions"] == [None] and body["skipped"][0]["status"] == 422
+    assert body["predictions"] == [None] and body["skipped"][0]["status"] == 415
 
 
 def test_unknown_route_and_wrong_method_answer_json_errors(client):

@@ -78,7 +78,10 @@ def compare(cfg: RunConfig, seeds: list[int] | None = None, progress: bool = Tru
         "selection": f"epoch of lowest validation loss (patience {cfg.train.patience}); "
         f"loss {cfg.train.loss}, class weights {cfg.train.class_weights}",
     }
-    return write_report(records, run.path, title="mmsent compare: fusion heads and ablations", notes=notes)
+    files = write_report(records, run.path, title="mmsent compare: fusion heads and ablations", notes=notes)
+    partial = run.path
+    run.finish()
+    return {kind: run.path / path.relative_to(partial) for kind, path in files.items()}
 
 
 def parameter_count(model) -> int:

@@ -30,6 +30,7 @@ from mmsent import LABELS
 from mmsent.errors import MmsentError
 from mmsent.evaluate.calibration import EPS, Calibration
 from mmsent.features.table import FeatureTable
+from mmsent.files import write_text
 from mmsent.heads import create_head
 from mmsent.heads.base import Head
 
@@ -286,9 +287,7 @@ class Ensemble:
             "members": [_save_member(m, folder) for m in self.members],
             "others": [_save_member(m, folder) for m in self.others],
         }
-        path = folder / MODEL_FILE
-        path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
-        return path
+        return write_text(folder / MODEL_FILE, json.dumps(spec, indent=2) + "\n")
 
     @classmethod
     def load(cls, folder: Path) -> Ensemble:

@@ -28,6 +28,7 @@ from mmsent.evaluate.predictions import write_filled_list
 from mmsent.evaluate.run_report import write_run_report
 from mmsent.features.encode import Encoded, encode, load_list, store_root
 from mmsent.features.table import FeatureTable
+from mmsent.files import write_text
 from mmsent.heads import create_head
 from mmsent.model import PROBE, Ensemble, Member, load_run
 from mmsent.runs import RunFolder
@@ -59,12 +60,10 @@ def check_heads(names: list[str]) -> None:
 
 
 def write_val_predictions(path: Path, pairs: list[Pair], probs: np.ndarray) -> None:
-    from mmsent.evaluate.predictions import write_text_atomic
-
     lines = ["guid,label,predicted," + ",".join(f"p_{label}" for label in LABELS)]
     for pair, p in zip(pairs, probs, strict=True):
         lines.append(f"{pair.guid},{pair.label},{LABELS[int(p.argmax())]}," + ",".join(f"{v:.6f}" for v in p))
-    write_text_atomic(path, "\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 # ------------------------------------------------------------------------------ choosing
@@ -147,8 +146,10 @@ def train(cfg: RunConfig, progress: bool = True, run: RunFolder | None = None) -
     """Load and encode the training list, choose a model by CV, retrain it on all pairs, save the run."""
     check_heads(cfg.train.heads)
     started = time.perf_counter()
+    load = load_list(cfg, cfg.data.train_list)  # before the run folder: bad input leaves nothing behind
+    own_run = run is None
     run = run or RunFolder.create(cfg)
-    labelled = encode(cfg, load_list(cfg, cfg.data.train_list), progress)
+    labelled = encode(cfg, load, progress)
     if any(p.label is None for p in labelled.pairs):
         raise MmsentError("the training list has rows tagged null", labelled.load.list_path)
     table = labelled.table()
@@ -199,6 +200,7 @@ def train(cfg: RunConfig, progress: bool = True, run: RunFolder | None = None) -
     audit = run.read_json("audit.json") if (run.path / "audit.json").is_file() else None
     write_run_report(
         run.path,
+        run.name,
         run.read_json("run.json"),
         selection.summaries,
         selection.chosen,
@@ -210,7 +212,7 @@ def train(cfg: RunConfig, progress: bool = True, run: RunFolder | None = None) -
         audit,
         labelled.skipped,
     )
-    return run
+    return run.finish() if own_run else run
 
 
 def mean_curve(histories: list[list[dict]]) -> dict[str, list[float]]:
@@ -249,22 +251,27 @@ def predict(
     output: Path | None = None,
     every_head: bool = False,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> tuple[Path, list[str]]:
     """Fill in the tags of a `guid,null` list with the run's model; returns (file, guids left null).
 
-    The run's model writes `output` (default `predictions/<list>`); `head` names one of its
-    members or other candidates instead; with `every_head`, each of them also writes
-    `predictions/<name>/<list>`, from one extraction.
+    The run's model writes `output`, by default `predictions/<list>`; `head` names one of its
+    members or other candidates instead, by default into `predictions/<head>/<list>`, so the
+    run's own answers are never replaced by another's. An existing `output` is replaced only
+    with `overwrite`. With `every_head`, each model also writes `predictions/<name>/<list>`,
+    from one extraction.
     """
     model = load_run(run.path, expect_encoders=run.meta["encoders"])
+    chosen = model.answering_with(head) if head else model
+    name = Path(list_name).name
+    if output is not None and output.exists() and not overwrite:
+        raise MmsentError("exists already; pass --overwrite to replace it", output)
     encoded = encode_for_run(run, list_name, root, progress)
     table = encoded.table()
-    name = Path(list_name).name
-    chosen = model.answering_with(head) if head else model
-    target = output or run.path / "predictions" / name
-    missing = write_filled_list(
-        encoded.load.list_path, tags_of(encoded.pairs, chosen.predict_proba(table)), target
-    )
+    target = output or run.path / "predictions" / (Path(head) / name if head else name)
+    tags = tags_of(encoded.pairs, chosen.predict_proba(table))
+    # files inside the run are its own to refresh; a file the user named is replaced only when asked
+    missing = write_filled_list(encoded.load.list_path, tags, target, replace=overwrite or output is None)
     if every_head:
         for each, probs in model.member_proba(table).items():
             write_filled_list(
@@ -318,7 +325,9 @@ def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
     filled, missing = predict(run, cfg.data.test_list, every_head=True, progress=progress)
     if missing:
         log.warning("%d rows of %s could not be predicted and stay null", len(missing), cfg.data.test_list)
-    return run, filled
+    partial = run.path
+    run.finish()
+    return run, run.path / filled.relative_to(partial)
 
 
 __all__ = ["evaluate", "predict", "run_all", "select", "split_pairs", "train"]

@@ -12,12 +12,21 @@
   metrics.json, report.md    all heads side by side
   predictions/<list>         the test list with tags filled in (best head)
   predictions/<head>/<list>  the same list from every head
+
+A run is written as <out>/<name>.partial and renamed to <out>/<name> by `finish`
+once complete, so a folder without the suffix is always a whole run. The partial
+folder holds the process id of its writer; a partial folder whose writer is gone
+(a failed or interrupted run) is cleared by the next run of that name, so it
+never blocks the name.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +36,11 @@ import yaml
 
 from mmsent.config import RunConfig, to_plain
 from mmsent.errors import MmsentError
-from mmsent.evaluate.predictions import write_text_atomic
+from mmsent.files import make_folder, sync_folder, write_json, write_text
+
+log = logging.getLogger(__name__)
+PARTIAL = ".partial"
+WRITER = ".writer-pid"  # in a partial folder: the process writing it
 
 
 def located(cfg: RunConfig) -> RunConfig:
@@ -43,26 +56,59 @@ class RunFolder:
     path: Path
 
     @classmethod
-    def create(cls, cfg: RunConfig) -> RunFolder:
+    def create(cls, cfg: RunConfig, partial: bool = True) -> RunFolder:
+        """A new run folder for `cfg`: <out>/<name>.partial until `finish` (see the module docstring).
+
+        `partial=False` writes <out>/<name> directly, for runs whose files name the folder itself."""
+        out = make_folder(cfg.out)
         if cfg.name:
-            path = Path(cfg.out) / cfg.name
-            if path.exists() and any(path.iterdir()):
+            path = out / cfg.name
+            if path.exists() and (not path.is_dir() or any(path.iterdir())):
                 raise MmsentError("a run folder of this name exists already; pick another --name", path)
         else:  # a timestamp, made unique if two runs start in the same second
             stamp = time.strftime("%Y%m%d-%H%M%S")
-            path, n = Path(cfg.out) / stamp, 1
-            while path.exists():
+            path, n = out / stamp, 1
+            while path.exists() or _partial(path).exists():
                 n += 1
-                path = Path(cfg.out) / f"{stamp}-{n}"
-        path.mkdir(parents=True, exist_ok=True)
+                path = out / f"{stamp}-{n}"
+        if partial:
+            path = _partial(path)
+            _clear_abandoned(path)
+        make_folder(path)
         run = cls(path)
+        if partial:
+            (path / WRITER).write_text(str(os.getpid()), encoding="utf-8")
         run.write_yaml("config.yaml", to_plain(located(cfg)))
         return run
+
+    @property
+    def name(self) -> str:
+        return self.path.name.removesuffix(PARTIAL)
+
+    def finish(self) -> RunFolder:
+        """Rename a complete <name>.partial to <name>; from now on it is a whole run."""
+        if not self.path.name.endswith(PARTIAL):
+            return self
+        final = self.path.with_name(self.name)
+        (self.path / WRITER).unlink(missing_ok=True)
+        try:
+            os.rename(self.path, final)  # fails rather than replace a non-empty folder
+        except OSError:
+            raise MmsentError(
+                f"the finished run could not take its name ({final} appeared meanwhile); it stays here",
+                self.path,
+            ) from None
+        sync_folder(final.parent)
+        self.path = final
+        return self
 
     @classmethod
     def open(cls, path: Path) -> RunFolder:
         path = Path(path)
-        if not (path / "run.json").is_file():
+        if not path.is_dir():
+            what = "is a file, not a run folder" if path.exists() else "no such run folder"
+            raise MmsentError(what, path)
+        if path.name.endswith(PARTIAL) or not (path / "run.json").is_file():
             raise MmsentError("not a finished mmsent run folder (no run.json)", path)
         return cls(path)
 
@@ -70,19 +116,13 @@ class RunFolder:
         return self.path / "heads" / head
 
     def write_json(self, name: str | Path, data: Any) -> Path:
-        target = self.path / name
-        write_text_atomic(target, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-        return target
+        return write_json(self.path / name, data)
 
     def write_yaml(self, name: str, data: Any) -> Path:
-        target = self.path / name
-        write_text_atomic(target, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-        return target
+        return write_text(self.path / name, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
 
     def write_text(self, name: str | Path, text: str) -> Path:
-        target = self.path / name
-        write_text_atomic(target, text)
-        return target
+        return write_text(self.path / name, text)
 
     def read_json(self, name: str | Path) -> Any:
         return json.loads((self.path / name).read_text(encoding="utf-8"))
@@ -93,3 +133,33 @@ class RunFolder:
     @property
     def meta(self) -> dict:
         return self.read_json("run.json")
+
+
+def _partial(path: Path) -> Path:
+    return path.with_name(path.name + PARTIAL)
+
+
+def _clear_abandoned(path: Path) -> None:
+    """Remove a partial folder left by a run that failed or was interrupted; refuse one still being written.
+
+    A writer that is this very process is over too: one process runs one job at a time."""
+    if not path.exists():
+        return
+    try:
+        writer = int((path / WRITER).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        writer = None
+    if writer is not None and writer != os.getpid() and _alive(writer):
+        raise MmsentError(f"a run of this name is being written by process {writer}", path)
+    log.warning("removing %s, left by a run that did not finish", path)
+    shutil.rmtree(path)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process, alive
+    return True

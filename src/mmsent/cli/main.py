@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -14,6 +14,7 @@ from mmsent.cli.options import add_config_options, resolve_config
 from mmsent.cli.tune import add_commands as tune_commands
 from mmsent.config import DEFAULT_DATA, CleanConfig, RunConfig, TrainConfig
 from mmsent.errors import MmsentError
+from mmsent.files import write_json
 
 
 def cmd_audit(args) -> int:
@@ -21,8 +22,7 @@ def cmd_audit(args) -> int:
 
     report = audit(Path(args.data), args.lists, CleanConfig())
     print(render_audit(report))
-    out = Path(args.json or Path(args.data).name + ".audit.json")
-    out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    out = write_json(Path(args.json or Path(args.data).name + ".audit.json"), report)
     print(f"audit written to {out}")
     return 1 if args.strict and report.get("problems") else 0
 
@@ -103,6 +103,7 @@ def cmd_predict(args) -> int:
         args.head,
         args.output,
         progress=not args.quiet,
+        overwrite=args.overwrite,
     )
     print(f"predictions written to {out}")
     if missing:
@@ -159,7 +160,12 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--list", help="guid,null list in --data (default: the run's test list)")
     predict.add_argument("--data", type=Path, help="data folder (default: the run's)")
     predict.add_argument("--head", help="which of the run's models (default: the one it chose by CV)")
-    predict.add_argument("--output", type=Path, help="output file (default: <run>/predictions/<list>)")
+    predict.add_argument(
+        "--output",
+        type=Path,
+        help="output file (default: <run>/predictions/<list>; with --head, <run>/predictions/<head>/<list>)",
+    )
+    predict.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
     predict.add_argument("--quiet", action="store_true")
     predict.set_defaults(func=cmd_predict)
 
@@ -177,14 +183,35 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    interrupted = []
+
+    def on_interrupt(signum, frame):
+        interrupted.append(signum)
+        signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt
+
+    # Lightning turns a KeyboardInterrupt during training into sys.exit(1) (and ignores SIGINT
+    # from then on); noting the signal here tells that exit from a real one.
+    previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
         return args.func(args)
     except MmsentError as error:
         print(f"mmsent: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:
+        if error.filename is None:
+            raise  # not about a path the user gave: a bug, shown in full
+        print(f"mmsent: error: {error.filename}: {error.strerror or error}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("mmsent: interrupted", file=sys.stderr)
         return 130
+    except SystemExit:
+        if not interrupted:
+            raise
+        print("mmsent: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 if __name__ == "__main__":

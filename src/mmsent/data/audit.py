@@ -4,7 +4,12 @@ Unlike loading, the audit never stops at a problem: it reads every list, checks
 every listed pair's files (decoding each image fully, so truncated files show),
 counts the files no list names, and looks for copies and for copies that carry
 different labels. Files no list names are counted but not otherwise read, beyond
-their text encoding: they may belong to a held-back evaluation set.
+their text encoding: they may belong to a held-back evaluation set. Links that lead
+out of data/ are counted, never followed.
+
+Besides problems (what stops a load), the audit lists texts whose decoding is
+open to doubt (`texts.doubtful_decoding`): they load, but may not say what their
+author wrote.
 """
 
 from __future__ import annotations
@@ -25,10 +30,19 @@ from mmsent.config import CleanConfig, DataConfig
 from mmsent.data.images import open_image
 from mmsent.data.pairs import ListRow, Pair, Skipped, check_row, read_list
 from mmsent.data.split import duplicate_groups
-from mmsent.data.texts import decode_text
+from mmsent.data.texts import decode_text, doubtful_decoding
 from mmsent.errors import BadInput
 
-NO_IMAGE = {"missing image", "empty image", "no files"}  # kinds of row problem: nothing to decode
+# Kinds of row problem that leave nothing to decode (the header already failed, or the file is not ours).
+NO_IMAGE = {
+    "missing image",
+    "empty image",
+    "no files",
+    "outside data/",
+    "unsupported image",
+    "image too large",
+    "unreadable image",
+}
 SMALL_SIDE = 100  # pixels; below this an encoder's 224 px input is mostly upsampling
 
 
@@ -64,9 +78,12 @@ def _stats(values: list[float]) -> dict:
 
 def _unlisted(data_dir: Path, listed: set[str]) -> dict:
     stems: dict[str, set[str]] = {}
-    other = 0
+    other = outside = 0
+    inside = data_dir.resolve()
     for entry in data_dir.iterdir():
-        if entry.suffix in (".jpg", ".txt"):
+        if not entry.resolve().is_relative_to(inside):
+            outside += 1
+        elif entry.suffix in (".jpg", ".txt"):
             stems.setdefault(entry.stem, set()).add(entry.suffix)
         else:
             other += 1
@@ -83,8 +100,27 @@ def _unlisted(data_dir: Path, listed: set[str]) -> dict:
         "images_only": sum(1 for kinds in unlisted.values() if kinds == {".jpg"}),
         "texts_only": sum(1 for kinds in unlisted.values() if kinds == {".txt"}),
         "other_files": other,
+        "links_outside": outside,
         "codecs": dict(codecs),
     }
+
+
+def _doubtful_texts(good: list[tuple[str, Pair, tuple]]) -> list[dict]:
+    found = []
+    for name, pair, _ in good:
+        reason = doubtful_decoding(pair.text_path.read_bytes(), pair.raw_text, pair.codec)
+        if reason:
+            found.append(
+                {
+                    "list": name,
+                    "guid": pair.guid,
+                    "path": str(pair.text_path),
+                    "line": pair.line,
+                    "codec": pair.codec,
+                    "reason": reason,
+                }
+            )
+    return found
 
 
 def _duplicates(pairs: list[Pair], lists: list[str]) -> dict:
@@ -177,6 +213,7 @@ def audit(
         elif pair is not None:
             good.append((name, pair, result))
     pairs = [pair for _, pair, _ in good]
+    doubtful = _doubtful_texts(good)
     problems.sort(key=lambda item: (list_names.index(item[0]), item[1].line or 0))
     for name, info in lists.items():
         if info["readable"]:
@@ -196,6 +233,7 @@ def audit(
         "text_words": _stats([len(pair.raw_text.split()) for pair in pairs]),
         "cleaned_words": _stats([len(pair.text.split()) for pair in pairs]),
         "cleaned_empty": [pair.guid for pair in pairs if not pair.text],
+        "doubtful_texts": doubtful,
         "images": {
             "count": len(good),
             "bytes": sum(pair.image_path.stat().st_size for pair in pairs),
@@ -247,6 +285,8 @@ def render_audit(report: dict, max_rows: int = 20) -> str:
     unlisted = report["unlisted"]
     rows.append(["(in no list)", unlisted["pairs"], "", "", *[""] * len(labels)])
     out(_table("Lists", ["list", "rows", "pairs ok", "problems", *labels], rows))
+    if unlisted.get("links_outside"):
+        out(f"{unlisted['links_outside']} entries of data/ are links leading outside it (not read).")
     if unlisted["images_only"] or unlisted["texts_only"] or unlisted["other_files"]:
         out(
             f"Unlisted files without their partner: {unlisted['images_only']} images, "
@@ -265,6 +305,18 @@ def render_audit(report: dict, max_rows: int = 20) -> str:
             ],
         )
     )
+    doubtful = report.get("doubtful_texts", [])
+    if doubtful:
+        out(
+            _table(
+                f"Texts whose decoding is doubtful ({len(doubtful)})",
+                ["file", "list line", "codec", "why"],
+                [
+                    [d["path"], f"{d['list']}:{d['line']}", d["codec"], d["reason"]]
+                    for d in doubtful[:max_rows]
+                ],
+            )
+        )
     if report["cleaned_empty"]:
         out(
             f"{len(report['cleaned_empty'])} tweets are empty after cleaning: "

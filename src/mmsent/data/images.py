@@ -1,9 +1,19 @@
 """Image files to RGB pictures, with every fault reported as BadInput naming the file.
 
+Only six formats are read: JPEG, PNG, WebP, GIF, BMP and TIFF. The format is
+told from the file's first bytes before Pillow sees it, and Pillow is then held
+to that format, so none of its ~40 other plugins (EPS, which runs Ghostscript,
+among them) ever parses a file that came from a user or a client.
+
 Pillow opens lazily: `Image.open` reads only the header, so a truncated JPEG
 passes it and fails (OSError) only when the pixels are decoded. `open_image`
 therefore always decodes fully. `ImageFile.LOAD_TRUNCATED_IMAGES` stays off:
 turning it on would quietly fill the missing part with grey.
+
+A picture over MAX_PIXELS is refused on its header, before any pixel is
+decoded. A JPEG opened with `draft_size` is decoded at 1/2, 1/4 or 1/8 scale
+(libjpeg's DCT scaling), so a big JPEG never takes its full size in memory;
+the other formats have no such mode, and the pixel limit is what bounds them.
 """
 
 from __future__ import annotations
@@ -12,8 +22,11 @@ import hashlib
 import io
 import os
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -22,6 +35,20 @@ from mmsent.errors import BadInput
 # What Pillow raises on bad data besides OSError: bad headers (SyntaxError, ValueError),
 # absurd sizes (DecompressionBombError), broken palettes/structures (IndexError, struct.error).
 PIL_FAULTS = (OSError, SyntaxError, ValueError, IndexError, Image.DecompressionBombError)
+MAX_PIXELS = 40_000_000  # per picture, for data/ and for uploads alike
+
+# Pillow format name -> the byte prefixes that start such a file.
+SIGNATURES = {
+    "JPEG": (b"\xff\xd8\xff",),
+    "PNG": (b"\x89PNG\r\n\x1a\n",),
+    "GIF": (b"GIF87a", b"GIF89a"),
+    "BMP": (b"BM",),
+    "TIFF": (b"II*\x00", b"MM\x00*"),
+    "WEBP": (b"RIFF",),  # and "WEBP" at offset 8
+}
+ALLOWED = "JPEG, PNG, WebP, GIF, BMP or TIFF"
+SNIFF_BYTES = 16
+Source = str | Path | bytes | BinaryIO  # a path, the bytes, or an open binary file (read from its start)
 
 
 def _check_file(path: Path) -> None:
@@ -35,6 +62,40 @@ class ImageTooLarge(BadInput):
     """The picture declares more pixels than the caller allows (a decompression bomb, say)."""
 
 
+class UnsupportedImage(BadInput):
+    """The bytes are not one of the allowed formats (told from their first bytes)."""
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The allowed format whose signature starts `head` (Pillow's name for it), or None."""
+    for name, prefixes in SIGNATURES.items():
+        if head.startswith(prefixes) and (name != "WEBP" or head[8:12] == b"WEBP"):
+            return name
+    return None
+
+
+def image_format(source: Source, where: str | Path = "image") -> str:
+    """The allowed format of a file, raw bytes or an open binary file, or UnsupportedImage naming `where`."""
+    if isinstance(source, bytes | bytearray):
+        head = bytes(source[:SNIFF_BYTES])
+    elif hasattr(source, "read"):
+        source.seek(0)  # Pillow reads an open file from its start too
+        head = source.read(SNIFF_BYTES)
+        source.seek(0)
+    else:
+        try:
+            with open(source, "rb") as handle:
+                head = handle.read(SNIFF_BYTES)
+        except OSError as error:
+            raise BadInput(f"image file cannot be read ({error.strerror or error})", where) from None
+    found = sniff_format(head)
+    if found is None:
+        raise UnsupportedImage(
+            f"not an image in an accepted format ({ALLOWED}); it starts {head[:8]!r}", where
+        )
+    return found
+
+
 def _fault(where: str | Path, err: Exception) -> BadInput:
     if isinstance(err, UnidentifiedImageError):
         return BadInput("not an image Pillow can read", where)
@@ -43,7 +104,15 @@ def _fault(where: str | Path, err: Exception) -> BadInput:
     return BadInput(f"image is corrupt ({type(err).__name__}: {err})", where)
 
 
-def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
+def _too_large(width: int, height: int, max_pixels: int, where: str | Path) -> ImageTooLarge:
+    return ImageTooLarge(
+        f"image is {width}x{height} = {width * height / 1e6:.2f} megapixels; "
+        f"the limit is {max_pixels / 1e6:.0f} megapixels",
+        where,
+    )
+
+
+def open_image(path: str | Path, draft_size: int | None = None, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """The image at `path` in RGB, fully decoded.
 
     With `draft_size`, a JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's DCT
@@ -51,38 +120,24 @@ def open_image(path: str | Path, draft_size: int | None = None) -> Image.Image:
     """
     path = Path(path)
     _check_file(path)
-    return decode_image(path, draft_size, where=path)
+    return decode_image(path, draft_size, max_pixels=max_pixels, where=path)
 
 
-def decode_image(
-    source: str | Path | bytes,
-    draft_size: int | None = None,
-    max_pixels: int | None = None,
-    where: str | Path = "image",
-) -> Image.Image:
-    """A file or raw bytes as a fully decoded RGB image; BadInput (naming `where`) if it is not one.
-
-    The one decoder for training, the Python API and the HTTP service, so a pair gets
-    the same pixels, hence the same features, whichever way it comes in. `max_pixels`
-    is checked on the header, before any pixel is decoded (ImageTooLarge).
-    """
+@contextmanager
+def _opened(source: Source, max_pixels: int | None, where: str | Path) -> Iterator[Image.Image]:
+    """The picture opened (header read, nothing decoded) by the one Pillow plugin its first
+    bytes allow, its size checked; every fault inside is a BadInput naming `where`."""
+    kind = image_format(source, where)
     stream = io.BytesIO(source) if isinstance(source, bytes | bytearray) else source
     try:
         with warnings.catch_warnings():
             # Pillow warns (rather than fails) about odd EXIF or palette data; the pixels are fine.
             warnings.simplefilter("ignore")
-            with Image.open(stream) as image:
+            with Image.open(stream, formats=[kind]) as image:
                 width, height = image.size
                 if max_pixels is not None and width * height > max_pixels:
-                    raise ImageTooLarge(
-                        f"image is {width}x{height} = {width * height / 1e6:.2f} megapixels; "
-                        f"the limit is {max_pixels / 1e6:.0f} megapixels",
-                        where,
-                    )
-                if draft_size is not None:
-                    image.draft("RGB", (draft_size, draft_size))
-                image.load()
-                return image.convert("RGB")
+                    raise _too_large(width, height, max_pixels, where)
+                yield image
     except Image.DecompressionBombError:
         limit = f"the {max_pixels / 1e6:.0f} megapixel limit" if max_pixels else "Pillow's megapixel limit"
         raise ImageTooLarge(f"image declares more pixels than {limit}", where) from None
@@ -90,15 +145,55 @@ def decode_image(
         raise _fault(where, err) from None
 
 
-def image_size(path: str | Path) -> tuple[int, int]:
-    """(width, height) from the header alone: cheap, but says nothing of the pixel data."""
+def decode_image(
+    source: Source,
+    draft_size: int | None = None,
+    max_pixels: int | None = MAX_PIXELS,
+    where: str | Path = "image",
+) -> Image.Image:
+    """A file, raw bytes or an open binary file as a decoded RGB image; BadInput (naming `where`) if not one.
+
+    The one decoder for training, the Python API and the HTTP service, so a pair gets
+    the same pixels, hence the same features, whichever way it comes in. The format is
+    checked on the first bytes (UnsupportedImage) and `max_pixels` on the header, both
+    before any pixel is decoded (ImageTooLarge).
+    """
+    with _opened(source, max_pixels, where) as image:
+        if draft_size is not None:
+            image.draft("RGB", (draft_size, draft_size))
+        image.load()
+        # convert() copies even an RGB image: one full-size copy less at the peak.
+        return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def decoded_pixels(
+    source: Source,
+    draft_size: int | None = None,
+    max_pixels: int | None = MAX_PIXELS,
+    where: str | Path = "image",
+) -> int:
+    """How many pixels `decode_image` will hold for this picture, from its header alone:
+    a JPEG's reduced size under `draft_size`, any other format's full size.
+
+    Raises as `decode_image` would for a wrong format or too many pixels."""
+    with _opened(source, max_pixels, where) as image:
+        if draft_size is not None:
+            image.draft("RGB", (draft_size, draft_size))
+        return image.size[0] * image.size[1]
+
+
+def check_header(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> tuple[int, int]:
+    """(width, height) of an image file from its header, checked for format and size (cheap:
+    no pixel is decoded). Raises UnsupportedImage, ImageTooLarge or BadInput naming the file."""
     path = Path(path)
     _check_file(path)
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except PIL_FAULTS as err:
-        raise _fault(path, err) from None
+    with _opened(path, max_pixels, path) as image:
+        return image.size
+
+
+def image_size(path: str | Path) -> tuple[int, int]:
+    """(width, height) from the header alone: cheap, but says nothing of the pixel data."""
+    return check_header(path, max_pixels=None)
 
 
 def image_digest(path: str | Path) -> str:
@@ -118,4 +213,16 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
         return hashlib.file_digest(handle, "sha1").hexdigest()
 
 
-__all__ = ["ImageTooLarge", "decode_image", "image_digest", "image_size", "open_image"]
+__all__ = [
+    "ALLOWED",
+    "MAX_PIXELS",
+    "ImageTooLarge",
+    "UnsupportedImage",
+    "check_header",
+    "decode_image",
+    "decoded_pixels",
+    "image_digest",
+    "image_format",
+    "image_size",
+    "open_image",
+]

@@ -3,8 +3,11 @@
 Every problem is a `Skipped` record (guid, what is wrong, the file at fault and
 the list line that named it). By default the first one stops the load as a
 BadInput; with `skip_bad` they are all collected and the good pairs go on.
-Images are only checked to exist here: decoding them is the slow part, and it
-happens once, where features are extracted.
+Images are checked here on their first bytes and header only (an accepted
+format, at most MAX_PIXELS): decoding them is the slow part, and it happens
+once, where features are extracted; `LoadResult.at_list_line` then names the
+list line of a file that fails there. No file is read that resolves outside
+data/ (a symlink leading out is a problem like a missing file).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from pathlib import Path
 
 from mmsent import LABELS
 from mmsent.config import CleanConfig
-from mmsent.data.images import image_digest
+from mmsent.data.images import ImageTooLarge, UnsupportedImage, check_header, image_digest
 from mmsent.data.texts import clean_text, decode_text
 from mmsent.errors import BadInput
 
@@ -38,7 +41,7 @@ class Pair:
     guid: str
     text: str  # cleaned
     raw_text: str  # as decoded, outer whitespace stripped
-    codec: str  # "ascii", "utf-8" or "gb18030"
+    codec: str  # "ascii", "utf-8", "gb18030" or "cp1252"
     image_path: Path
     text_path: Path
     label: str | None
@@ -71,6 +74,14 @@ class LoadResult:
     header: str
     list_path: Path
 
+    def at_list_line(self, error: BadInput) -> BadInput:
+        """`error` about one pair's file, restated at the list line naming that pair (as load
+        problems are); any other error as it is."""
+        for pair in self.pairs:
+            if error.path is not None and error.path in (pair.image_path, pair.text_path):
+                return BadInput(f"guid {pair.guid}: {error.path}: {error.message}", self.list_path, pair.line)
+        return error
+
 
 def _parse_tag(tag: str) -> str | None:
     tag = tag.strip().lower()
@@ -93,6 +104,10 @@ def read_list(path: str | Path, problems: list[Skipped] | None = None) -> tuple[
         content = path.read_bytes().decode("utf-8-sig")
     except FileNotFoundError:
         raise BadInput("list file is missing", path) from None
+    except IsADirectoryError:
+        raise BadInput("is a folder; expected a 'guid,tag' list file", path) from None
+    except OSError as err:
+        raise BadInput(f"list file cannot be read ({err.strerror or err})", path) from None
     except UnicodeDecodeError as err:
         raise BadInput(f"list file is not UTF-8 (bad byte at offset {err.start})", path) from None
     lines = [line.rstrip("\r") for line in content.split("\n")]
@@ -137,22 +152,25 @@ def check_row(data_dir: Path, row: ListRow, clean: CleanConfig) -> tuple[Pair | 
     """The pair a list row names, or None with every problem its files have."""
     image_path = data_dir / f"{row.guid}.jpg"
     text_path = data_dir / f"{row.guid}.txt"
-    image_size = image_path.stat().st_size if image_path.is_file() else None
-    has_text = text_path.is_file()
+    has_image, has_text = image_path.is_file(), text_path.is_file()
 
     def problem(reason: str, path: Path, kind: str) -> Skipped:
         return Skipped(row.guid, reason, str(path), row.line, kind)
 
-    if image_size is None and not has_text:
+    if not has_image and not has_text:
         return None, [problem(f"no {row.guid}.jpg nor {row.guid}.txt in data/", data_dir, "no files")]
     problems = []
-    if image_size is None:
+    if not has_image:
         problems.append(problem("image file is missing", image_path, "missing image"))
-    elif image_size == 0:
-        problems.append(problem("image file is empty", image_path, "empty image"))
+    elif (outside := _outside(image_path, data_dir)) is not None:
+        problems.append(problem(outside, image_path, "outside data/"))
+    else:
+        problems += [problem(*fault) for fault in _image_faults(image_path)]
     raw_text, codec = "", ""
     if not has_text:
         problems.append(problem("text file is missing", text_path, "missing text"))
+    elif (outside := _outside(text_path, data_dir)) is not None:
+        problems.append(problem(outside, text_path, "outside data/"))
     else:
         try:
             raw_text, codec = decode_text(text_path.read_bytes(), text_path)
@@ -164,6 +182,29 @@ def check_row(data_dir: Path, row: ListRow, clean: CleanConfig) -> tuple[Pair | 
     raw_text = raw_text.strip()
     text = clean_text(raw_text, clean)
     return Pair(row.guid, text, raw_text, codec, image_path, text_path, row.tag, row.line), []
+
+
+def _outside(path: Path, data_dir: Path) -> str | None:
+    """Why `path` may not be read (it resolves outside data/, through a link), or None."""
+    target = path.resolve()
+    if target.is_relative_to(data_dir.resolve()):
+        return None
+    return f"is a link to {target}, outside data/; mmsent reads nothing outside data/"
+
+
+def _image_faults(path: Path) -> list[tuple[str, Path, str]]:
+    """(reason, file, kind) of what the image's first bytes and header show is wrong (no decoding)."""
+    if path.stat().st_size == 0:
+        return [("image file is empty", path, "empty image")]
+    try:
+        check_header(path)
+    except UnsupportedImage as err:
+        return [(err.message, path, "unsupported image")]
+    except ImageTooLarge as err:
+        return [(err.message, path, "image too large")]
+    except BadInput as err:
+        return [(err.message, path, "unreadable image")]
+    return []
 
 
 def load_pairs(root: str | Path, list_name: str, clean: CleanConfig, skip_bad: bool = False) -> LoadResult:

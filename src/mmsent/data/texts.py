@@ -4,11 +4,19 @@ The lab's text files are mixed: most are ASCII, the rest GBK/cp936 bytes, a
 couple UTF-8. Strict UTF-8 goes first because GB18030 accepts almost any byte
 sequence and would turn real UTF-8 into nonsense; GB18030 (a superset of GBK)
 then takes everything the lab holds.
+
+Latin-1 / cp1252 bytes (from another lab's copy, or an editor) mostly pass as
+GB18030 too, as nonsense: "naïve" becomes "na飗e", an accented letter and the
+next byte read as one ideograph. Such a reading (ideographs touching Latin
+letters), or bytes that are not GB18030 at all, are read as cp1252 instead when
+that gives Latin-script text. Readings that remain open to doubt are
+named by `doubtful_decoding`, which the audit reports.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
@@ -16,10 +24,22 @@ from mmsent.config import CleanConfig
 from mmsent.errors import BadInput, MmsentError
 
 UTF8_BOM = b"\xef\xbb\xbf"
+# Latin-1 accents read as GBK: an accented letter and the byte after it become one ideograph,
+# so ideographs touch Latin letters ("na飗e", "躡er"). Ideographs next to a Latin word happen in
+# real Chinese text too, so this only makes the cp1252 reading worth a try; a single ideograph
+# between two Latin letters is rare enough in real text to be worth a word in the audit.
+IDEOGRAPH = "\u4e00-\u9fff"
+TOUCHING = re.compile(rf"[A-Za-z][{IDEOGRAPH}]|[{IDEOGRAPH}][A-Za-z]")
+WEDGED = re.compile(rf"[A-Za-z][{IDEOGRAPH}][A-Za-z]")
+# What Latin text holds besides letters, in cp1252's upper half.
+LATIN_MARKS = set(
+    "\u2018\u2019\u201c\u201d\u2013\u2014\u2026\u20ac\u00a3\u00ab\u00bb\u00a1\u00bf"
+    "\u00b0\u00a9\u00ae\u00b7\u2022\u00a0"
+)
 
 
 def decode_text(raw: bytes, path: str | Path) -> tuple[str, str]:
-    """Bytes of a tweet file to (text, codec); codec is "ascii", "utf-8" or "gb18030"."""
+    """Bytes of a tweet file to (text, codec); codec is "ascii", "utf-8", "gb18030" or "cp1252"."""
     if raw.startswith(UTF8_BOM):
         raw = raw[len(UTF8_BOM) :]
     if raw.isascii():
@@ -28,17 +48,63 @@ def decode_text(raw: bytes, path: str | Path) -> tuple[str, str]:
         try:
             text, codec = raw.decode("utf-8"), "utf-8"
         except UnicodeDecodeError:
-            try:
-                text, codec = raw.decode("gb18030"), "gb18030"
-            except UnicodeDecodeError as err:
-                raise BadInput(
-                    f"text is neither UTF-8 nor GB18030 (bad byte at offset {err.start})", path
-                ) from None
+            text, codec = _not_utf8(raw, path)
     if "\x00" in text:
         raise BadInput("text file holds NUL bytes: binary data, not a tweet", path)
     if not text.strip():
         raise BadInput("text file is empty", path)
     return text, codec
+
+
+def _not_utf8(raw: bytes, path: str | Path) -> tuple[str, str]:
+    try:
+        gbk = raw.decode("gb18030")
+    except UnicodeDecodeError as err:
+        gbk, offset = None, err.start
+    if gbk is None or TOUCHING.search(gbk):
+        latin = _as_latin(raw)
+        if latin is not None:
+            return latin, "cp1252"
+    if gbk is None:
+        reason = f"text is neither UTF-8 nor GB18030 (bad byte at offset {offset}), nor Latin text in cp1252"
+        raise BadInput(reason, path)
+    return gbk, "gb18030"
+
+
+def _as_latin(raw: bytes) -> str | None:
+    """`raw` as cp1252 if that reads as Latin-script text, else None: every character above
+    ASCII a Latin letter or common punctuation, and plain ASCII letters the bulk of the words
+    (so random bytes, which also decode as cp1252, do not pass)."""
+    try:
+        text = raw.decode("cp1252")
+    except UnicodeDecodeError:
+        return None
+    upper = [char for char in text if ord(char) > 127]
+    if sum(char.isascii() and char.isalpha() for char in text) < 2 * len(upper):
+        return None
+    for char in set(upper):
+        if char not in LATIN_MARKS and not unicodedata.name(char, "").startswith("LATIN "):
+            return None
+    return text
+
+
+def doubtful_decoding(raw: bytes, text: str, codec: str) -> str | None:
+    """Why the reading of a tweet file (`text` in `codec`, from `decode_text`) may be wrong, or None."""
+    if codec == "cp1252":
+        return "neither UTF-8 nor GB18030 that reads as words: read as cp1252 (Latin-1)"
+    if codec == "gb18030" and WEDGED.search(text):
+        return "read as GB18030, with CJK characters inside Latin words: the bytes may be another codec"
+    if codec == "utf-8":
+        upper = {char for char in text if ord(char) > 127}
+        if upper and all(0x80 <= ord(char) < 0xC0 for char in upper):  # Latin-1 symbols, no letter
+            body = raw.removeprefix(UTF8_BOM)
+            try:
+                other = body.decode("gb18030")
+            except UnicodeDecodeError:
+                return None
+            sample = next(char for char in text if ord(char) > 127)
+            return f"read as UTF-8 (symbols like {sample!r} only); as GB18030 it reads {other.strip()[:40]!r}"
+    return None
 
 
 # "RT @user:" (the colon is sometimes missing or spaced off), repeated for retweets of retweets.

@@ -12,12 +12,15 @@ then scored on:
 
 from __future__ import annotations
 
+import io
 import itertools
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 from scipy.optimize import minimize_scalar
+
+from mmsent.files import write_bytes
 
 EPS = 1e-12
 BIAS_GRID = np.round(np.arange(-0.5, 1.51, 0.1), 2)  # per class, on log-probabilities
@@ -136,7 +139,8 @@ def reliability_plot(curves: dict[str, np.ndarray], labels: np.ndarray, path: Pa
     axis.legend(loc="upper left", fontsize=8)
     axis.set_title("Reliability, out-of-fold")
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=110)
     plt.close(figure)
+    write_bytes(path, image.getvalue())
     return path

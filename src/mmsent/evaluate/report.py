@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import math
 import statistics
@@ -22,6 +23,7 @@ from typing import Any
 
 from mmsent import LABELS
 from mmsent.errors import MmsentError
+from mmsent.files import write_bytes, write_text
 
 REQUIRED = (
     "head",
@@ -175,7 +177,9 @@ def _figure_class():
 
 def _save(figure, path: Path) -> None:
     # No "Software" text chunk: it carries matplotlib's web address into the page.
-    figure.savefig(path, dpi=110, bbox_inches="tight", metadata={"Software": None})
+    image = io.BytesIO()
+    figure.savefig(image, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
+    write_bytes(path, image.getvalue())
 
 
 def plot_confusions(rows: list[dict[str, Any]], path: Path) -> None:
@@ -276,7 +280,7 @@ def write_report(
         "heads": rows,
         "records": list(records),
     }
-    paths["summary"].write_text(json.dumps(summary, indent=2, default=_json_default) + "\n", encoding="utf-8")
+    write_text(paths["summary"], json.dumps(summary, indent=2, default=_json_default) + "\n")
 
     spread_note = (
         f"Mean ± sample standard deviation over seeds; best {METRIC_TITLES[sort_by]} "
@@ -284,9 +288,9 @@ def write_report(
         "each true class."
     )
     table, per_class = _table(rows), _per_class_table(rows)
-    paths["markdown"].write_text(_markdown(title, notes, spread_note, table, per_class), encoding="utf-8")
+    write_text(paths["markdown"], _markdown(title, notes, spread_note, table, per_class))
     images = {key: _data_uri(paths[key]) for key in ("confusion", "per_class_f1")}
-    paths["html"].write_text(_html(title, notes, spread_note, table, per_class, images), encoding="utf-8")
+    write_text(paths["html"], _html(title, notes, spread_note, table, per_class, images))
     return paths
 
 

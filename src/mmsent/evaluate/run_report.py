@@ -19,8 +19,8 @@ import numpy as np
 from mmsent import LABELS
 from mmsent.errors import MmsentError
 from mmsent.evaluate.metrics import classification_metrics, confusion_table, per_class_table
-from mmsent.evaluate.predictions import write_text_atomic
 from mmsent.evaluate.report import CSS, _data_uri, _figure_class, _save, plot_confusions
+from mmsent.files import write_text
 
 HEADLINE = (("accuracy", "accuracy"), ("macro_f1", "macro F1"), ("weighted_f1", "weighted F1"))
 
@@ -103,6 +103,7 @@ def plot_curves(curves: dict[str, dict[str, list[float]]], path: Path) -> bool:
 
 def write_run_report(
     folder: Path,
+    name: str,
     meta: dict,
     summaries: dict[str, dict],
     chosen: str,
@@ -115,7 +116,7 @@ def write_run_report(
 ) -> dict[str, Path]:
     image, text = meta["encoders"]["image"].get("encoder"), meta["encoders"]["text"].get("encoder")
     lines = [
-        f"# mmsent run `{folder.name}`",
+        f"# mmsent run `{name}`",
         "",
         f"Encoders: {image} + {text}; {meta['pairs']} labelled pairs; {meta['folds']}-fold grouped, "
         f"stratified cross-validation (fold seed {meta['seeds']['folds']}, "
@@ -155,8 +156,8 @@ def write_run_report(
         lines += [f"{len(skipped)} pairs were skipped as bad input (see skipped.json):", ""]
         lines += [f"- {s.guid}: {s.reason} ({s.path}" + (f":{s.line})" if s.line else ")") for s in skipped]
     markdown = "\n".join(lines) + "\n"
-    write_text_atomic(folder / "report.md", markdown)
-    write_text_atomic(folder / "report.html", to_html(markdown, f"mmsent run {folder.name}", folder))
+    write_text(folder / "report.md", markdown)
+    write_text(folder / "report.html", to_html(markdown, f"mmsent run {name}", folder))
     return {"markdown": folder / "report.md", "html": folder / "report.html"}
 
 

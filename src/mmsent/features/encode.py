@@ -13,6 +13,7 @@ from pathlib import Path
 from mmsent.config import RunConfig
 from mmsent.data import LoadResult, Pair, Skipped, load_pairs
 from mmsent.encoders import create_encoder
+from mmsent.errors import BadInput
 from mmsent.features.store import FeatureStore, StoredFeatures
 from mmsent.features.table import FeatureTable
 
@@ -82,8 +83,11 @@ def stored_features(
 
 def encode(cfg: RunConfig, load: LoadResult, progress: bool = True) -> Encoded:
     """Features of every pair of a list, from the store or extracted into it."""
-    image = stored_features(cfg, "image", load.pairs, progress)
-    text = stored_features(cfg, "text", load.pairs, progress)
+    try:
+        image = stored_features(cfg, "image", load.pairs, progress)
+        text = stored_features(cfg, "text", load.pairs, progress)
+    except BadInput as error:
+        raise load.at_list_line(error) from None  # a bad file is named with the list line that lists it
     by_guid = {p.guid: p for p in load.pairs}
     skipped = list(load.skipped) + [
         Skipped(

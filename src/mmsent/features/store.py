@@ -8,7 +8,15 @@ features: the next run just opens the folder.
 A folder is built in a temporary sibling, fsynced, then renamed into place in
 one step, so a reader sees a whole store or none. A folder that is
 nevertheless incomplete or damaged (a file missing, truncated or altered,
-meta.json edited) is reported, removed and built again. Two processes building
+meta.json edited) is reported, removed and built again.
+
+Every array is checked against its sha256 in meta.json when the store is
+opened. The tokens file can be large (0.4 GB for the lab: about 0.3 s to hash),
+so once it has been hashed and found whole, its stat stamp (size, mtime, ctime,
+inode) goes to verified.json, and later opens hash it only if the stamp
+changed. Any write to the file changes its ctime, which no user can set back.
+A stamp is only recorded once the file's ctime is over a second old, so a write
+within the same tick of a coarse file-system clock cannot hide behind it. Two processes building
 the same key each write their own temporary folder; the first rename wins and
 the second keeps it.
 
@@ -27,6 +35,7 @@ import mmap
 import os
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -40,11 +49,14 @@ from mmsent.encoders.base import Encoder
 from mmsent.errors import BadInput, MmsentError
 from mmsent.features.extract import extract_to_folder
 from mmsent.features.shards import PART_PATTERN, check_shard, merge_arrays, part_suffix, shard_bounds
+from mmsent.files import write_json
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when the layout or dtypes change: old folders are then simply not found
-SMALL_FILE = 64 << 20  # files up to this size are checksummed on every open; tokens only if "full"
+SMALL_FILE = 64 << 20  # files up to this size are hashed on every open; larger ones when their stamp changed
+VERIFIED = "verified.json"  # array name -> stat stamp of the file when its hash last matched
+STAMP_AGE_NS = 1_000_000_000  # a file's ctime must be this old before its stamp is trusted
 TEMP_PREFIX, TRASH_PREFIX = ".tmp-", ".trash-"
 
 
@@ -101,8 +113,8 @@ class _MappedFile:
 class FeatureStore:
     """Feature folders under `root`, one per key.
 
-    `verify="full"` also checksums the (large) tokens file on every open; the
-    default checks its size and header, which catches truncation.
+    `verify="full"` hashes the large tokens file on every open; the default hashes
+    it when its stat stamp differs from the one recorded after its last check.
     """
 
     def __init__(self, root: str | Path, *, verify: Literal["fast", "full"] = "fast"):
@@ -220,8 +232,11 @@ class FeatureStore:
         size = path.stat().st_size
         if size != info["bytes"]:
             raise _Damaged(f"{name} has {size} bytes, meta.json says {info['bytes']}")
-        if (size <= SMALL_FILE or self.verify == "full") and _file_sha256(path) != info["sha256"]:
-            raise _Damaged(f"{name} does not match its checksum")
+        if size <= SMALL_FILE or self.verify == "full" or _stamp(path) != _vouched(folder).get(name):
+            if _file_sha256(path) != info["sha256"]:
+                raise _Damaged(f"{name} does not match its checksum")
+            if size > SMALL_FILE:
+                _vouch(folder, name, path)
         try:
             array = np.load(path, mmap_mode="r")
         except (OSError, ValueError) as error:
@@ -384,6 +399,30 @@ def _content_digest(source: Any, modality: str, skip_bad: bool) -> str:
 def _file_sha256(path: Path) -> str:
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _stamp(path: Path) -> list[int]:
+    stat = path.stat()
+    return [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
+
+
+def _vouched(folder: Path) -> dict[str, list[int]]:
+    try:
+        found = json.loads((folder / VERIFIED).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def _vouch(folder: Path, name: str, path: Path) -> None:
+    """Record `path`'s stamp as checked, unless its ctime is too recent to be told from a later write."""
+    stamp = _stamp(path)
+    if time.time_ns() - stamp[2] < STAMP_AGE_NS:
+        return
+    try:
+        write_json(folder / VERIFIED, {**_vouched(folder), name: stamp})
+    except MmsentError:
+        pass  # a read-only store: the file is hashed on every open instead
 
 
 def _describe(path: Path) -> dict[str, Any]:

@@ -38,9 +38,9 @@ from mmsent.encoders.augment import TrainTransform
 from mmsent.encoders.base import Encoder
 from mmsent.encoders.finetuned import TUNED_FILE, save_tuned
 from mmsent.errors import MmsentError
-from mmsent.evaluate.predictions import write_text_atomic
 from mmsent.features.encode import encode, load_list, stored_features
 from mmsent.features.shards import parse_shard
+from mmsent.files import write_text
 from mmsent.finetune.classifier import BackboneClassifier
 from mmsent.finetune.config import FinetuneConfig
 from mmsent.finetune.data import LABEL_INDEX, PairInputs, loader
@@ -313,4 +313,4 @@ def train_heads(cfg: RunConfig, work: Workspace, progress: bool = True) -> dict[
 
 
 def write_json(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")

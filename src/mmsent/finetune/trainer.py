@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
 from mmsent.config import TrainConfig
 from mmsent.errors import MmsentError
-from mmsent.evaluate.predictions import write_text_atomic
+from mmsent.files import write_text
 from mmsent.train.distributed import global_rank
 from mmsent.train.lightning import make_trainer
 
@@ -41,7 +41,7 @@ def check_options(folder: Path, options: dict[str, Any]) -> None:
             )
         return
     if global_rank() == 0:
-        write_text_atomic(path, json.dumps(plain, indent=2) + "\n")
+        write_text(path, json.dumps(plain, indent=2) + "\n")
 
 
 def fit_resumable(

@@ -14,6 +14,7 @@ from mmsent.ensemble import Combine, build_ensemble, cross_validate_ensemble
 from mmsent.evaluate.calibration import expected_calibration_error, nll, reliability_plot
 from mmsent.evaluate.metrics import classification_metrics, confusion_table
 from mmsent.features.encode import load_table
+from mmsent.files import write_text
 from mmsent.finetune.config import BackboneTuning, FinetuneConfig, text_tuning
 from mmsent.model import Ensemble
 from mmsent.runs import RunFolder
@@ -42,11 +43,8 @@ def cv_recipes(tables: Tables, recipes: list[Recipe], splits: Folds, seeds: list
 
 
 def write_cv(out: Path, rows: dict[str, dict], note: str) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "cv.json").write_text(json.dumps(rows, indent=2) + "\n", encoding="utf-8")
-    path = out / "cv.md"
-    path.write_text(f"# mmsent cv\n\n{note}\n\n{cv_table(rows)}\n", encoding="utf-8")
-    return path
+    write_text(out / "cv.json", json.dumps(rows, indent=2) + "\n")
+    return write_text(out / "cv.md", f"# mmsent cv\n\n{note}\n\n{cv_table(rows)}\n")
 
 
 def ensemble_run(
@@ -70,7 +68,8 @@ def ensemble_run(
     started = time.perf_counter()
     table = load_table(cfg, progress=progress)
     splits = table.folds(folds, fold_seed)
-    run = RunFolder.create(cfg)
+    # Written in place, not as <name>.partial: the tuned backbone's path inside it is saved in its config.
+    run = RunFolder.create(cfg, partial=False)
     tables: Tables = table
     if finetune_text is not None:
         fitted = cross_fit_text(cfg, finetune_text, table, splits, progress)

@@ -12,6 +12,7 @@ fair comparison). The best recipe of each head is written as YAML for
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import statistics
@@ -26,6 +27,7 @@ import numpy as np
 
 from mmsent.errors import MmsentError
 from mmsent.features.table import FeatureTable
+from mmsent.files import write_bytes, write_text
 from mmsent.heads import head_defaults, head_needs_tokens
 from mmsent.train.cv import Tables, cross_validate
 from mmsent.train.spec import Recipe, write_recipes
@@ -215,10 +217,11 @@ def write_search(out: Path, studies: dict, setup: dict) -> SearchResult:
         best[head] = Recipe.from_dict(top.user_attrs["recipe"])
         summaries[head] = top.user_attrs["summary"]
         plot_study(study, out, head)
-    with open(out / "trials.csv", "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]) if rows else ["head"])
-        writer.writeheader()
-        writer.writerows(rows)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, fieldnames=list(rows[0]) if rows else ["head"])
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out / "trials.csv", table.getvalue())
     if best:
         write_recipes(
             out / "best_recipes.yaml",
@@ -251,8 +254,10 @@ def plot_study(study, out: Path, head: str) -> None:
             figure = np.ravel(axes)[0].figure
             figure.set_size_inches(8, 5)
             figure.tight_layout()
-            figure.savefig(out / f"{name}-{head}.png", dpi=110)
+            image = io.BytesIO()
+            figure.savefig(image, format="png", dpi=110)
             plt.close(figure)
+            write_bytes(out / f"{name}-{head}.png", image.getvalue())
 
 
 def compact(params: dict) -> str:
@@ -289,4 +294,4 @@ def write_search_report(out: Path, studies: dict, best: dict, summaries: dict, s
             f"| {s['macro_f1']:.4f} ± {s['macro_f1_std']:.4f} | {compact(study.best_params)} |"
         )
     lines += ["", "Plots: history-<head>.png (search history), importance-<head>.png (fANOVA importance)."]
-    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text(out / "report.md", "\n".join(lines) + "\n")

@@ -8,19 +8,45 @@ GET /docs (a small local page over openapi.json: FastAPI's own Swagger page load
 scripts from a CDN, which this machine cannot reach), GET / (the web page).
 
 Every failure a client can cause answers 4xx with `{"error": "<message>"}`; the model is
-never reached with input that was not checked first. The model runs in the threadpool,
-one call at a time: the event loop stays free, and the Rust tokenizer underneath is not
-safe to share between threads. Images are decoded here, not by the classifier, so that the
-size limits act before decoding and JPEGs get the same draft-mode decode as the feature store.
+never reached with input that was not checked first. The model runs off the event loop on
+one thread of its own, one call at a time: the event loop stays free, and the Rust
+tokenizer underneath is not safe to share between threads. Images are decoded here, not by
+the classifier, so that the limits act before decoding and JPEGs get the same draft-mode
+decode as the feature store.
+
+Only JPEG, PNG, WebP, GIF, BMP and TIFF are decoded, told from their first bytes (anything
+else is a 415 before any decoder runs). Text fields must be UTF-8 without NUL characters,
+and each field of the single endpoint comes once (checked on the raw parts, see FormCheck).
+
+Memory bound. An upload is spooled by the form parser (1 MB per file in memory, the rest
+on disk) and read from there only when decoded; a request body is at most 11 MB (single)
+or 64 MB (batch). Decoded pixels are what grow: a 131 KB PNG can declare 40 megapixels
+(160 MB as RGB). So every image's decoded size is read from its header first (a JPEG's
+after draft mode, which decodes it at 1/2 to 1/8 scale), and:
+- one picture may hold at most MAX_PIXELS (40 MP), one request at most REQUEST_PIXELS
+  (48 MP) in all, or it is a 413 before anything is decoded;
+- decoding waits until its request's pixels fit under PIXELS_IN_FLIGHT (96 MP) across all
+  requests, held until the model has answered;
+- decoding runs on DECODE_THREADS (2) threads of its own, the model on one. Memory freed
+  by a thread goes back to that thread's malloc arena, not to the system: working on any of
+  the threadpool's 40 threads let each keep its own 160 MB (2.6 GB after 8 concurrent 40 MP
+  PNGs).
+Pillow keeps a decoded pixel in 4 bytes and, while converting to RGB, the source mode's
+up to 4 more, so decoded images never take more than 96 MP x 8 B = 768 MB at once, whatever
+the mix of allowed uploads (benchmarks/serve_memory.py measures it).
 """
 
 from __future__ import annotations
 
+import codecs
 import logging
 import threading
-from dataclasses import dataclass
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, BinaryIO
 
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
@@ -29,12 +55,12 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
 from pydantic import BaseModel
+from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.exceptions import HTTPException
 
 from mmsent import LABELS, __version__
-from mmsent.data.images import ImageTooLarge, decode_image
+from mmsent.data.images import MAX_PIXELS, ImageTooLarge, UnsupportedImage, decode_image, decoded_pixels
 from mmsent.errors import BadInput, MmsentError
-from mmsent.serve.classifier import MAX_PIXELS
 
 MB = 1024 * 1024
 MAX_IMAGE_BYTES = 10 * MB
@@ -44,6 +70,9 @@ MAX_BATCH = 32
 # refused before it is spooled to disk. A batch may not carry 32 images of 10 MB each.
 MAX_SINGLE_BODY = MAX_IMAGE_BYTES + MB
 MAX_BATCH_BODY = 64 * MB
+REQUEST_PIXELS = 48_000_000  # decoded pixels of one request, all its images together
+PIXELS_IN_FLIGHT = 96_000_000  # decoded pixels held at once, across all requests
+DECODE_THREADS = 2
 MODALITY_HEADS = ("text_only", "image_only")
 STATIC = Path(__file__).parent / "static"
 
@@ -57,9 +86,18 @@ class ErrorBody(BaseModel):
 # What the docs list for the predict endpoints besides 200 (this replaces FastAPI's own 422 schema).
 ERRORS = {
     400: {"model": ErrorBody, "description": "Malformed multipart body"},
-    413: {"model": ErrorBody, "description": "Image over 10 MB or 40 megapixels, or batch too large"},
-    415: {"model": ErrorBody, "description": "Not a multipart form, or an image part that is no image"},
-    422: {"model": ErrorBody, "description": "Missing, empty, unreadable or too long input"},
+    413: {
+        "model": ErrorBody,
+        "description": "Image over 10 MB or 40 megapixels, over 48 megapixels in all, or batch too large",
+    },
+    415: {
+        "model": ErrorBody,
+        "description": "Not a multipart form, or an image part that is no JPEG, PNG, WebP, GIF, BMP or TIFF",
+    },
+    422: {
+        "model": ErrorBody,
+        "description": "Missing, empty, unreadable, repeated or too long input; text not UTF-8 or with NUL",
+    },
 }
 
 
@@ -76,47 +114,101 @@ class ApiError(Exception):
 
 @dataclass
 class Upload:
-    """One image part as received: checked and decoded off the event loop."""
+    """One image part as received (spooled by the form parser): checked and decoded off the event loop."""
 
     name: str  # how messages refer to it: "image" or "images[3]"
-    data: bytes
+    file: BinaryIO
+    size: int
     content_type: str | None
+    pixels: int = 0  # once measured: what it holds decoded
 
 
 async def read_upload(part: UploadFile | None, name: str) -> Upload:
     if part is None:
         raise ApiError(422, f"no {name}: send the picture as a multipart file field named '{name}'")
-    data = await part.read(MAX_IMAGE_BYTES + 1)  # one byte more tells "too big" from "exactly the limit"
-    return Upload(name, data, part.content_type)
+    size = part.size if part.size is not None else len(await part.read())
+    await part.seek(0)
+    return Upload(name, part.file, size, part.content_type)
+
+
+def _image_fault(upload: Upload, error: BadInput) -> ApiError:
+    if isinstance(error, ImageTooLarge):
+        return ApiError(413, str(error))
+    declared = (upload.content_type or "").split(";")[0].strip().lower()
+    if declared and not declared.startswith("image/") and declared != "application/octet-stream":
+        return ApiError(415, f"{upload.name} was sent as {declared!r} and is not an image")
+    if isinstance(error, UnsupportedImage):  # no decoder has seen it
+        return ApiError(415, str(error))
+    return ApiError(422, str(error))  # an accepted format, but truncated or corrupt
+
+
+def upload_pixels(upload: Upload, draft_size: int | None = None) -> int:
+    """The pixels the upload will hold once decoded, from its header (ApiError if it cannot be one)."""
+    if upload.size == 0:
+        raise ApiError(422, f"{upload.name} is empty")
+    if upload.size > MAX_IMAGE_BYTES:
+        raise ApiError(413, f"{upload.name} is over the {MAX_IMAGE_BYTES // MB} MB limit")
+    try:
+        return decoded_pixels(upload.file, draft_size, max_pixels=MAX_PIXELS, where=upload.name)
+    except BadInput as error:
+        raise _image_fault(upload, error) from None
 
 
 def decode_upload(upload: Upload, draft_size: int | None = None) -> Image.Image:
     """The upload as a decoded RGB image, or ApiError saying what is wrong with it.
 
-    The byte limit is checked here, the pixel limit on the header before any pixel is
-    decoded (a small file can declare a huge picture); decoding is the feature store's
-    own (`decode_image`, JPEG draft mode at the encoder's size), so a served pair gets
-    the features it would get in a run.
+    Decoding is the feature store's own (`decode_image`: the format told from the first
+    bytes, the pixel limit checked on the header, JPEG draft mode at the encoder's size),
+    so a served pair gets the features it would get in a run.
     """
-    name, data = upload.name, upload.data
-    if not data:
-        raise ApiError(422, f"{name} is empty")
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ApiError(413, f"{name} is over the {MAX_IMAGE_BYTES // MB} MB limit")
-    declared = (upload.content_type or "").split(";")[0].strip().lower()
+    upload_pixels(upload, draft_size)
     try:
-        return decode_image(data, draft_size, max_pixels=MAX_PIXELS, where=name)
-    except ImageTooLarge as error:
-        raise ApiError(413, str(error)) from None
+        return decode_image(upload.file, draft_size, max_pixels=MAX_PIXELS, where=upload.name)
     except BadInput as error:
-        if declared and not declared.startswith("image/") and declared != "application/octet-stream":
-            raise ApiError(415, f"{name} was sent as {declared!r} and is not an image") from None
-        raise ApiError(422, str(error)) from None
+        raise _image_fault(upload, error) from None
 
 
-def check_text(text: str | None, name: str) -> str:
+def request_pixels(pixels: list[int]) -> int:
+    total = sum(pixels)
+    if total > REQUEST_PIXELS:
+        raise ApiError(
+            413,
+            f"the images hold {total / 1e6:.1f} megapixels in all once decoded; one request may hold "
+            f"{REQUEST_PIXELS / 1e6:.0f}: send fewer or smaller images",
+        )
+    return total
+
+
+class PixelBudget:
+    """Decoded pixels held at once across requests: a request waits until its pixels fit.
+
+    Used from the threadpool (a waiting request holds one of its threads, never the event loop)."""
+
+    def __init__(self, capacity: int):
+        self.capacity, self.held = capacity, 0
+        self._changed = threading.Condition()
+
+    @contextmanager
+    def hold(self, pixels: int) -> Iterator[None]:
+        pixels = min(pixels, self.capacity)  # a request's own limit is below the capacity anyway
+        with self._changed:
+            self._changed.wait_for(lambda: self.held + pixels <= self.capacity)
+            self.held += pixels
+        try:
+            yield
+        finally:
+            with self._changed:
+                self.held -= pixels
+                self._changed.notify_all()
+
+
+def check_text(text: str | None, name: str, fault: str | None = None) -> str:
     if text is None:
         raise ApiError(422, f"no {name}: send the tweet as a non-empty multipart form field named '{name}'")
+    if fault is not None:
+        raise ApiError(422, f"{name} {fault}")
+    if "\x00" in text:
+        raise ApiError(422, f"{name} holds NUL characters: send the tweet's text, not binary data")
     if not text.strip():
         raise ApiError(422, f"{name} is empty")
     if len(text) > MAX_TEXT_CHARS:
@@ -212,6 +304,100 @@ class BodyLimit:
         await self.app(scope, counting_receive, send)
 
 
+@dataclass
+class FormParts:
+    """What FormCheck saw of one multipart body: each part's field name, in order, and for
+    text fields what is wrong with their bytes (None when they are fine)."""
+
+    names: list[str] = field(default_factory=list)
+    text_faults: dict[str, list[str | None]] = field(default_factory=dict)
+
+    def count(self, name: str) -> int:
+        return self.names.count(name)
+
+
+class _PartReader:
+    """python-multipart callbacks that note each part's name and check text parts as UTF-8."""
+
+    def __init__(self, parts: FormParts):
+        self.parts = parts
+        self.header, self.value, self.headers = b"", b"", {}
+        self.name, self.decoder, self.fault = "", None, None
+
+    def on_part_begin(self) -> None:
+        self.headers, self.name, self.decoder, self.fault = {}, "", None, None
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[self.header.lower()] = self.value
+        self.header, self.value = b"", b""
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
+        self.name = options.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" not in options:  # a text field: its bytes must be UTF-8
+            self.decoder = codecs.getincrementaldecoder("utf-8")()
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.decoder is not None and self.fault is None:
+            try:
+                self.decoder.decode(data[start:end])
+            except UnicodeDecodeError:
+                self.fault = "is not valid UTF-8 text"
+
+    def on_part_end(self) -> None:
+        self.parts.names.append(self.name)
+        if self.decoder is not None:
+            if self.fault is None:
+                try:
+                    self.decoder.decode(b"", final=True)
+                except UnicodeDecodeError:
+                    self.fault = "is not valid UTF-8 text"
+            self.parts.text_faults.setdefault(self.name, []).append(self.fault)
+
+
+class FormCheck:
+    """Reads each multipart body alongside the app with python-multipart's streaming parser
+    (keeping no data), into `request.state.form_parts`: the form parser itself would quietly
+    read a text field that is not UTF-8 as Latin-1, and keeps only the last of a repeated field."""
+
+    def __init__(self, app, paths: set[str]):
+        self.app, self.paths = app, paths
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope.get("path") not in self.paths:
+            return await self.app(scope, receive, send)
+        kind, options = parse_options_header(dict(scope["headers"]).get(b"content-type", b""))
+        if kind != b"multipart/form-data" or b"boundary" not in options:
+            return await self.app(scope, receive, send)
+        parts = FormParts()
+        scope.setdefault("state", {})["form_parts"] = parts
+        reader = _PartReader(parts)
+        callbacks = {name: getattr(reader, name) for name in dir(_PartReader) if name.startswith("on_")}
+        parser: MultipartParser | None = MultipartParser(options[b"boundary"], callbacks)
+
+        async def reading_receive():
+            nonlocal parser
+            message = await receive()
+            if parser is not None and message.get("type") == "http.request":
+                try:
+                    parser.write(message.get("body", b""))
+                except Exception:  # a malformed body: the app's own parser answers it (400)
+                    parser = None
+            return message
+
+        await self.app(scope, reading_receive, send)
+
+
+def form_parts(request: Request) -> FormParts:
+    return getattr(request.state, "form_parts", None) or FormParts()
+
+
 def create_app(classifier) -> FastAPI:
     """The service over an already loaded `Classifier` (or anything with its interface)."""
     app = FastAPI(
@@ -231,25 +417,47 @@ def create_app(classifier) -> FastAPI:
             f"the batch upload is over {MAX_BATCH_BODY // MB} MB in all; send fewer or smaller images",
         ),
     }
-    app.add_middleware(BodyLimit, limits=limits)
-    model_lock = threading.Lock()
+    app.add_middleware(FormCheck, paths=set(limits))
+    app.add_middleware(BodyLimit, limits=limits)  # added last, so it runs first
+    # The model runs on one thread of its own: one call at a time (the Rust tokenizer is not safe
+    # to share), and the classifier's full-size copies of the pictures stay in one malloc arena.
+    predicting = ThreadPoolExecutor(1, thread_name_prefix="mmsent-model")
+    budget = PixelBudget(PIXELS_IN_FLIGHT)
+    decoding = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="mmsent-decode")
+
+    def decode_all(uploads: list[Upload]) -> list[Image.Image]:
+        return list(decoding.map(lambda upload: decode_upload(upload, draft_size), uploads))
+
     draft_size = getattr(classifier.image_encoder, "draft_size", None)
 
     def answer(images: list[Image.Image], texts: list[str]) -> list[dict[str, Any]]:
-        # Decoding runs in parallel threads; the model, one call at a time.
-        with model_lock:
-            predictions = classifier.predict_batch(images, texts)
+        predictions = predicting.submit(classifier.predict_batch, images, texts).result()
         return [describe(p.to_dict()) for p in predictions]
 
     def classify(uploads: list[Upload], texts: list[str]) -> list[dict[str, Any]]:
-        return answer([decode_upload(upload, draft_size) for upload in uploads], texts)
+        pixels = request_pixels([upload_pixels(upload, draft_size) for upload in uploads])
+        with budget.hold(pixels):  # the decoded images live until the model has answered
+            return answer(decode_all(uploads), texts)
 
     def classify_skipping(uploads: list[Upload | ApiError], texts: list[str | ApiError]) -> dict[str, Any]:
         """A batch with `skip_bad`: bad pairs are listed with their reason, the rest answered in place."""
+        uploads = [u if isinstance(u, ApiError) else attempt(checked_upload, u) for u in uploads]
+        pixels = request_pixels([u.pixels for u in uploads if not isinstance(u, ApiError)])
+        with budget.hold(pixels):
+            return answer_skipping(uploads, texts)
+
+    def checked_upload(upload: Upload) -> Upload:
+        upload.pixels = upload_pixels(upload, draft_size)
+        return upload
+
+    def answer_skipping(uploads: list[Upload | ApiError], texts: list[str | ApiError]) -> dict[str, Any]:
         images: list[Image.Image | ApiError] = [
-            upload if isinstance(upload, ApiError) else attempt(decode_upload, upload, draft_size)
+            upload
+            if isinstance(upload, ApiError)
+            else decoding.submit(attempt, decode_upload, upload, draft_size)
             for upload in uploads
         ]
+        images = [image.result() if isinstance(image, Future) else image for image in images]
         skipped = [
             {"index": i, "status": problem.status, "error": problem.message}
             for i, pair in enumerate(zip(images, texts, strict=True))
@@ -304,6 +512,7 @@ def create_app(classifier) -> FastAPI:
             "limits": {
                 "image_bytes": MAX_IMAGE_BYTES,
                 "image_pixels": MAX_PIXELS,
+                "request_pixels": REQUEST_PIXELS,
                 "text_chars": MAX_TEXT_CHARS,
                 "batch": MAX_BATCH,
             },
@@ -318,8 +527,12 @@ def create_app(classifier) -> FastAPI:
         ] = None,
     ) -> dict[str, Any]:
         require_multipart(request)
+        parts = form_parts(request)
+        for name in ("image", "text"):
+            if parts.count(name) > 1:
+                raise ApiError(422, f"the form has {parts.count(name)} '{name}' fields; send one")
         upload = await read_upload(image, "image")
-        checked = check_text(text, "text")
+        checked = check_text(text, "text", (parts.text_faults.get("text") or [None])[-1])
         return (await run_in_threadpool(classify, [upload], [checked]))[0]
 
     @app.post(
@@ -342,7 +555,12 @@ def create_app(classifier) -> FastAPI:
         ] = False,
     ) -> dict[str, Any]:
         require_multipart(request)
+        parts = form_parts(request)
+        if parts.count("skip_bad") > 1:
+            raise ApiError(422, f"the form has {parts.count('skip_bad')} 'skip_bad' fields; send one")
         images, texts = images or [], texts or []
+        faults = parts.text_faults.get("texts") or []
+        faults = faults if len(faults) == len(texts) else [None] * len(texts)
         if not images and not texts:
             raise ApiError(422, "empty batch: send 'images' files and 'texts' fields, paired in order")
         if len(images) != len(texts):
@@ -351,9 +569,9 @@ def create_app(classifier) -> FastAPI:
             raise ApiError(413, f"{len(images)} pairs in one batch; the limit is {MAX_BATCH}")
         uploads = [await read_upload(part, f"images[{i}]") for i, part in enumerate(images)]
         if skip_bad:
-            checked = [attempt(check_text, t, f"texts[{i}]") for i, t in enumerate(texts)]
+            checked = [attempt(check_text, t, f"texts[{i}]", faults[i]) for i, t in enumerate(texts)]
             return await run_in_threadpool(classify_skipping, uploads, checked)
-        checked = [check_text(t, f"texts[{i}]") for i, t in enumerate(texts)]
+        checked = [check_text(t, f"texts[{i}]", faults[i]) for i, t in enumerate(texts)]
         return {"predictions": await run_in_threadpool(classify, uploads, checked), "skipped": []}
 
     @app.get("/", include_in_schema=False)

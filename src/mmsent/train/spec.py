@@ -20,6 +20,7 @@ from typing import Any, Literal
 import yaml
 
 from mmsent.errors import MmsentError
+from mmsent.files import write_text
 from mmsent.heads import create_head, head_defaults, head_needs_tokens, shared_hparams
 
 PROBE = "linear_probe"
@@ -119,12 +120,9 @@ def read_recipes(path: str | Path) -> list[Recipe]:
 
 
 def write_recipes(path: str | Path, recipes: list[Recipe], note: str = "") -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     header = "".join(f"# {line}\n" for line in note.splitlines())
     body = yaml.safe_dump({"recipes": [r.to_dict() for r in recipes]}, sort_keys=False)
-    path.write_text(header + body, encoding="utf-8")
-    return path
+    return write_text(path, header + body)
 
 
 def spec_for(head: str, train) -> Recipe:
