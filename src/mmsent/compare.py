@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from mmsent.config import RunConfig
@@ -24,7 +25,7 @@ log = logging.getLogger("mmsent")
 ALL_HEADS = (*ABLATION_HEADS, *FUSION_HEADS)
 
 
-def compare(cfg: RunConfig, seeds: int = 3, progress: bool = True) -> dict[str, Path]:
+def compare(cfg: RunConfig, seeds: Sequence[int] = (0, 1, 2), progress: bool = True) -> dict[str, Path]:
     heads = cfg.train.heads
     check_heads(heads)
     cfg = dataclasses.replace(cfg, name=cfg.name or "compare")
@@ -38,7 +39,7 @@ def compare(cfg: RunConfig, seeds: int = 3, progress: bool = True) -> dict[str, 
     for head in heads:
         tokens = head_needs_tokens(head)
         train_data, val_data = labelled.dataset(train_pairs, tokens), labelled.dataset(val_pairs, tokens)
-        for seed in range(cfg.train.seed, cfg.train.seed + seeds):
+        for seed in seeds:
             log.info("compare: %s, seed %d", head, seed)
             train_cfg = dataclasses.replace(cfg.train, seed=seed)
             fit = fit_head(
@@ -68,7 +69,7 @@ def compare(cfg: RunConfig, seeds: int = 3, progress: bool = True) -> dict[str, 
         "data": str(cfg.data.root),
         "encoders": f"{identities['image'].get('encoder')} + {identities['text'].get('encoder')}",
         "split": f"{len(train_pairs)} training / {len(val_pairs)} validation pairs (seed {cfg.split.seed})",
-        "seeds": f"{seeds} per head, from {cfg.train.seed}",
+        "seeds": f"{len(seeds)} per head: {', '.join(map(str, seeds))}",
         "selection": f"best epoch by {cfg.train.monitor}; loss {cfg.train.loss}, "
         f"class weights {cfg.train.class_weights}",
     }

@@ -1,4 +1,12 @@
-"""`mmsent`: a thin face over the pipeline. Bad input ends in one clear line, never a traceback."""
+"""`mmsent`: a thin face over the pipeline. Bad input ends in one clear line, never a traceback.
+
+Exit codes: 0 done; 1 `audit --strict` found problems; 2 the command line is wrong (argparse);
+3 bad data or settings (MmsentError, one line naming the file); 4 an error inside mmsent (one
+line; `-v` shows the traceback); 130 interrupted (Ctrl-C).
+
+Start-up stays well under a second: this module and the option modules import no torch,
+Lightning, transformers, Optuna or scikit-learn; each command imports what it needs.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +15,18 @@ import json
 import logging
 import sys
 import time
+import traceback
 from pathlib import Path
 
+from mmsent import __version__
 from mmsent.cli.finetune import add_commands as finetune_commands
-from mmsent.cli.options import add_config_options, resolve_config
-from mmsent.cli.tune import add_commands as tune_commands
+from mmsent.cli.options import EXTRACTION, HEAD_TRAINING, add_run_options, resolve_config
+from mmsent.cli.parser import CommandParser, HelpFormatter, add_command, add_global_flags
+from mmsent.cli.search import add_commands as search_commands
 from mmsent.config import DEFAULT_DATA, CleanConfig, RunConfig, TrainConfig
 from mmsent.errors import MmsentError
+
+EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 3, 4, 130
 
 
 def cmd_audit(args) -> int:
@@ -64,11 +77,11 @@ def cmd_run(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    resolve_config(args)  # a bad option fails here, before torch loads
     from mmsent.compare import ALL_HEADS, compare
 
-    # Every head, unless --heads or the YAML file names some.
-    defaults = RunConfig(train=TrainConfig(heads=list(ALL_HEADS)))
-    cfg = resolve_config(args, defaults)
+    # Every head, unless --train.heads or the YAML file names some.
+    cfg = resolve_config(args, RunConfig(train=TrainConfig(heads=list(ALL_HEADS))))
     files = compare(cfg, seeds=args.seeds, progress=not args.quiet)
     print(Path(files["markdown"]).read_text(encoding="utf-8"))
     print("report files: " + ", ".join(str(p) for p in files.values()))
@@ -111,71 +124,166 @@ def cmd_serve(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmsent", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    audit = commands.add_parser("audit", help="check a data folder and report what is in it")
-    audit.add_argument("data", nargs="?", default=str(DEFAULT_DATA), help="folder in the lab's layout")
-    audit.add_argument("--lists", nargs="+", default=["train.txt", "test_without_label.txt"])
-    audit.add_argument("--json", help="where to write the JSON report (default: <folder name>.audit.json)")
+def add_commands(commands) -> None:
+    audit = add_command(
+        commands,
+        "audit",
+        cmd_audit,
+        "check a data folder and report what is in it",
+        "mmsent audit ../shared/datasets/mvsa-lab5 --strict",
+    )
+    audit.add_argument(
+        "data", nargs="?", default=str(DEFAULT_DATA), help=f"data folder (default: {DEFAULT_DATA})"
+    )
+    audit.add_argument(
+        "--lists",
+        nargs="+",
+        default=["train.txt", "test_without_label.txt"],
+        metavar="NAME",
+        help="guid,tag lists in the folder to check (default: train.txt test_without_label.txt)",
+    )
+    audit.add_argument(
+        "--json", metavar="FILE", help="where to write the JSON report (default: <folder name>.audit.json)"
+    )
     audit.add_argument("--strict", action="store_true", help="exit 1 when any problem is found")
-    audit.set_defaults(func=cmd_audit)
 
-    for name, func, text in (
-        ("extract", cmd_extract, "extract and store features of the train and test lists"),
-        ("train", cmd_train, "split, train every head, report validation metrics"),
-        ("run", cmd_run, "the main job: extract, train, evaluate, fill in the test list"),
-    ):
-        sub = commands.add_parser(name, help=text)
-        add_config_options(sub)
-        sub.add_argument("--quiet", action="store_true", help="no progress bars")
-        sub.set_defaults(func=func)
+    extract = add_command(
+        commands,
+        "extract",
+        cmd_extract,
+        "extract and store features of the train and test lists",
+        "mmsent extract --data ../shared/datasets/mvsa-lab5 --cache /work/cache/features",
+        usage="%(prog)s [options]",
+    )
+    add_run_options(extract, EXTRACTION)
 
-    compare = commands.add_parser("compare", help="every head over several seeds on one split: report")
-    add_config_options(compare)
-    compare.add_argument("--seeds", type=int, default=3, help="seeds per head (default 3)")
-    compare.add_argument("--quiet", action="store_true", help="no progress bars")
-    compare.set_defaults(func=cmd_compare)
+    train = add_command(
+        commands,
+        "train",
+        cmd_train,
+        "split, train every head, report validation metrics",
+        "mmsent train --train.heads concat gated_image --train.max_epochs 30 --name try2",
+        usage="%(prog)s [options]",
+    )
+    add_run_options(train, HEAD_TRAINING)
 
-    evaluate = commands.add_parser("evaluate", help="metrics of a run's heads on a labelled list")
+    run = add_command(
+        commands,
+        "run",
+        cmd_run,
+        "the main job: extract, train, evaluate, fill in the test list",
+        """
+        mmsent run --data ../shared/datasets/mvsa-lab5 --out runs
+        mmsent run --train.heads concat gated_image --train.lr 3e-4 --name try2
+        mmsent run --config my.yaml --quality     # my.yaml: a copy of configs/default.yaml, edited
+        """,
+        description="The main job: extract features, train the heads, report their validation metrics, "
+        "fill in the test list with the best head.",
+        usage="%(prog)s [options]",
+    )
+    add_run_options(run, (*HEAD_TRAINING, "quality"))
+
+    compare = add_command(
+        commands,
+        "compare",
+        cmd_compare,
+        "every head over several seeds on one split: report",
+        "mmsent compare --train.heads concat gated_image single_stream --seeds 0 1 2",
+        usage="%(prog)s [options]",
+    )
+    add_run_options(compare, HEAD_TRAINING, omit=("train.seed",))
+    compare.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        metavar="N",
+        help="one fit per head and seed (default: 0 1 2)",
+    )
+
+    evaluate = add_command(
+        commands,
+        "evaluate",
+        cmd_evaluate,
+        "metrics of a run's heads on a labelled list",
+        "mmsent evaluate runs/20250101-120000 --list test_with_label.txt",
+    )
     evaluate.add_argument("run", type=Path, help="run folder")
-    evaluate.add_argument("--list", required=True, help="labelled guid,tag list (in --data)")
-    evaluate.add_argument("--data", type=Path, help="data folder (default: the run's)")
-    evaluate.add_argument("--quiet", action="store_true")
-    evaluate.set_defaults(func=cmd_evaluate)
+    evaluate.add_argument(
+        "--list", required=True, metavar="NAME", help="labelled guid,tag list in the data folder"
+    )
+    evaluate.add_argument("--data", type=Path, metavar="PATH", help="data folder (default: the run's)")
 
-    predict = commands.add_parser("predict", help="fill in the tags of a guid,null list")
+    predict = add_command(
+        commands,
+        "predict",
+        cmd_predict,
+        "fill in the tags of a guid,null list",
+        "mmsent predict runs/20250101-120000 --output predictions.txt",
+    )
     predict.add_argument("run", type=Path, help="run folder")
-    predict.add_argument("--list", help="guid,null list in --data (default: the run's test list)")
-    predict.add_argument("--data", type=Path, help="data folder (default: the run's)")
-    predict.add_argument("--head", help="which head (default: the run's best on validation)")
-    predict.add_argument("--output", type=Path, help="output file (default: <run>/predictions/<list>)")
-    predict.add_argument("--quiet", action="store_true")
-    predict.set_defaults(func=cmd_predict)
+    predict.add_argument(
+        "--list", metavar="NAME", help="guid,null list in the data folder (default: the run's test list)"
+    )
+    predict.add_argument("--data", type=Path, metavar="PATH", help="data folder (default: the run's)")
+    predict.add_argument("--head", metavar="NAME", help="which head (default: the run's best on validation)")
+    predict.add_argument(
+        "--output", type=Path, metavar="FILE", help="output file (default: <run>/predictions/<list>)"
+    )
 
-    serve = commands.add_parser("serve", help="HTTP service and web page for a trained run")
+    serve = add_command(
+        commands,
+        "serve",
+        cmd_serve,
+        "HTTP service and web page for a trained run",
+        "mmsent serve runs/20250101-120000 --port 8000",
+    )
     serve.add_argument("run", type=Path, help="run folder")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.set_defaults(func=cmd_serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmsent",
+        description="Sentiment (positive / neutral / negative) of tweet image + text pairs.",
+        epilog="`mmsent COMMAND --help` shows a command's options and an example.\n\nexample:\n"
+        "  mmsent run --data ../shared/datasets/mvsa-lab5 --out runs",
+        formatter_class=HelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"mmsent {__version__}")
+    add_global_flags(parser)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=CommandParser
+    )
+    add_commands(commands)
     finetune_commands(commands)
-    tune_commands(commands)
+    search_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help and --version (0), or a usage error (2): argparse printed it
+        return done.code if isinstance(done.code, int) else EXIT_USAGE
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     try:
         return args.func(args)
     except MmsentError as error:
         print(f"mmsent: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     except KeyboardInterrupt:
         print("mmsent: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as error:  # a bug in mmsent (or its libraries), not in the user's input
+        if args.verbose:
+            traceback.print_exc()
+        message = (str(error).strip().splitlines() or [""])[0]
+        hint = "" if args.verbose else " (rerun with -v for the traceback)"
+        print(f"mmsent: internal error: {type(error).__name__}: {message}{hint}", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":
