@@ -78,7 +78,7 @@ def add_commands(commands) -> None:
         """
         mmsent finetune --name ft1 --ft.image.epochs 3 --ft.text.epochs 3
         mmsent run --encoders.image finetuned:runs/ft1/tune-image/tuned \\
-                   --encoders.text finetuned:runs/ft1/tune-text/tuned
+            --encoders.text finetuned:runs/ft1/tune-text/tuned
         """,
         usage="%(prog)s [options]",
     )

@@ -92,7 +92,7 @@ def add_command(commands, name: str, func, summary: str, example: str, descripti
         name,
         help=summary,
         description=textwrap.fill(description or summary[0].upper() + summary[1:] + ".", 90),
-        epilog="example:\n" + "\n".join(f"  {line.strip()}" for line in example.strip().splitlines()),
+        epilog="example:\n" + textwrap.indent(textwrap.dedent(example).strip("\n"), "  "),
         formatter_class=HelpFormatter,
         usage=usage,
         allow_abbrev=False,  # one spelling: `--train.max` is not `--train.max_epochs`
