@@ -123,7 +123,7 @@ class RunConfig:
     out: Path = Path("runs")
     """folder that holds the run folders"""
     name: str = ""
-    """run folder name; empty: a timestamp"""
+    """folder under `out` that the command writes; empty: its default (for run and train, a timestamp)"""
     quality: bool = False
     """the tuned ensemble shipped in mmsent/tune/quality.yaml instead of the configured heads: cross-validated
     and retrained on all labelled pairs, with the text backbone fine-tuned inside each fold (more accurate:

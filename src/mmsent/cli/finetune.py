@@ -82,7 +82,7 @@ def add_commands(commands) -> None:
         """,
         usage="%(prog)s [options]",
     )
-    add_run_options(finetune, HEAD_TRAINING)
+    add_run_options(finetune, HEAD_TRAINING, defaults={"name": "finetune"})
     add_fields(finetune, FinetuneConfig(), ["ft"], prefix="ft.", everyday=["ft.stages", "ft.tune"])
 
     e2e = add_command(
@@ -93,7 +93,7 @@ def add_commands(commands) -> None:
         "mmsent e2e --e2e.head concat --e2e.epochs 3 --e2e.batch_size 16 --e2e.accumulate 2",
         usage="%(prog)s [options]",
     )
-    add_run_options(e2e, E2E_RUN_FIELDS)
+    add_run_options(e2e, E2E_RUN_FIELDS, defaults={"name": "e2e"})
     add_fields(e2e, EndToEndConfig(), ["e2e"], prefix="e2e.", everyday=["e2e.head", "e2e.epochs"])
 
     shard = add_command(

@@ -88,7 +88,16 @@ def cmd_compare(args) -> int:
     return 0
 
 
+def finished_run(path: Path) -> Path:
+    """`path`, if it holds a finished run: checked here so a wrong path fails before torch loads
+    (RunFolder.open says the same once the run is opened)."""
+    if not (path / "run.json").is_file():
+        raise MmsentError("not a finished mmsent run folder (no run.json)", path)
+    return path
+
+
 def cmd_evaluate(args) -> int:
+    finished_run(args.run)
     from mmsent import pipeline
     from mmsent.evaluate.metrics import metrics_table
     from mmsent.runs import RunFolder
@@ -99,6 +108,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    finished_run(args.run)
     from mmsent import pipeline
     from mmsent.runs import RunFolder
 
@@ -118,9 +128,10 @@ def cmd_predict(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    finished_run(args.run)
     from mmsent.serve.app import serve
 
-    serve(Path(args.run), host=args.host, port=args.port)
+    serve(args.run, host=args.host, port=args.port)
     return 0
 
 
@@ -191,7 +202,12 @@ def add_commands(commands) -> None:
         "mmsent compare --train.heads concat gated_image single_stream --seeds 0 1 2",
         usage="%(prog)s [options]",
     )
-    add_run_options(compare, HEAD_TRAINING, omit=("train.seed",))
+    add_run_options(
+        compare,
+        HEAD_TRAINING,
+        omit=("train.seed",),
+        defaults={"train.heads": "every head", "name": "compare"},
+    )
     compare.add_argument(
         "--seeds",
         type=int,

@@ -105,9 +105,9 @@ def shown(value) -> str:
     return repr(value) if value == "" else str(value)
 
 
-def add_field(parser, group, field: Field, everyday: bool) -> argparse.Action:
+def add_field(parser, group, field: Field, everyday: bool, default: str | None = None) -> argparse.Action:
     flag = SHORT_NAMES.get(field.name, f"--{field.name}")
-    text = f"{field.doc} (default: {shown(field.default)})".lstrip()
+    text = f"{field.doc} (default: {default or shown(field.default)})".lstrip()
     kwargs: dict[str, Any] = {"dest": field.name, "default": argparse.SUPPRESS, "help": text}
     origin = typing.get_origin(field.hint)
     if field.hint is bool:
@@ -132,30 +132,39 @@ def add_fields(
     everyday: Iterable[str] = EVERYDAY,
     title: str | None = None,
     omit: Iterable[str] = (),
+    defaults: dict[str, str] | None = None,
 ) -> None:
     """Flags for the fields of `config` that `picks` names (less `omit`): the `everyday` ones in
-    one group, the others in a group per section (or under `title`), shown by --help-all."""
+    one group, the others in a group per section (or under `title`), shown by --help-all.
+    `defaults` words the defaults a command sets itself (name: what --help says)."""
+    defaults = defaults or {}
     picks, everyday, omit = tuple(picks), tuple(everyday), tuple(omit)
     fields = [f for f in config_fields(config, prefix) if picked(f.name, picks) and not picked(f.name, omit)]
     # The everyday ones first, in `everyday`'s order; the rest in the dataclasses' order.
     order = {name: i for i, name in enumerate(everyday)}
     for field in sorted(fields, key=lambda f: order.get(f.name, len(order))):
         if field.name in order:
-            add_field(parser, group(parser, "everyday options"), field, True)
+            add_field(parser, group(parser, "everyday options"), field, True, defaults.get(field.name))
         else:
             section = title or (field.name.rpartition(".")[0] or "other") + " options"
-            add_field(parser, group(parser, section), field, False)
+            add_field(parser, group(parser, section), field, False, defaults.get(field.name))
 
 
-def add_run_options(parser: argparse.ArgumentParser, picks: Iterable[str], omit: Iterable[str] = ()) -> None:
-    """`--config FILE` and the flags of the run configuration's fields that `picks` names."""
+def add_run_options(
+    parser: argparse.ArgumentParser,
+    picks: Iterable[str],
+    omit: Iterable[str] = (),
+    defaults: dict[str, str] | None = None,
+) -> None:
+    """`--config FILE` and the flags of the run configuration's fields that `picks` names
+    (`defaults`: how --help words the defaults the command sets itself)."""
     parser.add_argument(
         "--config",
         type=Path,
         metavar="FILE",
         help="YAML file of options, nested as configs/default.yaml (any field); flags override it",
     )
-    add_fields(parser, RunConfig(), picks, omit=omit)
+    add_fields(parser, RunConfig(), picks, omit=omit, defaults=defaults)
 
 
 def resolve_config(args: argparse.Namespace, defaults: RunConfig | None = None) -> RunConfig:

@@ -60,7 +60,11 @@ def add_commands(commands) -> None:
         "mmsent search --train.heads concat text_only --trials 60 --timeout 1800 --name search1",
         usage="%(prog)s [options]",
     )
-    add_run_options(search, (*EXTRACTION, *OUTPUT, "train.heads", "train.seed"))
+    add_run_options(
+        search,
+        (*EXTRACTION, *OUTPUT, "train.heads", "train.seed"),
+        defaults={"train.heads": "every pooled head", "name": "search"},
+    )
     search.add_argument(
         "--trials",
         type=int,
@@ -91,7 +95,7 @@ def add_commands(commands) -> None:
         "mmsent cv --recipes runs/search1/best_recipes.yaml --baseline --seeds 0 1",
         usage="%(prog)s [options]",
     )
-    add_run_options(cv, (*EXTRACTION, *OUTPUT, *RECIPE_FIELDS))
+    add_run_options(cv, (*EXTRACTION, *OUTPUT, *RECIPE_FIELDS), defaults={"name": "cv"})
     cv.add_argument(
         "--recipes",
         type=Path,
@@ -118,7 +122,7 @@ def add_commands(commands) -> None:
         "mmsent ensemble --recipes runs/search1/best_recipes.yaml --seeds 0 1 2 --name ens1",
         usage="%(prog)s --recipes FILE [FILE ...] [options]",
     )
-    add_run_options(ensemble, (*EXTRACTION, *OUTPUT))
+    add_run_options(ensemble, (*EXTRACTION, *OUTPUT), defaults={"name": "ensemble-<date>-<time>"})
     ensemble.add_argument(
         "--recipes", type=Path, nargs="+", required=True, metavar="FILE", help="recipe YAML file(s)"
     )
