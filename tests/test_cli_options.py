@@ -137,9 +137,7 @@ def test_every_command_help_ends_with_an_example(capsys, monkeypatch, command):
     monkeypatch.setenv("COLUMNS", "100")
     lines = help_text(capsys, command, "--help").rstrip().splitlines()
     examples = lines[lines.index("example:") + 1 :]
-    assert (
-        examples and examples[0].startswith("  mmsent ") and all(line.startswith("  ") for line in examples)
-    )
+    assert examples and "mmsent " in examples[0] and all(line.startswith("  ") for line in examples)
 
 
 def test_ft_text_options_need_finetune_text(capsys):
