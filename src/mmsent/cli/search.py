@@ -32,22 +32,13 @@ from mmsent.finetune.config import FinetuneConfig, text_tuning
 # The head-training options a recipe takes over from `mmsent run`'s (cv --baseline).
 RECIPE_FIELDS = tuple(
     f"train.{name}"
-    for name in (
-        "heads",
-        "max_epochs",
-        "patience",
-        "batch_size",
-        "lr",
-        "weight_decay",
-        "hidden",
-        "dropout",
-        "loss",
-        "class_weights",
-        "label_smoothing",
-    )
+    for name in "heads max_epochs patience batch_size lr weight_decay hidden dropout loss class_weights "
+    "label_smoothing".split()
 )
-# What fine-tuning the text backbone inside each fold reads of the run configuration.
-TEXT_TUNING_FIELDS = ("split.val_fraction", "split.seed", "train.seed", *DEVICES)
+# What fine-tuning the text backbone inside each fold reads of the run configuration: the split
+# that picks its best epoch, its seed and the devices it trains on.
+INNER_SPLIT = ("split.val_fraction", "split.seed")
+TEXT_TUNING_FIELDS = (*INNER_SPLIT, "train.seed", *DEVICES)
 TEXT_TUNING = "text fine-tuning (with --finetune-text)"
 
 
@@ -85,7 +76,7 @@ def add_commands(commands) -> None:
         "--max-epochs", type=int, default=40, metavar="N", help="most epochs a trial may pick (default: 40)"
     )
     add_fold_options(search)
-    add_text_tuning(search, TEXT_TUNING_FIELDS[:2] + DEVICES)  # train.seed is the search's seed already
+    add_text_tuning(search, (*INNER_SPLIT, *DEVICES))  # train.seed is the search's own seed already
 
     cv = add_command(
         commands,
