@@ -81,14 +81,15 @@ def main() -> None:
         (
             "fine-tuned",
             str(work / "cache"),
-            ["--image-encoder", tuned["image"], "--text-encoder", tuned["text"]],
+            ["--encoders.image", tuned["image"], "--encoders.text", tuned["text"]],
         ),
     ):
         name = f"compare-{kind}"
         done = work / name / "records.json"
         if not (done.is_file() and len(json.loads(done.read_text())) == len(HEADS) * args.seeds):
             cmd = [mmsent, "compare", *common, "--name", name, "--cache", cache, *encoders]
-            timings[name] = run([*cmd, "--heads", *HEADS, "--seeds", str(args.seeds)], work / f"{name}.log")
+            seeds = [str(seed) for seed in range(args.seeds)]
+            timings[name] = run([*cmd, "--train.heads", *HEADS, "--seeds", *seeds], work / f"{name}.log")
         records[kind] = json.loads(done.read_text())
     timings["heads"] = run(finetune, work / "stage3.log")
 

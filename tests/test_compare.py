@@ -11,9 +11,11 @@ def test_compare_writes_the_report(tmp_path, tiny_lab, tiny_encoders, capsys):
     image, text = tiny_encoders
     heads = ["text_only", "image_only", "concat", "gated_image", "single_stream", "dual_stream_light"]
     where = ["--data", str(tiny_lab), "--out", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache")]
-    encoders = ["--image-encoder", image, "--text-encoder", text, "--encoders.max-text-tokens", "24"]
-    quick = ["--split.val-fraction", "0.25", "--train.max-epochs", "2", "--train.batch-size", "8"]
-    code = main(["compare", *where, *encoders, *quick, "--heads", *heads, "--seeds", "0", "1", "--quiet"])
+    encoders = ["--encoders.image", image, "--encoders.text", text, "--encoders.max_text_tokens", "24"]
+    quick = ["--split.val_fraction", "0.25", "--train.max_epochs", "2", "--train.batch_size", "8"]
+    code = main(
+        ["compare", *where, *encoders, *quick, "--train.heads", *heads, "--seeds", "0", "1", "--quiet"]
+    )
     assert code == 0
     folder = tmp_path / "runs" / "compare"
     records = json.loads((folder / "records.json").read_text())

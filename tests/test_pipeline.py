@@ -84,8 +84,8 @@ def test_same_seed_same_numbers(tmp_path, tiny_lab, tiny_encoders):
 def test_cli_run_then_predict_and_evaluate(tmp_path, tiny_lab, tiny_encoders, capsys):
     image, text = tiny_encoders
     common = ["--data", str(tiny_lab), "--out", str(tmp_path / "runs"), "--cache", str(tmp_path / "cache")]
-    tiny = ["--image-encoder", image, "--text-encoder", text, "--encoders.max-text-tokens", "24"]
-    quick = ["--train.max-epochs", "2", "--heads", "concat", "--split.folds", "3", "--quiet"]
+    tiny = ["--encoders.image", image, "--encoders.text", text, "--encoders.max_text_tokens", "24"]
+    quick = ["--train.max_epochs", "2", "--train.heads", "concat", "--split.folds", "3", "--quiet"]
     assert main(["run", *common, *tiny, *quick, "--name", "cli"]) == 0
     out = capsys.readouterr().out
     assert "filled-in test list" in out and "| **concat** (chosen) |" in out
@@ -110,9 +110,9 @@ def test_bad_input_stops_with_file_and_line(tmp_path, tiny_encoders, capsys):
             str(lab),
             "--out",
             str(tmp_path / "runs"),
-            "--image-encoder",
+            "--encoders.image",
             image,
-            "--text-encoder",
+            "--encoders.text",
             text,
             "--cache",
             str(tmp_path / "cache"),
@@ -120,7 +120,7 @@ def test_bad_input_stops_with_file_and_line(tmp_path, tiny_encoders, capsys):
         ]
     )
     err = capsys.readouterr().err
-    assert code == 2
+    assert code == 3
     assert f"{lab / 'train.txt'}:4:" in err and "postive" in err and "Traceback" not in err
 
 

@@ -107,8 +107,8 @@ def test_stored_tokens_pickle_by_path_not_by_value(tmp_path, encoders, items):
 def test_cli_extract_shard_then_extract_merges(tmp_path, tiny_lab, tiny_encoders, capsys):
     image, text = tiny_encoders
     common = [
-        "--data", str(tiny_lab), "--cache", str(tmp_path / "cache"), "--image-encoder", image,
-        "--text-encoder", text, "--encoders.max-text-tokens", "24", "--encoders.workers", "0", "--quiet",
+        "--data", str(tiny_lab), "--cache", str(tmp_path / "cache"), "--encoders.image", image,
+        "--encoders.text", text, "--encoders.max_text_tokens", "24", "--encoders.workers", "0", "--quiet",
     ]  # fmt: skip
     for shard in ("0/2", "1/2"):
         assert main(["extract-shard", "--shard", shard, *common]) == 0
@@ -117,5 +117,5 @@ def test_cli_extract_shard_then_extract_merges(tmp_path, tiny_lab, tiny_encoders
     assert len(parts_in(store)) == 8  # 2 parts x (image, text) x (train, test lists)
     assert main(["extract", *common]) == 0
     assert parts_in(store) == []
-    assert main(["extract-shard", "--shard", "2/2", *common]) == 2
+    assert main(["extract-shard", "--shard", "2/2", *common]) == 3
     assert "shard 2/2" in capsys.readouterr().err

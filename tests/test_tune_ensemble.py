@@ -23,8 +23,8 @@ from mmsent.train.spec import Recipe, read_recipes, write_recipes
 
 def flags(lab: Path, encoders: tuple[str, str], work: Path, name: str) -> list[str]:
     return [
-        "--data", str(lab), "--image-encoder", encoders[0], "--text-encoder", encoders[1],
-        "--encoders.max-text-tokens", "24", "--encoders.workers", "0", "--cache", str(work / "cache"),
+        "--data", str(lab), "--encoders.image", encoders[0], "--encoders.text", encoders[1],
+        "--encoders.max_text_tokens", "24", "--encoders.workers", "0", "--cache", str(work / "cache"),
         "--out", str(work / "runs"), "--name", name, "--quiet",
     ]  # fmt: skip
 
@@ -68,16 +68,16 @@ def test_search_resumes_from_its_study_and_writes_best_recipes(work, tiny_lab, t
 
 def test_cv_command_tables_baseline_and_recipes(work, tiny_lab, tiny_encoders, recipes_file, capsys):
     args = ["cv", *flags(tiny_lab, tiny_encoders, work, "cv"), "--recipes", str(recipes_file)]
-    assert main([*args, "--baseline", "--heads", "concat", "--folds", "3"]) == 0
+    assert main([*args, "--baseline", "--train.heads", "concat", "--folds", "3"]) == 0
     rows = json.loads((work / "runs" / "cv" / "cv.json").read_text())
     assert list(rows) == ["concat (run options)", "cat", "text_only"]
     assert all(r["folds"] == 3 and "accuracy_std" in r for r in rows.values())
     assert "| cat | " in capsys.readouterr().out
 
 
-def test_tune_command_runs(work, tiny_lab, tiny_encoders, capsys):
-    args = ["tune", *flags(tiny_lab, tiny_encoders, work, "t"), "--heads", "text_only", "--trials", "2"]
-    assert main([*args, "--folds", "2", "--max-epochs", "2", "--timeout", "120"]) == 0
+def test_search_command_runs(work, tiny_lab, tiny_encoders, capsys):
+    args = ["search", *flags(tiny_lab, tiny_encoders, work, "t"), "--train.heads", "text_only"]
+    assert main([*args, "--trials", "2", "--folds", "2", "--max-epochs", "2", "--timeout", "120"]) == 0
     assert "| text_only | 2 / 0 |" in capsys.readouterr().out
 
 
@@ -177,7 +177,7 @@ def test_ensemble_is_served_over_http(ensemble_run: Path, tiny_lab: Path):
     assert response.json()["label"] in LABELS
 
 
-CROSS_FIT = ["--finetune-text", "--ft.text.epochs", "1", "--ft.text.batch-size", "8", "--ft.text.lr", "1e-3"]
+CROSS_FIT = ["--finetune-text", "--ft.text.epochs", "1", "--ft.text.batch_size", "8", "--ft.text.lr", "1e-3"]
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +220,7 @@ def test_cross_fitted_text_backbones_see_only_their_folds_training_pairs(
     assert answer.label == filled[guid]
 
 
-def test_cv_and_tune_reuse_the_cross_fitted_backbones(
+def test_cv_and_search_reuse_the_cross_fitted_backbones(
     cross_fitted_run, work, tiny_lab, tiny_encoders, recipes_file, capsys
 ):
     backbones = work / "cache" / "text-backbones"
@@ -234,8 +234,9 @@ def test_cv_and_tune_reuse_the_cross_fitted_backbones(
     assert after == before and {
         str(Path(stage1[f"fold{i}"]["folder"]) / "encoder.pt") for i in range(3)
     } <= set(before)
-    # tune: the same backbones per fold; its study is kept apart from a study over frozen features.
-    args = ["tune", *flags(tiny_lab, tiny_encoders, work, "xtune"), "--heads", "text_only", "--trials", "1"]
+    # search: the same backbones per fold; its study is kept apart from a study over frozen features.
+    args = ["search", *flags(tiny_lab, tiny_encoders, work, "xtune"), "--train.heads", "text_only"]
+    args += ["--trials", "1"]
     assert main([*args, "--folds", "2", "--max-epochs", "2", *CROSS_FIT]) == 0
     out = work / "runs" / "xtune"
     assert "(text backbone fine-tuned inside each fold)" in (out / "report.md").read_text()
@@ -244,4 +245,4 @@ def test_cv_and_tune_reuse_the_cross_fitted_backbones(
     assert main([*args, "--folds", "2", "--max-epochs", "2"]) != 0  # the same study, frozen features
     assert "this study was made with other settings" in capsys.readouterr().err
     assert main([*args, "--ft.text.epochs", "2"]) != 0
-    assert "--ft.text.epochs only apply with --finetune-text" in capsys.readouterr().err
+    assert "--ft.text.epochs only applies with --finetune-text" in capsys.readouterr().err

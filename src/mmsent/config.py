@@ -2,7 +2,8 @@
 
 The CLI (cli/options.py) turns these into `--section.option` flags and reads the
 same names from a YAML file given with `--config`; the resolved values are saved
-with each run as `config.yaml`, so a run folder says exactly what it was.
+with each run as `config.yaml`, so a run folder says exactly what it was. The
+string under each field documents it: it is the field's `--help` text.
 """
 
 from __future__ import annotations
@@ -20,64 +21,99 @@ DEFAULT_DATA = Path("../shared/datasets/mvsa-lab5")
 class CleanConfig:
     """Tweet clean-up, applied before an encoder's tokenizer (lower-casing is the encoder's)."""
 
-    strip_retweet: bool = True  # "RT @user:" at the start
-    strip_mentions: bool = True  # other "@user" tokens
-    strip_links: bool = True  # http(s)://... and www....
-    # "#happy" -> "happy" | "" | "#happy"; "segment": "#nofilter" -> "no filter", "#BigBang" -> "Big Bang"
+    strip_retweet: bool = True
+    """drop "RT @user:" at the start of a tweet"""
+    strip_mentions: bool = True
+    """drop the other "@user" tokens"""
+    strip_links: bool = True
+    """drop http(s)://... and www.... links"""
     hashtags: Literal["word", "drop", "keep", "segment"] = "word"
+    """word: "#happy" -> "happy"; drop: removed; keep: as written; segment: "#NoFilter" -> "No Filter" too"""
     collapse_space: bool = True
+    """collapse runs of white space into one space"""
 
 
 @dataclass
 class DataConfig:
     root: Path = DEFAULT_DATA
+    """data folder in the lab's layout (data/<guid>.jpg and .txt, the lists)"""
     train_list: str = "train.txt"
+    """labelled guid,tag list in the data folder"""
     test_list: str = "test_without_label.txt"
-    skip_bad: bool = False  # skip and list bad pairs instead of stopping at the first
+    """guid,null list in the data folder, filled in by `run` and `predict`"""
+    skip_bad: bool = False
+    """skip and list bad pairs instead of stopping at the first"""
     clean: CleanConfig = field(default_factory=CleanConfig)
 
 
 @dataclass
 class SplitConfig:
-    folds: int = 5  # cross-validation folds: the main job chooses its model by them
-    seed: int = 0  # seeds the folds and the single split
-    val_fraction: float = 0.15  # the single split of `compare` and `finetune` ...
-    fold: int = -1  # ... or, when >= 0, that fold of `folds` as their validation pairs
+    folds: int = 5
+    """cross-validation folds (grouped, stratified): the main job chooses its model by them"""
+    seed: int = 0
+    """seed of the folds and of the single split"""
+    val_fraction: float = 0.15
+    """share of the labelled pairs held out by the single split of `compare` and `finetune`"""
+    fold: int = -1
+    """>= 0: that fold of `folds` is the single split's validation instead (0..folds-1)"""
 
 
 @dataclass
 class EncoderConfig:
     image: str = "efficientnet-lite0"
+    """image encoder: efficientnet-lite0, hf-resnet:<hub id or folder>, finetuned:<folder>, ..."""
     text: str = "minilm"
+    """text encoder: minilm, mbert, hf-text:<hub id or folder>, finetuned:<folder>, ..."""
     max_text_tokens: int = 64
+    """tweets are cut to this many tokens"""
     batch_size: int = 32
-    workers: int = 1  # image-decoding processes, overlapping the forward pass
-    tokens: bool = True  # also store token sequences (needed by the transformer heads)
-    cache: Path = Path("~/.cache/mmsent/features")  # the feature store (per user, shared by every run)
+    """pairs per forward pass when extracting features"""
+    workers: int = 1
+    """image-decoding processes, overlapping the forward pass (0: decode in the main process)"""
+    tokens: bool = True
+    """also store token sequences (needed by the transformer heads)"""
+    cache: Path = Path("~/.cache/mmsent/features")
+    """feature store, per user: features are extracted once per encoder and data, then reused by every run"""
 
 
 @dataclass
 class TrainConfig:
-    # The candidates the main job cross-validates ("linear_probe": logistic regression on both
-    # pooled vectors); the mean of those that read both modalities is a candidate too.
     heads: list[str] = field(default_factory=lambda: ["linear_probe", "text_only", "image_only", "concat"])
+    """the candidates the main job cross-validates (linear_probe: logistic regression on both pooled vectors;
+    text_only image_only concat gated_image gated_text single_stream dual_stream ...); the mean of those
+    that read both modalities is a candidate too"""
     seed: int = 0
-    # The training spec of every head (`mmsent.train.spec.Recipe`): the same record in run, cv, compare.
-    max_epochs: int = 60  # with patience 0, exactly this many (cosine schedule to zero)
-    patience: int = 8  # > 0: keep the epoch of lowest validation loss, stop after this many worse
+    """seed of weight initialisation and batch order"""
+    max_epochs: int = 60
+    """most epochs a head trains (with patience 0: exactly this many, cosine schedule to zero)"""
+    patience: int = 8
+    """> 0: keep the epoch of lowest validation loss, stop after this many epochs without a better one"""
     batch_size: int = 64
+    """pairs per training step"""
     lr: float = 1e-3
+    """learning rate (AdamW)"""
     weight_decay: float = 1e-2
+    """AdamW weight decay"""
     hidden: int = 256
+    """width of the classifier's hidden layer (heads that have one)"""
     dropout: float = 0.3
+    """dropout before the classifier"""
     loss: Literal["ce", "focal"] = "ce"
-    class_weights: float = 0.0  # power of the inverse class frequency: 0 none, 1 full
+    """cross-entropy, or focal loss (down-weights easy pairs)"""
+    class_weights: float = 0.0
+    """weight the loss by the inverse class frequency to this power: 0 none, 1 full"""
     label_smoothing: float = 0.0
-    engine: Literal["auto", "plain", "lightning"] = "auto"  # auto: Lightning for DDP or a GPU, else plain
-    devices: int = 1  # processes (GPUs, or CPU processes) per node; >1: distributed data parallel
+    """share of each target spread over the other classes"""
+    engine: Literal["auto", "plain", "lightning"] = "auto"
+    """training loop: plain (fast, one CPU process), lightning (DDP, GPU); auto picks by devices"""
+    devices: int = 1
+    """processes (GPUs, or CPU processes) per node; >1: distributed data parallel"""
     accelerator: str = "auto"
+    """Lightning accelerator: auto, cpu, gpu, ..."""
     num_nodes: int = 1
-    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"  # auto: bf16/fp16 on GPU
+    """machines taking part in distributed training"""
+    precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
+    """numeric precision; auto: bf16 or fp16 mixed on a GPU, 32-bit elsewhere"""
 
 
 @dataclass
@@ -87,11 +123,13 @@ class RunConfig:
     encoders: EncoderConfig = field(default_factory=EncoderConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     out: Path = Path("runs")
-    name: str = ""  # run folder name; empty: a timestamp
-    # `mmsent run --quality`: the tuned ensemble shipped in mmsent/tune/quality.yaml, cross-validated
-    # and retrained on all labelled pairs, with the text backbone fine-tuned inside each fold, instead
-    # of the three default heads (more accurate: ~24 min on 2 CPU cores against ~15 s warm)
+    """folder that holds the run folders"""
+    name: str = ""
+    """folder under `out` that the command writes; empty: its default (for run and train, a timestamp)"""
     quality: bool = False
+    """the tuned ensemble shipped in mmsent/search/quality.yaml instead of the candidates: cross-validated
+    and retrained on all labelled pairs, with the text backbone fine-tuned inside each fold (more accurate:
+    ~24 min on 2 CPU cores against ~15 s warm)"""
 
 
 def to_plain(cfg) -> dict:

@@ -1,44 +1,36 @@
 """`mmsent finetune`, `mmsent e2e`, `mmsent extract-shard`: backbone training and sharded extraction.
 
-Every run option (`--data`, `--encoders.*`, `--train.*`, `--devices`, ...) works
-as for `mmsent run`; the recipe's own options are `--ft.<field>` (finetune) and
-`--e2e.<field>` (e2e), listed by `--help`.
+They take the run options they read (`--data`, `--encoders.*`, `--train.*`, ...) as
+`mmsent run` does; the recipe's own options are `--ft.<field>` (finetune) and
+`--e2e.<field>` (e2e), from the dataclasses in mmsent/finetune/config.py.
 """
 
 from __future__ import annotations
 
-import argparse
-import functools
 import json
 from pathlib import Path
-from typing import Any
 
-from mmsent.cli.options import add_config_options, add_flag, fields_of, resolve_config, set_dotted
-from mmsent.config import from_plain, to_plain
+from mmsent.cli.options import (
+    DEVICES,
+    EXTRACTION,
+    HEAD_TRAINING,
+    OUTPUT,
+    add_fields,
+    add_run_options,
+    resolve_config,
+    resolve_section,
+)
+from mmsent.cli.parser import add_command
 from mmsent.finetune.config import EndToEndConfig, FinetuneConfig
 
-
-def add_section(parser: argparse.ArgumentParser, prefix: str, cls, title: str, factory=None) -> None:
-    """`--<prefix>.<field>` for every field of `cls`; defaults from `factory()` (default `cls()`)."""
-    group = parser.add_argument_group(title)
-    defaults = to_plain((factory or cls)())  # nested sections may differ from their class's own defaults
-    for name, hint, _ in fields_of(cls):
-        dotted = f"{prefix}.{name}"
-        flags = sorted({f"--{dotted}", f"--{dotted.replace('_', '-')}"})
-        add_flag(group, flags, dotted, hint, functools.reduce(dict.get, name.split("."), defaults))
-
-
-def resolve_section(args: argparse.Namespace, prefix: str, cls, factory=None) -> Any:
-    data = to_plain((factory or cls)())
-    for name, _, _ in fields_of(cls):
-        if hasattr(args, f"{prefix}.{name}"):
-            set_dotted(data, name, getattr(args, f"{prefix}.{name}"))
-    return from_plain(cls, data, prefix=f"{prefix}.")
+# What end-to-end training reads of the run configuration: its own e2e options replace the rest.
+E2E_RUN_FIELDS = (*EXTRACTION, "split", *OUTPUT, "train.seed", "train.class_weights", "train.hidden")
+E2E_RUN_FIELDS += ("train.dropout", *DEVICES)
 
 
 def cmd_finetune(args) -> int:
     cfg = resolve_config(args)
-    ft = resolve_section(args, "ft", FinetuneConfig)
+    ft = resolve_section(args, "ft", FinetuneConfig())
     from mmsent.finetune import run_finetune
     from mmsent.train.distributed import global_rank
 
@@ -55,7 +47,7 @@ def cmd_finetune(args) -> int:
 
 def cmd_e2e(args) -> int:
     cfg = resolve_config(args)
-    e2e = resolve_section(args, "e2e", EndToEndConfig)
+    e2e = resolve_section(args, "e2e", EndToEndConfig())
     from mmsent.finetune import run_e2e
 
     metrics = run_e2e(cfg, e2e, progress=not args.quiet)
@@ -66,35 +58,51 @@ def cmd_e2e(args) -> int:
 
 def cmd_extract_shard(args) -> int:
     from mmsent.features.shards import parse_shard
-    from mmsent.finetune import extract_features
 
     shard = parse_shard(args.shard)
-    done = extract_features(resolve_config(args), shard, progress=not args.quiet)
+    cfg = resolve_config(args)
+    from mmsent.finetune import extract_features
+
+    done = extract_features(cfg, shard, progress=not args.quiet)
     print(json.dumps(done, indent=2))
     print(f"part {shard[0]} of {shard[1]} stored; all parts stored, the next use of the features merges them")
     return 0
 
 
 def add_commands(commands) -> None:
-    finetune = commands.add_parser(
+    finetune = add_command(
+        commands,
         "finetune",
-        help="two-stage recipe: tune each backbone as a classifier, extract its features, train the heads",
+        cmd_finetune,
+        "two-stage recipe: tune each backbone as a classifier, extract its features, train the heads",
+        """
+        mmsent finetune --name ft1 --ft.image.epochs 3 --ft.text.epochs 3
+        mmsent run --encoders.image finetuned:runs/ft1/tune-image/tuned \\
+            --encoders.text finetuned:runs/ft1/tune-text/tuned
+        """,
+        usage="%(prog)s [options]",
     )
-    add_config_options(finetune)
-    add_section(finetune, "ft", FinetuneConfig, "fine-tuning (stage 1: --ft.image.*, --ft.text.*)")
-    finetune.add_argument("--quiet", action="store_true", help="no progress bars")
-    finetune.set_defaults(func=cmd_finetune)
+    add_run_options(finetune, HEAD_TRAINING, defaults={"name": "finetune"})
+    add_fields(finetune, FinetuneConfig(), ["ft"], prefix="ft.", everyday=["ft.stages", "ft.tune"])
 
-    e2e = commands.add_parser("e2e", help="train a fusion head jointly with both backbones")
-    add_config_options(e2e)
-    add_section(e2e, "e2e", EndToEndConfig, "end-to-end training")
-    e2e.add_argument("--quiet", action="store_true", help="no progress bars")
-    e2e.set_defaults(func=cmd_e2e)
-
-    shard = commands.add_parser(
-        "extract-shard", help="store part i of N of the train and test lists' features"
+    e2e = add_command(
+        commands,
+        "e2e",
+        cmd_e2e,
+        "train a fusion head jointly with both backbones",
+        "mmsent e2e --e2e.head concat --e2e.epochs 3 --e2e.batch_size 16 --e2e.accumulate 2",
+        usage="%(prog)s [options]",
     )
-    add_config_options(shard)
-    shard.add_argument("--shard", required=True, help="i/N: this process's part, 0 <= i < N")
-    shard.add_argument("--quiet", action="store_true", help="no progress bars")
-    shard.set_defaults(func=cmd_extract_shard)
+    add_run_options(e2e, E2E_RUN_FIELDS, defaults={"name": "e2e"})
+    add_fields(e2e, EndToEndConfig(), ["e2e"], prefix="e2e.", everyday=["e2e.head", "e2e.epochs"])
+
+    shard = add_command(
+        commands,
+        "extract-shard",
+        cmd_extract_shard,
+        "store part i of N of the train and test lists' features",
+        "for i in 0 1 2 3; do mmsent extract-shard --shard $i/4 --cache /shared/cache & done; wait",
+        usage="%(prog)s --shard i/N [options]",
+    )
+    shard.add_argument("--shard", required=True, metavar="i/N", help="this process's part, 0 <= i < N")
+    add_run_options(shard, EXTRACTION)

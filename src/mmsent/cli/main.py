@@ -1,4 +1,12 @@
-"""`mmsent`: a thin face over the pipeline. Bad input ends in one clear line, never a traceback."""
+"""`mmsent`: a thin face over the pipeline. Bad input ends in one clear line, never a traceback.
+
+Exit codes: 0 done; 1 `audit --strict` found problems; 2 the command line is wrong (argparse);
+3 bad data or settings (MmsentError, one line naming the file); 4 an error inside mmsent (one
+line; `-v` shows the traceback); 130 interrupted (Ctrl-C).
+
+Start-up stays well under a second: this module and the option modules import no torch,
+Lightning, transformers, Optuna or scikit-learn; each command imports what it needs.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +15,18 @@ import logging
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
 
+from mmsent import __version__
 from mmsent.cli.finetune import add_commands as finetune_commands
-from mmsent.cli.options import add_config_options, resolve_config
-from mmsent.cli.tune import add_commands as tune_commands
+from mmsent.cli.options import EXTRACTION, HEAD_TRAINING, add_run_options, resolve_config
+from mmsent.cli.parser import CommandParser, HelpFormatter, add_command, add_global_flags
+from mmsent.cli.search import add_commands as search_commands
 from mmsent.config import DEFAULT_DATA, CleanConfig, RunConfig, TrainConfig
 from mmsent.errors import MmsentError
-from mmsent.files import write_json
+
+EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 3, 4, 130
 
 
 def cmd_audit(args) -> int:
@@ -22,6 +34,8 @@ def cmd_audit(args) -> int:
 
     report = audit(Path(args.data), args.lists, CleanConfig())
     print(render_audit(report))
+    from mmsent.files import write_json
+
     out = write_json(Path(args.json or Path(args.data).name + ".audit.json"), report)
     print(f"audit written to {out}")
     return 1 if args.strict and report.get("problems") else 0
@@ -70,18 +84,27 @@ def cmd_run(args) -> int:
 
 
 def cmd_compare(args) -> int:
+    resolve_config(args)  # a bad option fails here, before torch loads
     from mmsent.compare import ALL_HEADS, compare
 
-    # Every head, unless --heads or the YAML file names some.
-    defaults = RunConfig(train=TrainConfig(heads=list(ALL_HEADS)))
-    cfg = resolve_config(args, defaults)
+    # Every head, unless --train.heads or the YAML file names some.
+    cfg = resolve_config(args, RunConfig(train=TrainConfig(heads=list(ALL_HEADS))))
     files = compare(cfg, seeds=args.seeds, progress=not args.quiet)
     print(Path(files["markdown"]).read_text(encoding="utf-8"))
     print("report files: " + ", ".join(str(p) for p in files.values()))
     return 0
 
 
+def finished_run(path: Path) -> Path:
+    """`path`, if it holds a finished run: checked here so a wrong path fails before torch loads
+    (RunFolder.open says the same once the run is opened)."""
+    if not (path / "run.json").is_file():
+        raise MmsentError("not a finished mmsent run folder (no run.json)", path)
+    return path
+
+
 def cmd_evaluate(args) -> int:
+    finished_run(args.run)
     from mmsent import pipeline
     from mmsent.evaluate.metrics import metrics_table
     from mmsent.runs import RunFolder
@@ -92,6 +115,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    finished_run(args.run)
     from mmsent import pipeline
     from mmsent.runs import RunFolder
 
@@ -112,76 +136,171 @@ def cmd_predict(args) -> int:
 
 
 def cmd_serve(args) -> int:
+    finished_run(args.run)
     from mmsent.serve.app import serve
 
-    serve(Path(args.run), host=args.host, port=args.port, answer=args.model)
+    serve(args.run, host=args.host, port=args.port, answer=args.model)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmsent", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every step")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    audit = commands.add_parser("audit", help="check a data folder and report what is in it")
-    audit.add_argument("data", nargs="?", default=str(DEFAULT_DATA), help="folder in the lab's layout")
-    audit.add_argument("--lists", nargs="+", default=["train.txt", "test_without_label.txt"])
-    audit.add_argument("--json", help="where to write the JSON report (default: <folder name>.audit.json)")
-    audit.add_argument("--strict", action="store_true", help="exit 1 when any problem is found")
-    audit.set_defaults(func=cmd_audit)
-
-    for name, func, text in (
-        ("extract", cmd_extract, "extract and store features of the train and test lists"),
-        ("train", cmd_train, "split, train every head, report validation metrics"),
-        ("run", cmd_run, "the main job: extract, train, evaluate, fill in the test list"),
-    ):
-        sub = commands.add_parser(name, help=text)
-        add_config_options(sub)
-        sub.add_argument("--quiet", action="store_true", help="no progress bars")
-        sub.set_defaults(func=func)
-
-    compare = commands.add_parser("compare", help="every head over several seeds on one split: report")
-    add_config_options(compare)
-    compare.add_argument(
-        "--seeds", type=int, nargs="+", default=[0, 1, 2], help="seeds per head (default 0 1 2)"
+def add_commands(commands) -> None:
+    audit = add_command(
+        commands,
+        "audit",
+        cmd_audit,
+        "check a data folder and report what is in it",
+        "mmsent audit ../shared/datasets/mvsa-lab5 --strict",
     )
-    compare.add_argument("--quiet", action="store_true", help="no progress bars")
-    compare.set_defaults(func=cmd_compare)
+    audit.add_argument(
+        "data", nargs="?", default=str(DEFAULT_DATA), help=f"data folder (default: {DEFAULT_DATA})"
+    )
+    audit.add_argument(
+        "--lists",
+        nargs="+",
+        default=["train.txt", "test_without_label.txt"],
+        metavar="NAME",
+        help="guid,tag lists in the folder to check (default: train.txt test_without_label.txt)",
+    )
+    audit.add_argument(
+        "--json", metavar="FILE", help="where to write the JSON report (default: <folder name>.audit.json)"
+    )
+    audit.add_argument("--strict", action="store_true", help="exit 1 when any problem is found")
 
-    evaluate = commands.add_parser("evaluate", help="metrics of a run's heads on a labelled list")
+    extract = add_command(
+        commands,
+        "extract",
+        cmd_extract,
+        "extract and store features of the train and test lists",
+        "mmsent extract --data ../shared/datasets/mvsa-lab5 --cache /work/cache/features",
+        usage="%(prog)s [options]",
+    )
+    add_run_options(extract, EXTRACTION)
+
+    train = add_command(
+        commands,
+        "train",
+        cmd_train,
+        "split, train every head, report validation metrics",
+        "mmsent train --train.heads concat gated_image --train.max_epochs 30 --name try2",
+        usage="%(prog)s [options]",
+    )
+    add_run_options(train, HEAD_TRAINING)
+
+    run = add_command(
+        commands,
+        "run",
+        cmd_run,
+        "the main job: extract, train, evaluate, fill in the test list",
+        """
+        mmsent run --data ../shared/datasets/mvsa-lab5 --out runs
+        mmsent run --train.heads concat gated_image --train.lr 3e-4 --name try2
+        mmsent run --config my.yaml --quality     # my.yaml: a copy of configs/default.yaml, edited
+        """,
+        description="The main job: extract features, train the heads, report their validation metrics, "
+        "fill in the test list with the best head.",
+        usage="%(prog)s [options]",
+    )
+    add_run_options(run, (*HEAD_TRAINING, "quality"))
+
+    compare = add_command(
+        commands,
+        "compare",
+        cmd_compare,
+        "every head over several seeds on one split: report",
+        "mmsent compare --train.heads concat gated_image single_stream --seeds 0 1 2",
+        usage="%(prog)s [options]",
+    )
+    add_run_options(
+        compare,
+        HEAD_TRAINING,
+        omit=("train.seed",),
+        defaults={"train.heads": "every head", "name": "compare"},
+    )
+    compare.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[0, 1, 2],
+        metavar="N",
+        help="one fit per head and seed (default: 0 1 2)",
+    )
+
+    evaluate = add_command(
+        commands,
+        "evaluate",
+        cmd_evaluate,
+        "metrics of a run's heads on a labelled list",
+        "mmsent evaluate runs/20250101-120000 --list test_with_label.txt",
+    )
     evaluate.add_argument("run", type=Path, help="run folder")
-    evaluate.add_argument("--list", required=True, help="labelled guid,tag list (in --data)")
-    evaluate.add_argument("--data", type=Path, help="data folder (default: the run's)")
-    evaluate.add_argument("--quiet", action="store_true")
-    evaluate.set_defaults(func=cmd_evaluate)
+    evaluate.add_argument(
+        "--list", required=True, metavar="NAME", help="labelled guid,tag list in the data folder"
+    )
+    evaluate.add_argument("--data", type=Path, metavar="PATH", help="data folder (default: the run's)")
 
-    predict = commands.add_parser("predict", help="fill in the tags of a guid,null list")
+    predict = add_command(
+        commands,
+        "predict",
+        cmd_predict,
+        "fill in the tags of a guid,null list",
+        "mmsent predict runs/20250101-120000 --output predictions.txt",
+    )
     predict.add_argument("run", type=Path, help="run folder")
-    predict.add_argument("--list", help="guid,null list in --data (default: the run's test list)")
-    predict.add_argument("--data", type=Path, help="data folder (default: the run's)")
-    predict.add_argument("--head", help="which of the run's models (default: the one it chose by CV)")
+    predict.add_argument(
+        "--list", metavar="NAME", help="guid,null list in the data folder (default: the run's test list)"
+    )
+    predict.add_argument("--data", type=Path, metavar="PATH", help="data folder (default: the run's)")
+    predict.add_argument(
+        "--head", metavar="NAME", help="which of the run's models answers (default: the one it chose by CV)"
+    )
     predict.add_argument(
         "--output",
         type=Path,
+        metavar="FILE",
         help="output file (default: <run>/predictions/<list>; with --head, <run>/predictions/<head>/<list>)",
     )
     predict.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
-    predict.add_argument("--quiet", action="store_true")
-    predict.set_defaults(func=cmd_predict)
 
-    serve = commands.add_parser("serve", help="HTTP service and web page for a trained run")
+    serve = add_command(
+        commands,
+        "serve",
+        cmd_serve,
+        "HTTP service and web page for a trained run",
+        "mmsent serve runs/20250101-120000 --port 8000",
+    )
     serve.add_argument("run", type=Path, help="run folder")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--model", help="which of the run's models answers (default: the one it chose by CV)")
-    serve.set_defaults(func=cmd_serve)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
+    serve.add_argument(
+        "--model", metavar="NAME", help="which of the run's models answers (default: the one it chose by CV)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmsent",
+        description="Sentiment (positive / neutral / negative) of tweet image + text pairs.",
+        epilog="`mmsent COMMAND --help` shows a command's options and an example.\n\nexample:\n"
+        "  mmsent run --data ../shared/datasets/mvsa-lab5 --out runs",
+        formatter_class=HelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument("--version", action="version", version=f"mmsent {__version__}")
+    add_global_flags(parser)
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=CommandParser
+    )
+    add_commands(commands)
     finetune_commands(commands)
-    tune_commands(commands)
+    search_commands(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help and --version (0), or a usage error (2): argparse printed it
+        return done.code if isinstance(done.code, int) else EXIT_USAGE
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     interrupted = []
 
@@ -196,22 +315,34 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except MmsentError as error:
         print(f"mmsent: error: {error}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     except OSError as error:
-        if error.filename is None:
-            raise  # not about a path the user gave: a bug, shown in full
+        if error.filename is None:  # not about a path the user gave: an internal error, below
+            return internal_error(error, args.verbose)
         print(f"mmsent: error: {error.filename}: {error.strerror or error}", file=sys.stderr)
-        return 2
+        return EXIT_INPUT
     except KeyboardInterrupt:
         print("mmsent: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except SystemExit:
         if not interrupted:
             raise
         print("mmsent: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        return internal_error(error, args.verbose)
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+def internal_error(error: Exception, verbose: bool) -> int:
+    """A bug in mmsent (or its libraries), not in the user's input: one line, or the traceback with -v."""
+    if verbose:
+        traceback.print_exception(error)
+    message = (str(error).strip().splitlines() or [""])[0]
+    hint = "" if verbose else " (rerun with -v for the traceback)"
+    print(f"mmsent: internal error: {type(error).__name__}: {message}{hint}", file=sys.stderr)
+    return EXIT_INTERNAL
 
 
 if __name__ == "__main__":
