@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import make_lab, tiny_config
@@ -273,3 +274,24 @@ def test_a_copied_run_predicts_from_anywhere_without_extracting(tiny_run: Path, 
     assert target.read_text() == (tiny_run / "predictions" / "test_without_label.txt").read_text()
     assert sorted(p.name for p in store.iterdir()) == before  # read back, nothing extracted again
     assert not (elsewhere / ".cache").exists()
+
+
+def test_explanations_measure_each_modality_by_ablation(tiny_run: Path, tiny_lab: Path):
+    # A model that never reads the image gains nothing from it, and likewise for text.
+    clf = Classifier.load(tiny_run)
+    guids = [line.split(",")[0] for line in (tiny_lab / "test_with_label.txt").read_text().splitlines()[1:4]]
+    images = [tiny_lab / "data" / f"{g}.jpg" for g in guids]
+    texts = [(tiny_lab / "data" / f"{g}.txt").read_text() for g in guids]
+    table = clf.encode(images, texts)
+    for name, blind in (("text_only", "image"), ("image_only", "text")):
+        model = clf.model.answering_with(name)
+        for entry in model.explain(table):
+            assert entry[f"{blind}_effect"] == pytest.approx(0.0, abs=1e-9)
+            assert -1.0 <= entry[f"{'text' if blind == 'image' else 'image'}_effect"] <= 1.0
+    # the run's own model: the effects are the drop of the answered class when a side is blanked
+    model = clf.model
+    probs = model.predict_proba(table)
+    without_image = model.predict_proba(table.without("image", np.asarray(model.reference["image"])))
+    for i, entry in enumerate(model.explain(table)):
+        answer = probs[i].argmax()
+        assert entry["image_effect"] == pytest.approx(probs[i, answer] - without_image[i, answer])

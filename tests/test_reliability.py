@@ -58,8 +58,8 @@ def cli_common(lab: Path, out: Path, encoders) -> list[str]:
     image, text = encoders
     return [
         "--data", str(lab), "--out", str(out / "runs"), "--cache", str(out / "cache"),
-        "--image-encoder", image, "--text-encoder", text, "--encoders.max-text-tokens", "24",
-        "--train.max-epochs", "1", "--heads", "concat", "--split.val-fraction", "0.25", "--quiet",
+        "--encoders.image", image, "--encoders.text", text, "--encoders.max_text_tokens", "24",
+        "--train.max_epochs", "1", "--train.heads", "concat", "--split.folds", "3", "--quiet",
     ]  # fmt: skip
 
 
@@ -158,7 +158,7 @@ def test_5_output_onto_a_file_is_refused_without_overwrite_and_keeps_the_usual_m
 ):
     target = tmp_path / "mine.txt"
     target.write_text("my own notes\n")
-    assert main(["predict", str(run_copy), "--output", str(target), "--quiet"]) == 2
+    assert main(["predict", str(run_copy), "--output", str(target), "--quiet"]) == 3
     assert "--overwrite" in capsys.readouterr().err and target.read_text() == "my own notes\n"
     previous = os.umask(0o022)
     try:
@@ -247,7 +247,7 @@ def test_8_a_bad_test_list_row_stops_the_run_before_any_training(
     never = lambda *args, **kwargs: trained.append(args) or 1 / 0  # noqa: E731
     monkeypatch.setattr(cv, "fit", never)
     monkeypatch.setattr(pipeline, "fit", never)
-    assert main(["run", *cli_common(lab, tmp_path, tiny_encoders), "--name", "bad"]) == 2
+    assert main(["run", *cli_common(lab, tmp_path, tiny_encoders), "--name", "bad"]) == 3
     assert f"{lab / 'test_without_label.txt'}:5:" in capsys.readouterr().err
     assert trained == [] and not (tmp_path / "runs").exists()
 
@@ -260,20 +260,20 @@ def test_9_path_mistakes_are_one_line_errors_never_tracebacks(tmp_path, tiny_lab
     a_file.write_text("not a folder")
     command = ["run", *cli_common(tiny_lab, tmp_path, tiny_encoders)]
     command[command.index("--out") + 1] = str(a_file)
-    assert main(command) == 2
+    assert main(command) == 3
     assert f"{a_file}: is a file" in capsys.readouterr().err
 
     lab = tmp_path / "lab"
     shutil.copytree(tiny_lab, lab)
     (lab / "train.txt").unlink()
     (lab / "train.txt").mkdir()
-    assert main(["run", *cli_common(lab, tmp_path, tiny_encoders)]) == 2
+    assert main(["run", *cli_common(lab, tmp_path, tiny_encoders)]) == 3
     assert "is a folder" in capsys.readouterr().err
 
     report = tmp_path / "no" / "such" / "folder" / "audit.json"
     assert main(["audit", str(tiny_lab), "--json", str(report)]) == 0
     assert report.is_file()
-    assert main(["audit", str(tiny_lab), "--json", str(a_file / "audit.json")]) == 2
+    assert main(["audit", str(tiny_lab), "--json", str(a_file / "audit.json")]) == 3
     assert "is a file, not a folder" in capsys.readouterr().err
 
 

@@ -68,8 +68,9 @@ def test_predict_answers_label_probabilities_and_modalities(client, classifier):
     # The answering model of the tiny run may be a single-modality one; its share is then 0 or 1.
     fusion = body["fusion"]
     direct = classifier.predict(jpeg(), GOOD["data"]["text"]).explanation
-    assert fusion["image_share"] == pytest.approx(direct["image_share"], abs=1e-6)
-    assert fusion["leaned_on"] == ("image" if direct["image_share"] > 0.5 else "text")
+    image, text = abs(direct["image_effect"]), abs(direct["text_effect"])
+    assert fusion["image_share"] == pytest.approx(image / (image + text) if image + text else 0.5, abs=1e-6)
+    assert fusion["leaned_on"] == ("image" if image > text else "text")
 
 
 def test_predict_equals_the_python_api(client, classifier):

@@ -238,6 +238,9 @@ class Ensemble:
     others: list[Member] = field(default_factory=list)
     name: str = ""
     labels: tuple[str, ...] = LABELS
+    # The neutral stand-in for a modality when measuring what it contributed: the mean pooled
+    # vector of each side over the training pairs ({} for models saved without it).
+    reference: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.name = self.name or " + ".join(m.name for m in self.members)
@@ -253,13 +256,29 @@ class Ensemble:
         return {m.name: m.predict_proba(table, rows) for m in [*self.members, *self.others]}
 
     def explain(self, table: FeatureTable, rows: np.ndarray | None = None) -> list[dict[str, Any]]:
-        """The readout (gate values, input shares) of the first member that has one, labelled by it."""
+        """Per pair: how much each modality moved the answer, by ablation, for any kind of model.
+
+        `image_effect` is the answered class's probability minus what it becomes when the image's
+        features are replaced by the training mean (`text_effect` likewise): positive where that
+        modality supported the answer. Beside it, the first member's own readout (gate values,
+        input shares), under `readout`, labelled as what it is."""
         rows = all_rows(table, rows)
+        out: list[dict[str, Any]] = [{} for _ in rows]
+        if self.reference and len(rows):
+            probs = self.predict_proba(table, rows)
+            answer = probs.argmax(axis=1)
+            picked = np.arange(len(rows))
+            for side in ("image", "text"):
+                ablated = self.predict_proba(table.without(side, np.asarray(self.reference[side])), rows)
+                for i, effect in enumerate(probs[picked, answer] - ablated[picked, answer]):
+                    out[i][f"{side}_effect"] = float(effect)
         for member in self.members:
             readouts = member.models[0].explain(table, rows)
             if any(readouts):
-                return [{"model": member.name, **r} for r in readouts]
-        return [{} for _ in rows]
+                for entry, readout in zip(out, readouts, strict=True):
+                    entry["readout"] = {"model": member.name, **readout}
+                break
+        return out
 
     def answering_with(self, name: str) -> Ensemble:
         """The same models, answering with the one called `name` (a member or another candidate)."""
@@ -268,7 +287,8 @@ class Ensemble:
         every = {m.name: m for m in [*self.members, *self.others]}
         if name not in every:
             raise MmsentError(f"this run has no model {name!r}; it has {', '.join([self.name, *every])}")
-        return Ensemble([every[name]], others=[m for n, m in every.items() if n != name], name=name)
+        others = [m for n, m in every.items() if n != name]
+        return Ensemble([every[name]], others=others, name=name, reference=self.reference)
 
     @property
     def encoders(self) -> dict[str, Any]:
@@ -286,6 +306,7 @@ class Ensemble:
             "calibration": self.calibration.to_dict(),
             "members": [_save_member(m, folder) for m in self.members],
             "others": [_save_member(m, folder) for m in self.others],
+            "reference": self.reference,
         }
         return write_text(folder / MODEL_FILE, json.dumps(spec, indent=2) + "\n")
 
@@ -303,6 +324,7 @@ class Ensemble:
                 Calibration(**spec["calibration"]),
                 others,
                 spec.get("name", ""),
+                reference=spec.get("reference", {}),
             )
         except (ValueError, KeyError, TypeError) as error:
             raise MmsentError(f"{MODEL_FILE} is malformed ({error})", path) from None

@@ -165,6 +165,7 @@ def train(cfg: RunConfig, progress: bool = True, run: RunFolder | None = None) -
         members=[finals[name][0] for name in chosen],
         others=[member for name, (member, _) in finals.items() if name not in chosen],
         name=selection.chosen,
+        reference=modality_means(table),
     )
     model.save(run.path)
     curves = {name: mean_curve(result.histories) for name, result in selection.results.items()}
@@ -213,6 +214,12 @@ def train(cfg: RunConfig, progress: bool = True, run: RunFolder | None = None) -
         labelled.skipped,
     )
     return run.finish() if own_run else run
+
+
+def modality_means(table: FeatureTable) -> dict[str, list[float]]:
+    """The training pairs' mean pooled vector of each modality: the stand-in that `explain` puts in
+    place of one modality to measure what it contributed."""
+    return {"image": table.image.mean(dim=0).tolist(), "text": table.text.mean(dim=0).tolist()}
 
 
 def mean_curve(histories: list[list[dict]]) -> dict[str, list[float]]:

@@ -65,6 +65,28 @@ class FeatureTable:
 
         return cls(pairs, stored(image), stored(text))
 
+    def without(self, side: str, reference: np.ndarray) -> FeatureTable:
+        """The same pairs with one modality's features replaced by `reference` (say, the training
+        mean): its pooled vector everywhere, and a one-token sequence of it for heads that read tokens."""
+        store = self.image_store if side == "image" else self.text_store
+        n, vector = len(store.guids), np.asarray(reference, dtype=np.float32)
+        tokens = (
+            None if store.tokens is None else np.broadcast_to(vector.astype(np.float16), (n, 1, len(vector)))
+        )
+        mask = None if store.mask is None else np.ones((n, 1), dtype=bool)
+        blank = StoredFeatures(
+            store.guids,
+            np.broadcast_to(vector, (n, len(vector))).copy(),
+            tokens,
+            mask,
+            {},
+            "",
+            store.identity,
+            Path(),
+        )
+        image, text = (blank, self.text_store) if side == "image" else (self.image_store, blank)
+        return FeatureTable(self.pairs, image, text)
+
     @property
     def identities(self) -> dict[str, dict]:
         return {"image": self.image_store.identity, "text": self.text_store.identity}

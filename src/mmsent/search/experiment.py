@@ -85,6 +85,7 @@ def ensemble_run(
     chosen = f"ensemble: {how} + {'calibrated' if bias else 'temperature'}"
     ensemble = build_ensemble(cv, recipes, table, seeds, how, tolerance, bias)
     ensemble.name = "ensemble"
+    ensemble.reference = pipeline.modality_means(table)
     ensemble.save(run.path)
     calibration = calibration_rows(cv, how)
     reliability_plot(

@@ -252,8 +252,22 @@ def describe(prediction: dict[str, Any]) -> dict[str, Any]:
 
 
 def fusion_summary(explanation: dict[str, Any]) -> dict[str, Any] | None:
-    """The image's share in [0, 1] (and which side won) where the head reports one,
-    the gate's mean opening for the gated head, None where the head explains nothing."""
+    """How much each modality moved the answer (by ablation: `mmsent.model.Ensemble.explain`), as
+    the image's share in [0, 1] of the two effects' sizes and which side weighed more; for a model
+    saved without the ablation reference, the head's own readout (input share, gate opening);
+    None where nothing can be said."""
+    image_effect, text_effect = explanation.get("image_effect"), explanation.get("text_effect")
+    if image_effect is not None and text_effect is not None:
+        total = abs(image_effect) + abs(text_effect)
+        share = abs(image_effect) / total if total > 0 else 0.5
+        return {
+            "image_share": share,
+            "text_share": 1.0 - share,
+            "leaned_on": "image" if share > 0.5 else "text",
+            "image_effect": image_effect,
+            "text_effect": text_effect,
+        }
+    explanation = explanation.get("readout", explanation)
 
     def scalar(value: Any) -> float | None:
         while isinstance(value, list) and len(value) == 1:

@@ -148,8 +148,10 @@ function showResult(result) {
     $("fusion").hidden = false;
   } else if (fusion && fusion.image_share !== undefined) {
     const part = (className, name, share) => {
-      const node = el("span", className, share >= MIN_LABELLED_SHARE ? `${name} ${percent(share)}` : "");
+      const labelled = share >= MIN_LABELLED_SHARE;
+      const node = el("span", className, labelled ? `${name} ${percent(share)}` : "");
       node.style.width = percent(share);
+      if (!labelled) node.style.padding = "0"; // padding alone would draw a sliver wider than the share
       return node;
     };
     split.replaceChildren(part("text-part", "text", fusion.text_share), part("image-part", "image", fusion.image_share));
