@@ -231,7 +231,9 @@ def cmd_cv(args) -> int:
 
     recipes = [r for path in args.recipes for r in read_recipes(path)]
     if args.baseline or not recipes:
-        baseline = [dataclasses.replace(spec_for(h, cfg.train), name=f"{h} (run options)") for h in cfg.train.heads]
+        baseline = [
+            dataclasses.replace(spec_for(h, cfg.train), name=f"{h} (run options)") for h in cfg.train.heads
+        ]
         recipes = baseline + recipes
     table = load_table(cfg, progress=not args.quiet)
     out = out_folder(cfg, "cv")
