@@ -63,9 +63,12 @@ def encoder(cfg: RunConfig, modality: str):
     """Encoders are built once per process: loading weights is slow, and serving reuses them."""
     name = cfg.encoders.image if modality == "image" else cfg.encoders.text
     options = {"max_tokens": cfg.encoders.max_text_tokens} if modality == "text" else {}
-    key = (name, tuple(sorted(options.items())))
+    # The exported ONNX models live beside the feature store.
+    onnx_folder = Path(cfg.encoders.cache).expanduser() / "onnx"
+    runtime = {"runtime": cfg.encoders.runtime, "onnx_folder": onnx_folder}
+    key = (name, tuple(sorted(options.items())), tuple(runtime.items()))
     if key not in _encoders:
-        _encoders[key] = create_encoder(name, **options)
+        _encoders[key] = create_encoder(name, **options, **runtime)
     return _encoders[key]
 
 
@@ -251,7 +254,10 @@ def is_ensemble(folder: Path) -> bool:
 def load_run_config(run: RunFolder) -> RunConfig:
     from mmsent.config import from_plain
 
-    return from_plain(RunConfig, run.config())
+    plain = run.config()
+    if "runtime" not in plain.get("encoders", {}):  # a run made before encoders ran on ONNX Runtime
+        plain = {**plain, "encoders": {**plain.get("encoders", {}), "runtime": "torch"}}
+    return from_plain(RunConfig, plain)
 
 
 def predict(
