@@ -191,6 +191,9 @@ class OnnxEncoder(Encoder):
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # Idle threads sleep instead of spinning: on few cores spinning starves the decoding
+        # worker and the work between two batches (profiled: 14.2 s against 11.5 s for 256 images).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.log_severity_level = 3  # errors only
         try:
             return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
