@@ -117,6 +117,36 @@ def labelled_items(root: Path, n: int, modality: str) -> list[tuple[str, str]]:
     return [(g, (root / "data" / f"{g}.txt").read_bytes().decode("utf-8", "replace").strip()) for g in guids]
 
 
+def parity(root: Path, onnx_folder: str, images: int = 64, texts: int = 256) -> None:
+    """Cosine of each item's features, ONNX Runtime (fp32, int8) against PyTorch, on real items."""
+    import torch
+
+    from mmsent.data.images import open_image
+    from mmsent.encoders import create_encoder
+
+    print(f"\nfeatures against PyTorch's ({images} images, {texts} texts): cosine min / mean")
+    for name, count in (("efficientnet-lite0", images), ("minilm", texts)):
+        reference = create_encoder(name)
+        items = labelled_items(root, count, reference.modality)
+        if reference.modality == "image":
+            raw = [open_image(path, draft_size=reference.draft_size) for _, path in items]
+        else:
+            raw = [text for _, text in items]
+        batch = reference.collate([reference.preprocess(item) for item in raw])
+        with torch.inference_mode():
+            expected = reference.encode(batch)
+        for runtime in ("onnx", "onnx-int8"):
+            encoder = create_encoder(name, runtime=runtime, onnx_folder=onnx_folder)
+            got = encoder.encode(batch)
+            cells = []
+            for part in ("pooled", "tokens"):
+                a, b = getattr(expected, part).double().flatten(1), getattr(got, part).double().flatten(1)
+                cosine = torch.nn.functional.cosine_similarity(a, b)
+                cells.append(f"{part} {cosine.min():.6f} / {cosine.mean():.6f}")
+            precision = encoder.identity().get("precision", "torch")
+            print(f"  {name:<20}{runtime:<11}({precision}) " + ", ".join(cells))
+
+
 def measured(code: str, *args: str, allocator: str | None = None) -> dict:
     """Run `code` in a fresh interpreter; its JSON answer plus the peak RSS of its process tree."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
@@ -144,6 +174,7 @@ def main() -> None:
     parser.add_argument("--texts", type=int, default=1024)
     parser.add_argument("--runtime", default=EncoderConfig().runtime, help="mmsent's runtime")
     parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--no-parity", action="store_true", help="skip the feature cosine check")
     args = parser.parse_args()
     root = Path(args.data)
     images, texts = labelled_items(root, args.n, "image"), labelled_items(root, args.texts, "text")
@@ -156,10 +187,13 @@ def main() -> None:
     if args.runtime != "torch":  # export once (cached like a download), outside the timings
         from mmsent.encoders import create_encoder
 
-        for name in ("efficientnet-lite0", "minilm"):
+        exports = [("efficientnet-lite0", args.runtime), ("minilm", args.runtime)]
+        exports += [("minilm", "onnx-int8")] if args.runtime == "onnx" else []
+        for name, runtime in exports:
             started = time.perf_counter()
-            create_encoder(name, runtime=args.runtime, onnx_folder=onnx_folder)
-            print(f"  one-time ONNX export of {name}: {time.perf_counter() - started:.1f} s (cached after)")
+            create_encoder(name, runtime=runtime, onnx_folder=onnx_folder)
+            seconds = time.perf_counter() - started
+            print(f"  one-time export of {name} ({runtime}): {seconds:.1f} s, with loading (cached after)")
 
     variants = {
         ("images", "naive PyTorch"): lambda: measured(NAIVE_IMAGES, json.dumps([p for _, p in images])),
@@ -169,6 +203,10 @@ def main() -> None:
         ("texts", "naive PyTorch"): lambda: measured(NAIVE_TEXTS, json.dumps([t for _, t in texts])),
         ("texts", "mmsent"): lambda: measured(MMSENT, "minilm", args.runtime, onnx_folder, json.dumps(texts)),
     }
+    if args.runtime == "onnx":
+        variants[("texts", "mmsent int8")] = lambda: measured(
+            MMSENT, "minilm", "onnx-int8", onnx_folder, json.dumps(texts)
+        )
     best: dict[tuple[str, str], dict] = {}
     for _ in range(args.repeats):
         for key, run in variants.items():
@@ -180,6 +218,8 @@ def main() -> None:
     for (kind, variant), result in best.items():
         ratio = result["rate"] / best[(kind, "naive PyTorch")]["rate"]
         print(f"{kind:<8}{variant:<16}{result['rate']:>10.1f}{result['peak_mb']:>13.0f}{ratio:>9.2f}x")
+    if not args.no_parity:
+        parity(root, onnx_folder)
     load = os.getloadavg()[0]
     print(f"\nload average at the end: {load:.2f} (other work on these cores skews all figures)")
     print("targets: images >= 2.0x naive, peak RSS <= 2048 MB")

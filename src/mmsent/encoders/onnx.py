@@ -124,6 +124,7 @@ def quantize_int8(source: Path, path: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     temp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    logging.disable(logging.WARNING)  # its advice to pre-process the graph, on the root logger
     try:
         quantize_dynamic(
             str(source),
@@ -134,6 +135,7 @@ def quantize_int8(source: Path, path: Path) -> None:
         )
         os.replace(temp, path)
     finally:
+        logging.disable(logging.NOTSET)
         temp.unlink(missing_ok=True)
 
 
