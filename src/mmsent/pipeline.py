@@ -63,8 +63,8 @@ def encoder(cfg: RunConfig, modality: str):
     """Encoders are built once per process: loading weights is slow, and serving reuses them."""
     name = cfg.encoders.image if modality == "image" else cfg.encoders.text
     options = {"max_tokens": cfg.encoders.max_text_tokens} if modality == "text" else {}
-    # The exported ONNX models live beside the feature store.
-    onnx_folder = Path(cfg.encoders.cache).expanduser() / "onnx"
+    # The exported ONNX models live beside the feature store (~/.cache/mmsent/onnx by default).
+    onnx_folder = Path(cfg.encoders.cache).expanduser().parent / "onnx"
     runtime = {"runtime": cfg.encoders.runtime, "onnx_folder": onnx_folder}
     key = (name, tuple(sorted(options.items())), tuple(runtime.items()))
     if key not in _encoders:
