@@ -51,7 +51,7 @@ class EncoderConfig:
     text: str = "minilm"
     max_text_tokens: int = 64
     # Where extraction and serving run the encoders' forward pass: ONNX Runtime (exported once,
-    # ~3x faster on CPU, features at cosine >= 0.999 of PyTorch's), its int8 form, or PyTorch.
+    # several times faster on CPU, features at cosine >= 0.999 of PyTorch's), its int8 form, or PyTorch.
     # Fine-tuning always runs on PyTorch.
     runtime: Literal["onnx", "onnx-int8", "torch"] = "onnx"
     batch_size: int = 32
