@@ -7,6 +7,7 @@ writing), then (a) again, since other work on a shared machine drifts. Prints
 both throughputs and their ratio; the aim is >= 90%.
 
     python benchmarks/extract_throughput.py [--data DIR] [--n 512] [--encoder efficientnet-lite0]
+        [--runtime onnx|onnx-int8|torch]
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from mmsent.config import DEFAULT_DATA
+from mmsent.config import DEFAULT_DATA, EncoderConfig
 from mmsent.encoders import create_encoder
 from mmsent.features import FeatureStore
 
@@ -71,14 +72,17 @@ def main() -> None:
     parser.add_argument("--encoder", default="efficientnet-lite0")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1, help="decoding processes")
+    parser.add_argument("--runtime", default=EncoderConfig().runtime, help="onnx | onnx-int8 | torch")
     args = parser.parse_args()
 
-    encoder = create_encoder(args.encoder)
+    encoder = create_encoder(
+        args.encoder, runtime=args.runtime, onnx_folder=Path(tempfile.gettempdir()) / "mmsent-bench-onnx"
+    )
     if encoder.modality != "image":
         raise SystemExit("this benchmark measures image extraction; pick an image encoder")
     items = labelled_images(args.data, args.n)
     print(
-        f"{args.encoder}, {args.n} images of {args.data}, batch {args.batch_size}, "
+        f"{args.encoder} on {args.runtime}, {args.n} images of {args.data}, batch {args.batch_size}, "
         f"{args.workers} worker(s), {os.cpu_count()} cores, torch threads {torch.get_num_threads()}, "
         f"load average {os.getloadavg()[0]:.2f}"
     )

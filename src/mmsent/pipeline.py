@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mmsent import LABELS, __version__
-from mmsent.config import EncoderConfig, RunConfig, from_plain
+from mmsent.config import EncoderConfig, RunConfig
 from mmsent.data import Pair, fingerprint, kfold, train_val_split
 from mmsent.ensemble import fixed_epochs
 from mmsent.errors import MmsentError
@@ -235,7 +235,7 @@ def mean_curve(histories: list[list[dict]]) -> dict[str, list[float]]:
 
 
 def load_run_config(run: RunFolder) -> RunConfig:
-    return from_plain(RunConfig, run.config())
+    return run.run_config()
 
 
 def encode_for_run(run: RunFolder, list_name: str, root: Path | None, progress: bool) -> Encoded:

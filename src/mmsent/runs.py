@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from mmsent.config import RunConfig, to_plain
+from mmsent.config import RunConfig, from_plain, to_plain
 from mmsent.errors import MmsentError
 from mmsent.files import make_folder, sync_folder, write_json, write_text
 
@@ -126,6 +126,14 @@ class RunFolder:
 
     def read_json(self, name: str | Path) -> Any:
         return json.loads((self.path / name).read_text(encoding="utf-8"))
+
+    def run_config(self) -> RunConfig:
+        """The run's configuration as the dataclasses; a run made before encoders ran on ONNX
+        Runtime keeps running them on PyTorch, as it was trained."""
+        plain = self.config()
+        if "runtime" not in plain.get("encoders", {}):
+            plain = {**plain, "encoders": {**plain.get("encoders", {}), "runtime": "torch"}}
+        return from_plain(RunConfig, plain)
 
     def config(self) -> dict:
         return yaml.safe_load((self.path / "config.yaml").read_text(encoding="utf-8"))

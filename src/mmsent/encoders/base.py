@@ -15,6 +15,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+RUNTIMES = ("torch", "onnx", "onnx-int8")  # where an encoder's forward pass runs
+
 
 @dataclass
 class EncoderOutput:

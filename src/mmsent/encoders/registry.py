@@ -8,11 +8,16 @@ with a source after a colon ("hf-text:bert-base-uncased",
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
-from mmsent.encoders.base import Encoder
+from mmsent.encoders.base import RUNTIMES, Encoder
 from mmsent.errors import MmsentError
+
+log = logging.getLogger(__name__)
+
 
 
 @dataclass(frozen=True)
@@ -48,14 +53,25 @@ def list_encoders() -> list[str]:
     return names
 
 
-def create_encoder(name: str, *, max_tokens: int | None = None, pooling: str | None = None) -> Encoder:
+def create_encoder(
+    name: str,
+    *,
+    max_tokens: int | None = None,
+    pooling: str | None = None,
+    runtime: str = "torch",
+    onnx_folder: Path | str | None = None,
+) -> Encoder:
     """An encoder in eval mode, with its preprocessing.
 
     `max_tokens`: longest text kept, special tokens included (text encoders only;
     default 64, capped at the model's position table). `pooling`: "cls" | "mean"
-    (hf-text only). Unknown names, unloadable models and options an encoder does
-    not take raise MmsentError.
+    (hf-text only). `runtime`: "torch", or "onnx" / "onnx-int8" to run the forward
+    pass on ONNX Runtime (exported once into `onnx_folder`; a model that does not
+    export runs on PyTorch, with a warning). Unknown names,
+    unloadable models and options an encoder does not take raise MmsentError.
     """
+    if runtime not in RUNTIMES:
+        raise MmsentError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
     prefix, colon, source = name.partition(":")
     entry = _ENTRIES.get(prefix)
     if entry is None:
@@ -81,4 +97,13 @@ def create_encoder(name: str, *, max_tokens: int | None = None, pooling: str | N
         raise MmsentError(f"encoder {prefix!r} is a fixed model and takes no ':{source}'")
     else:
         encoder = entry.build(**options)
-    return encoder.eval()
+    encoder = encoder.eval()
+    if runtime == "torch":
+        return encoder
+    from mmsent.encoders.onnx import ExportFailed, OnnxEncoder
+
+    try:
+        return OnnxEncoder(encoder, runtime, onnx_folder)
+    except ExportFailed as error:  # e.g. a hub model whose code the exporter cannot trace
+        log.warning("%s; it runs on PyTorch", error.message)
+        return encoder

@@ -53,9 +53,12 @@ def encoder(cfg: RunConfig, modality: str):
     """Encoders are built once per process: loading weights is slow, and serving reuses them."""
     name = cfg.encoders.image if modality == "image" else cfg.encoders.text
     options = {"max_tokens": cfg.encoders.max_text_tokens} if modality == "text" else {}
-    key = (name, tuple(sorted(options.items())))
+    # The exported ONNX models live beside the feature store (~/.cache/mmsent/onnx by default).
+    onnx_folder = store_root(cfg).parent / "onnx"
+    runtime = {"runtime": cfg.encoders.runtime, "onnx_folder": onnx_folder}
+    key = (name, tuple(sorted(options.items())), tuple(runtime.items()))
     if key not in _encoders:
-        _encoders[key] = create_encoder(name, **options)
+        _encoders[key] = create_encoder(name, **options, **runtime)
     return _encoders[key]
 
 

@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from mmsent.data.images import open_image
 from mmsent.encoders.base import Encoder, EncoderOutput
+from mmsent.encoders.image import stack_pixels
 from mmsent.errors import BadInput, MmsentError
 
 PREFETCH_BATCHES = 4  # per worker: enough to ride out a slow image, little memory
@@ -60,7 +61,7 @@ class _ImageFiles(Dataset):
 def _stack_good(samples) -> Batch:
     good = [(index, pixels) for index, pixels, reason in samples if reason is None]
     failures = [(index, reason) for index, _, reason in samples if reason is not None]
-    pixels = torch.stack([p for _, p in good]) if good else None
+    pixels = stack_pixels([p for _, p in good]) if good else None
     return [index for index, _ in good], pixels, failures
 
 

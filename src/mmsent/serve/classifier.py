@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 
 from mmsent import LABELS
-from mmsent.config import RunConfig, from_plain
+from mmsent.config import RunConfig
 from mmsent.data import clean_text, open_image
 from mmsent.data.images import decode_image
 from mmsent.errors import MmsentError
@@ -84,7 +84,7 @@ class Classifier:
         from mmsent.features.encode import encoder
 
         run = RunFolder.open(Path(run_dir))
-        cfg = from_plain(RunConfig, run.config())
+        cfg = run.run_config()
         meta = run.meta
         encoders = {side: encoder(cfg, side) for side in ("image", "text")}
         for side, enc in encoders.items():

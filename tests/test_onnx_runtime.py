@@ -1,0 +1,125 @@
+"""Encoders on ONNX Runtime: the same features as PyTorch, their own store key, exported once."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from mmsent.encoders import create_encoder
+from mmsent.encoders import onnx as onnx_runtime
+from mmsent.features.store import FeatureStore
+
+TEXTS = ["the happy day", "", "rt the sad sad day # a happy win lose rain the day the paper meeting"]
+
+
+def _images(count: int = 3) -> list[Image.Image]:
+    rng = np.random.default_rng(1)
+    sizes = [(70, 50), (40, 90), (64, 64), (90, 41)][:count]
+    return [Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)) for w, h in sizes]
+
+
+def _both(name: str, items, folder, runtime: str = "onnx", **options):
+    """(PyTorch output, ONNX Runtime output, the ONNX encoder) on the same batch."""
+    torch_encoder = create_encoder(name, **options)
+    onnx_encoder = create_encoder(name, runtime=runtime, onnx_folder=folder, **options)
+    batch = torch_encoder.collate([torch_encoder.preprocess(item) for item in items])
+    with torch.inference_mode():
+        expected = torch_encoder.encode(batch)
+    got = onnx_encoder.encode(onnx_encoder.collate([onnx_encoder.preprocess(item) for item in items]))
+    return expected, got, onnx_encoder
+
+
+def _min_cosine(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.double().flatten(1), b.double().flatten(1)
+    return torch.nn.functional.cosine_similarity(a, b).min().item()
+
+
+def test_image_features_match_pytorch(tiny_encoders, tmp_path):
+    image_name, _ = tiny_encoders
+    # Three images: a batch size other than the export's example (2), so the batch axis is dynamic.
+    expected, got, encoder = _both(image_name, _images(3), tmp_path)
+    assert got.tokens.shape == expected.tokens.shape and got.pooled.shape == expected.pooled.shape
+    assert _min_cosine(expected.pooled, got.pooled) >= 0.999
+    assert _min_cosine(expected.tokens, got.tokens) >= 0.999
+    assert torch.equal(got.mask, expected.mask)
+    assert encoder.draft_size == create_encoder(image_name).draft_size
+
+
+def test_text_features_match_pytorch_at_any_length(tiny_encoders, tmp_path):
+    _, text_name = tiny_encoders
+    # Longer and shorter than the export's example, an empty text among them.
+    expected, got, encoder = _both(text_name, TEXTS, tmp_path, max_tokens=24)
+    assert got.tokens.shape == expected.tokens.shape
+    assert _min_cosine(expected.pooled, got.pooled) >= 0.999
+    assert _min_cosine(expected.tokens, got.tokens) >= 0.999
+    assert torch.equal(got.mask, expected.mask)
+    assert not got.tokens[~got.mask].any()  # padding rows stay zero
+    assert encoder.max_tokens == 24 and encoder.pooling == "cls"
+
+
+def test_identity_names_the_runtime_so_the_store_keeps_them_apart(tiny_encoders, tmp_path):
+    _, text_name = tiny_encoders
+    torch_encoder = create_encoder(text_name)
+    onnx_encoder = create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)
+    identity = onnx_encoder.identity()
+    assert identity["runtime"] == "onnxruntime" and identity["precision"] == "fp32"
+    rest = {k: v for k, v in identity.items() if k not in ("runtime", "precision")}
+    assert rest == torch_encoder.identity()
+    store, items = FeatureStore(tmp_path / "store"), [("1", "the day")]
+    assert store.key(onnx_encoder, items) != store.key(torch_encoder, items)
+
+
+def test_export_happens_once(tiny_encoders, tmp_path, monkeypatch):
+    _, text_name = tiny_encoders
+    first = create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)
+    assert first.path.parent == tmp_path and first.path.suffix == ".onnx"
+
+    def no_export(*_):
+        raise AssertionError("exported again")
+
+    monkeypatch.setattr(onnx_runtime, "export_onnx", no_export)
+    second = create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)
+    assert second.path == first.path
+
+
+def test_int8_quantises_matrix_products_and_stays_close(tiny_encoders, tmp_path):
+    image_name, text_name = tiny_encoders
+    expected, got, encoder = _both(text_name, TEXTS, tmp_path, runtime="onnx-int8")
+    assert encoder.identity()["precision"] == onnx_runtime.INT8 and "int8" in encoder.path.name
+    assert _min_cosine(expected.pooled, got.pooled) >= 0.95
+    # A convolution network has no matrix product to quantise: it runs, and says it runs, in fp32.
+    image = create_encoder(image_name, runtime="onnx-int8", onnx_folder=tmp_path)
+    assert image.identity()["precision"] == "fp32"
+
+
+def test_a_model_that_does_not_export_runs_on_pytorch(tiny_encoders, tmp_path, monkeypatch, caplog):
+    _, text_name = tiny_encoders
+
+    def broken(*_, **__):
+        raise RuntimeError("cannot trace this")
+
+    monkeypatch.setattr(torch.onnx, "export", broken)
+    with caplog.at_level(logging.WARNING):
+        encoder = create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)
+    assert "runtime" not in encoder.identity() and "cannot trace this" in caplog.text
+    assert list(tmp_path.glob("*.failed")) and not list(tmp_path.glob("*.onnx"))
+    monkeypatch.undo()  # the failure is remembered: no second attempt, still PyTorch
+    assert "runtime" not in create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path).identity()
+
+
+def test_unknown_runtime_is_refused(tiny_encoders):
+    from mmsent.errors import MmsentError
+
+    with pytest.raises(MmsentError, match="unknown runtime"):
+        create_encoder(tiny_encoders[1], runtime="tensorrt")
+
+
+def test_efficientnet_lite0_matches_pytorch(tmp_path):
+    expected, got, _ = _both("efficientnet-lite0", _images(2), tmp_path)
+    assert got.tokens.shape == (2, 49, 1280)
+    assert _min_cosine(expected.pooled, got.pooled) >= 0.999
+    assert _min_cosine(expected.tokens, got.tokens) >= 0.999
