@@ -45,7 +45,7 @@ def main() -> None:
             cfg.train,
             Path(args.out) / f"{head}-{time.time_ns()}",
             identities,
-            shared_hparams(head, cfg.train.hidden, cfg.train.dropout),
+            shared_hparams(head, cfg.train.hidden, cfg.train.dropout, cfg.train.input_dropout),
         )
         seconds = time.perf_counter() - started
         m = classification_metrics(val.labels.numpy(), predict_proba(fit.module, val).argmax(axis=1))

@@ -106,6 +106,7 @@ def tiny_config(lab: Path, encoders: tuple[str, str], out: Path, **train):
     cfg.train.patience = 4
     cfg.train.batch_size = 8
     cfg.train.lr = 5e-3
+    cfg.train.repeats = 1
     for key, value in train.items():
         setattr(cfg.train, key, value)
     cfg.out = out / "runs"

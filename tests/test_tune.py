@@ -44,9 +44,11 @@ def test_recipe_from_run_options_mirrors_mmsent_run():
     from mmsent.config import TrainConfig
 
     recipe = spec_for("gated_text", TrainConfig())
-    assert recipe.patience == 8 and recipe.epochs == 60 and recipe.lr == 1e-3
+    assert recipe.patience == 0 and recipe.epochs == 15 and recipe.lr == 3e-4 and recipe.batch_size == 128
     assert "hidden" not in recipe.hparams  # a gated head keeps its linear classifier, as in mmsent run
-    assert spec_for("concat", TrainConfig()).hparams == {"hidden": 256, "dropout": 0.3}
+    concat = {"hidden": 64, "dropout": 0.5, "input_dropout": 0.2}
+    assert spec_for("concat", TrainConfig()).hparams == concat
+    assert spec_for("linear_probe", TrainConfig()).is_probe
 
 
 def test_lexicon_scores_read_sentiment():

@@ -87,20 +87,24 @@ class TrainConfig:
     that read both modalities is a candidate too"""
     seed: int = 0
     """seed of weight initialisation and batch order"""
-    max_epochs: int = 60
+    repeats: int = 3
+    """each head candidate is trained this many times (seeds seed, seed+1, ...), its answers averaged"""
+    max_epochs: int = 15
     """most epochs a head trains (with patience 0: exactly this many, cosine schedule to zero)"""
-    patience: int = 8
+    patience: int = 0
     """> 0: keep the epoch of lowest validation loss, stop after this many epochs without a better one"""
-    batch_size: int = 64
+    batch_size: int = 128
     """pairs per training step"""
-    lr: float = 1e-3
+    lr: float = 3e-4
     """learning rate (AdamW)"""
-    weight_decay: float = 1e-2
+    weight_decay: float = 0.05
     """AdamW weight decay"""
-    hidden: int = 256
+    hidden: int = 64
     """width of the classifier's hidden layer (heads that have one)"""
-    dropout: float = 0.3
+    dropout: float = 0.5
     """dropout before the classifier"""
+    input_dropout: float = 0.2
+    """dropout on the pooled input features while training (heads on pooled vectors)"""
     loss: Literal["ce", "focal"] = "ce"
     """cross-entropy, or focal loss (down-weights easy pairs)"""
     class_weights: float = 0.0

@@ -103,7 +103,7 @@ def select(cfg: RunConfig, table: FeatureTable, progress: bool = True) -> Select
     for i, head in enumerate(cfg.train.heads, 1):
         started = time.perf_counter()
         results[head] = cross_validate(
-            spec_for(head, cfg.train), table, folds, [cfg.train.seed], engine=engine, options=cfg.train
+            spec_for(head, cfg.train), table, folds, seeds_for(head, cfg), engine=engine, options=cfg.train
         )
         summary = results[head].summary()
         if progress:
@@ -130,13 +130,22 @@ def select(cfg: RunConfig, table: FeatureTable, progress: bool = True) -> Select
     return Selection(results, fusion_mean, ranked[0], summaries)
 
 
-def final_member(cfg: RunConfig, table: FeatureTable, name: str, result: CVResult) -> tuple[Member, list]:
-    """A candidate retrained on every labelled pair, for the epoch count it kept in CV."""
+def seeds_for(head: str, cfg: RunConfig) -> list[int]:
+    """A head is trained `repeats` times and its answers averaged; the probe's fit has no chance in it."""
+    repeats = 1 if head == PROBE else max(1, cfg.train.repeats)
+    return [cfg.train.seed + i for i in range(repeats)]
+
+
+def final_member(cfg: RunConfig, table: FeatureTable, name: str, result: CVResult) -> Member:
+    """A candidate retrained on every labelled pair (for the epoch count it kept in CV, when it
+    stopped early), once per seed it was cross-validated with."""
     recipe = fixed_epochs(spec_for(name, cfg.train), result.epochs)
-    fitted = fit(
-        recipe, table, np.arange(len(table)), seed=cfg.train.seed, engine=cfg.train.engine, options=cfg.train
-    )
-    return Member(name, recipe.to_dict(), [fitted.model]), fitted.history
+    every = np.arange(len(table))
+    models = [
+        fit(recipe, table, every, seed=seed, engine=cfg.train.engine, options=cfg.train).model
+        for seed in seeds_for(name, cfg)
+    ]
+    return Member(name, recipe.to_dict(), models)
 
 
 # ------------------------------------------------------------------------------ the steps
@@ -162,8 +171,8 @@ def train(cfg: RunConfig, progress: bool = True, run: RunFolder | None = None) -
     finals = {name: final_member(cfg, table, name, result) for name, result in selection.results.items()}
     chosen = selection.chosen_members
     model = Ensemble(
-        members=[finals[name][0] for name in chosen],
-        others=[member for name, (member, _) in finals.items() if name not in chosen],
+        members=[finals[name] for name in chosen],
+        others=[member for name, member in finals.items() if name not in chosen],
         name=selection.chosen,
         reference=modality_means(table),
     )

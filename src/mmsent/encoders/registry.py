@@ -19,7 +19,6 @@ from mmsent.errors import MmsentError
 log = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class EncoderEntry:
     build: Callable[..., Encoder]  # build([name, source], max_tokens=..., pooling=...) as it takes

@@ -123,7 +123,9 @@ def run_e2e(cfg: RunConfig, e2e: EndToEndConfig, progress: bool = True) -> dict[
         {
             "encoders": [cfg.encoders.image, cfg.encoders.text, cfg.encoders.max_text_tokens],
             "e2e": {k: v for k, v in asdict(e2e).items() if k != "workers"},
-            "head_hparams": shared_hparams(e2e.head, cfg.train.hidden, cfg.train.dropout),
+            "head_hparams": shared_hparams(
+                e2e.head, cfg.train.hidden, cfg.train.dropout, cfg.train.input_dropout
+            ),
             "seed": cfg.train.seed,
             "data": str(cfg.data.root),
             "split": split_digest(train_pairs, val_pairs),
@@ -138,7 +140,7 @@ def run_e2e(cfg: RunConfig, e2e: EndToEndConfig, progress: bool = True) -> dict[
         cfg.encoders.text,
         cfg.encoders.max_text_tokens,
         e2e.head,
-        shared_hparams(e2e.head, cfg.train.hidden, cfg.train.dropout),
+        shared_hparams(e2e.head, cfg.train.hidden, cfg.train.dropout, cfg.train.input_dropout),
         asdict(e2e),
         weights,
     )

@@ -74,12 +74,12 @@ def head_needs_tokens(name: str) -> bool:
     return name in TOKEN_HEADS
 
 
-def shared_hparams(name: str, hidden: int, dropout: float) -> dict[str, Any]:
-    """The run-wide options (classifier width, dropout) that head `name` takes; the rest keep its
+def shared_hparams(name: str, hidden: int, dropout: float, input_dropout: float = 0.0) -> dict[str, Any]:
+    """The run-wide options (classifier width, dropouts) that head `name` takes; the rest keep its
     defaults. A head whose default classifier has no hidden layer (the gated heads: a sigmoid
     gate, then one linear layer) keeps it that way."""
     defaults = head_defaults(name)
-    chosen: dict[str, Any] = {"dropout": dropout}
+    chosen: dict[str, Any] = {"dropout": dropout, "input_dropout": input_dropout}
     if defaults.get("hidden", 0) > 0:
         chosen["hidden"] = hidden
     return {key: value for key, value in chosen.items() if key in defaults}

@@ -130,7 +130,9 @@ def spec_for(head: str, train) -> Recipe:
     record `mmsent cv` and `mmsent compare` take, so all three give the same numbers."""
     return Recipe(
         head=head,
-        hparams={} if head == PROBE else shared_hparams(head, train.hidden, train.dropout),
+        hparams={}
+        if head == PROBE
+        else shared_hparams(head, train.hidden, train.dropout, train.input_dropout),
         lr=train.lr,
         weight_decay=train.weight_decay,
         batch_size=train.batch_size,
