@@ -65,7 +65,7 @@ def test_every_head_builds_with_defaults_and_gives_logits(name):
 
 def test_defaults_are_discoverable_and_sensible():
     assert head_defaults("concat") == {"hidden": 256, "dropout": 0.3, "input_dropout": 0.0}
-    assert head_defaults("gated_image") == {"width": 256, "hidden": 0, "dropout": 0.3}
+    assert head_defaults("gated_image") == {"width": 256, "hidden": 0, "dropout": 0.3, "input_dropout": 0.0}
     single = head_defaults("single_stream")
     assert (single["width"], single["layers"], single["heads"], single["pool"]) == (128, 2, 4, "cls")
     dual = head_defaults("dual_stream")
