@@ -157,3 +157,12 @@ def test_cross_validation_scores_every_pair_out_of_fold(table):
     # The colours and words of the tiny lab carry the label: CV must see it.
     assert summary["accuracy"] >= 0.6
     assert "| concat | " in cv_table({"concat": summary})
+
+
+def test_cross_validation_gives_the_same_numbers_side_by_side(table):
+    recipe = Recipe("concat", {"hidden": 16}, lr=5e-3, batch_size=8, epochs=5)
+    folds = table.folds(3, 0)
+    alone = cross_validate(recipe, table, folds, seeds=[0, 1], jobs=1)
+    together = cross_validate(recipe, table, folds, seeds=[0, 1], jobs=2)
+    np.testing.assert_array_equal(alone.oof, together.oof)
+    assert alone.epochs == together.epochs and alone.histories == together.histories

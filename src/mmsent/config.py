@@ -111,6 +111,8 @@ class TrainConfig:
     """weight the loss by the inverse class frequency to this power: 0 none, 1 full"""
     label_smoothing: float = 0.0
     """share of each target spread over the other classes"""
+    jobs: int = 0
+    """processes that train folds and seeds side by side with the plain engine (0: one per CPU core)"""
     engine: Literal["auto", "plain", "lightning"] = "auto"
     """training loop: plain (fast, one CPU process), lightning (DDP, GPU); auto picks by devices"""
     devices: int = 1

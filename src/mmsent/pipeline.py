@@ -34,6 +34,7 @@ from mmsent.model import PROBE, Ensemble, Member, load_run
 from mmsent.runs import RunFolder
 from mmsent.train.cv import CVResult, cross_validate, fold_scores, summarise
 from mmsent.train.fit import choose_engine, fit
+from mmsent.train.parallel import map_tasks
 from mmsent.train.spec import spec_for
 
 log = logging.getLogger("mmsent")
@@ -103,7 +104,13 @@ def select(cfg: RunConfig, table: FeatureTable, progress: bool = True) -> Select
     for i, head in enumerate(cfg.train.heads, 1):
         started = time.perf_counter()
         results[head] = cross_validate(
-            spec_for(head, cfg.train), table, folds, seeds_for(head, cfg), engine=engine, options=cfg.train
+            spec_for(head, cfg.train),
+            table,
+            folds,
+            seeds_for(head, cfg),
+            engine=engine,
+            options=cfg.train,
+            jobs=cfg.train.jobs if engine == "plain" else 1,
         )
         summary = results[head].summary()
         if progress:
@@ -148,6 +155,13 @@ def final_member(cfg: RunConfig, table: FeatureTable, name: str, result: CVResul
     return Member(name, recipe.to_dict(), models)
 
 
+def final_members(cfg: RunConfig, table: FeatureTable, results: dict[str, CVResult]) -> dict[str, Member]:
+    """Every candidate retrained on all labelled pairs, the candidates side by side."""
+    plain = choose_engine(cfg.train.engine, cfg.train) == "plain"
+    tasks = [(cfg, table, name, result) for name, result in results.items()]
+    return dict(zip(results, map_tasks(final_member, tasks, cfg.train.jobs if plain else 1), strict=True))
+
+
 # ------------------------------------------------------------------------------ the steps
 
 
@@ -168,7 +182,7 @@ def train(cfg: RunConfig, progress: bool = True, run: RunFolder | None = None) -
             labelled.load.list_path,
         )
     selection = select(cfg, table, progress)
-    finals = {name: final_member(cfg, table, name, result) for name, result in selection.results.items()}
+    finals = final_members(cfg, table, selection.results)
     chosen = selection.chosen_members
     model = Ensemble(
         members=[finals[name] for name in chosen],

@@ -18,6 +18,7 @@ import numpy as np
 from mmsent.evaluate.metrics import classification_metrics
 from mmsent.features.table import FeatureTable
 from mmsent.train.fit import fit
+from mmsent.train.parallel import map_tasks
 from mmsent.train.spec import Recipe
 
 HEADLINE = ("accuracy", "macro_f1", "weighted_f1")
@@ -70,24 +71,41 @@ def cross_validate(
     after_fold: Callable[[int, list[dict]], None] | None = None,
     engine: str = "plain",
     options=None,
+    jobs: int = 1,
 ) -> CVResult:
     """Out-of-fold probabilities and per-fold metrics of `recipe`; `after_fold(i, metrics so far)`
-    runs after each fold (a search prunes there by raising)."""
+    runs after each fold (a search prunes there by raising). With `jobs` != 1 and no `after_fold`,
+    the folds and seeds train side by side (`train.parallel`), to the same numbers."""
     labels = fold_table(tables, 0).labels.numpy()
     oof = np.zeros((len(labels), 3), dtype=np.float64)
     result = CVResult(recipe.name, folds, oof, labels)
-    for i, (train_rows, val_rows) in enumerate(folds):
-        table = fold_table(tables, i)
-        for seed in seeds:
-            fitted = fit(recipe, table, train_rows, val_rows, seed=seed, engine=engine, options=options)
-            oof[val_rows] += fitted.predict_proba(table, val_rows) / len(seeds)
-            result.epochs.append(fitted.epochs)
-            result.histories.append(fitted.history)
-            result.seconds += fitted.seconds
+    tasks = [
+        (recipe, fold_table(tables, i), rows, seed, engine, options)
+        for i, rows in enumerate(folds)
+        for seed in seeds
+    ]
+    if after_fold is None and jobs != 1:
+        answers = iter(map_tasks(fit_fold, tasks, jobs))
+    else:
+        answers = (fit_fold(*task) for task in tasks)  # lazily: a search may stop after any fold
+    for i, (_, val_rows) in enumerate(folds):
+        for _ in seeds:
+            probs, epochs, history, seconds = next(answers)
+            oof[val_rows] += probs / len(seeds)
+            result.epochs.append(epochs)
+            result.histories.append(history)
+            result.seconds += seconds
         result.fold_metrics.append(classification_metrics(labels[val_rows], oof[val_rows].argmax(axis=1)))
         if after_fold is not None:
             after_fold(i, result.fold_metrics)
     return result
+
+
+def fit_fold(recipe: Recipe, table: FeatureTable, rows: tuple, seed: int, engine: str, options):
+    """One fold and seed: the validation rows' probabilities, epochs kept, curve and seconds."""
+    train_rows, val_rows = rows
+    fitted = fit(recipe, table, train_rows, val_rows, seed=seed, engine=engine, options=options)
+    return fitted.predict_proba(table, val_rows), fitted.epochs, fitted.history, fitted.seconds
 
 
 def cv_table(rows: dict[str, dict[str, float]]) -> str:
