@@ -205,9 +205,10 @@ def _cross_validate(fold: Callable, data: Inputs, folds) -> Scored:
 # ---------------------------------------------------------------- baselines
 
 
-def cv_probe(data: Inputs, folds, parts: str = "both") -> Scored:
-    """Standardised logistic regression; C by a grouped 3-fold CV inside each training fold."""
-    from sklearn.linear_model import LogisticRegressionCV
+def cv_probe(data: Inputs, folds, parts: str = "both", fixed_c: float = 0.0) -> Scored:
+    """Standardised logistic regression; C by a grouped 3-fold CV inside each training fold
+    (or `fixed_c`)."""
+    from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
@@ -219,8 +220,10 @@ def cv_probe(data: Inputs, folds, parts: str = "both") -> Scored:
         inner = [(train[a], train[b]) for a, b in kfold([data.pairs[i] for i in train], 3, 0)]
         inner = [(np.searchsorted(train, a), np.searchsorted(train, b)) for a, b in inner]
         probe = LogisticRegressionCV(Cs=list(PROBE_CS), cv=inner, max_iter=3000, scoring="neg_log_loss")
+        if fixed_c:
+            probe = LogisticRegression(C=fixed_c, max_iter=3000)
         model = make_pipeline(StandardScaler(), probe).fit(x[train], y[train])
-        fold.chosen.append(float(model[-1].C_[0]))
+        fold.chosen.append(fixed_c or float(model[-1].C_[0]))
         return model.predict_proba(x[val])
 
     fold.chosen = []
@@ -366,6 +369,7 @@ def main() -> None:
     show("majority (always positive)", lambda: cv_majority(data, folds))
     for parts in ("both", "image", "text"):
         show(f"probe, {parts}", lambda parts=parts: cv_probe(data, folds, parts))
+    show("probe, both, C 1e-3 fixed", lambda: cv_probe(data, folds, "both", fixed_c=1e-3))
     for head in ("concat", "text_only", "image_only", "gated_text", "gated_image"):
         show(
             f"{head}, run options (early stop on val fold)",
@@ -398,7 +402,7 @@ def main() -> None:
         image_max, text_max = max_pools(table)
         extra = data.with_extra([image_max], [text_max])
         show("probe, both + max pools", lambda: cv_probe(extra, folds))
-        show("concat, reg + max pools", lambda: cv_levers(REG, extra, folds, args.seeds))
+        show("concat, lean + max pools", lambda: cv_levers(LEAN, extra, folds, args.seeds))
 
 
 def max_pools(table) -> tuple[np.ndarray, np.ndarray]:
