@@ -25,6 +25,13 @@ from mmsent.train.spec import spec_for
 pytestmark = pytest.mark.timeout(180)
 
 
+@pytest.fixture(autouse=True)
+def fresh_rendezvous(monkeypatch):
+    # Lightning leaves the first spawn's MASTER_PORT in the environment; each test starts its own.
+    for name in ("MASTER_PORT", "MASTER_ADDR", "WORLD_SIZE", "LOCAL_RANK", "NODE_RANK"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     return make_lab(tmp_path_factory.mktemp("ddp") / "lab", n_per_class=20)

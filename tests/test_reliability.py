@@ -221,7 +221,9 @@ def test_7_ctrl_c_during_training_exits_130_with_one_line_and_blocks_nothing(
         return original(*args, **kwargs)
 
     monkeypatch.setattr(target, name, interrupted)
+    # one process: the patch above lives in this one (a real Ctrl-C reaches every process of the group)
     command = ["run", *cli_common(lab, tmp_path, tiny_encoders), "--name", "again", "--train.engine", engine]
+    command += ["--train.jobs", "1"]
     assert main(command) == 130
     err = capsys.readouterr().err.strip()
     assert err.splitlines()[-1] == "mmsent: interrupted" and "Traceback" not in err

@@ -31,16 +31,15 @@ M_TOP_PAD = -2
 M_MMAP_THRESHOLD = -3
 M_MMAP_MAX = -4
 
-# Largest mmap threshold glibc accepts on 64-bit (HEAP_MAX / 2); blocks above it could still be
-# mapped, so mapping is switched off for the heap altogether (M_MMAP_MAX 0): glibc still maps
-# when the heap cannot grow.
+# Largest mmap threshold glibc accepts on 64-bit (HEAP_MAX / 2); blocks above it are still mapped.
+# (Switching mapping off altogether, M_MMAP_MAX 0, took the last faults away but made spawned
+# training processes abort now and then, "terminate called without an active exception".)
 MMAP_THRESHOLD = 32 << 20
 TRIM_THRESHOLD = 1 << 30  # give memory back to the kernel only above 1 GiB of free heap top
 TOP_PAD = 64 << 20  # grow the heap in large steps: fewer brk calls
 
 SETTINGS = {
     "M_MMAP_THRESHOLD": (M_MMAP_THRESHOLD, MMAP_THRESHOLD),
-    "M_MMAP_MAX": (M_MMAP_MAX, 0),
     "M_TRIM_THRESHOLD": (M_TRIM_THRESHOLD, TRIM_THRESHOLD),
     "M_TOP_PAD": (M_TOP_PAD, TOP_PAD),
 }

@@ -20,7 +20,7 @@ from mmsent.model import Ensemble
 from mmsent.runs import RunFolder
 from mmsent.search.crossfit import cross_fit_text, keep_final_backbone
 from mmsent.train.cv import Folds, Tables, cross_validate, cv_table, summarise
-from mmsent.train.spec import Recipe
+from mmsent.train.spec import PROBE, Recipe
 
 log = logging.getLogger("mmsent")
 TEXT_BACKBONE = "text-backbone"  # an ensemble's own copy of its fine-tuned text backbone
@@ -83,6 +83,10 @@ def ensemble_run(
         summaries[f"ensemble: {name}"] = summarise(cv.fold_metrics(name))
     bias = use_class_bias(summaries, how, tolerance)
     chosen = f"ensemble: {how} + {'calibrated' if bias else 'temperature'}"
+    # the floors every ensemble is judged against, on the same folds
+    if not any(r.is_probe for r in recipes):
+        summaries[PROBE] = cross_validate(Recipe(PROBE), tables, splits).summary()
+    summaries["majority class"] = summarise(pipeline.majority_scores(cv.labels, splits))
     ensemble = build_ensemble(cv, recipes, table, seeds, how, tolerance, bias)
     ensemble.name = "ensemble"
     ensemble.reference = pipeline.modality_means(table)
