@@ -74,6 +74,7 @@ def test_same_seed_same_numbers(tmp_path, tiny_lab, tiny_encoders):
     for name in ("a", "b"):
         cfg = tiny_config(tiny_lab, tiny_encoders, tmp_path, heads=["concat", "single_stream_light"])
         cfg.name = name
+        shutil.rmtree(pipeline.fits_folder(cfg), ignore_errors=True)  # train again, not read back
         runs.append(pipeline.train(cfg, progress=False))
     first, second = (run.read_json("metrics.json") for run in runs)
     for metrics in (first, second):

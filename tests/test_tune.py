@@ -166,3 +166,31 @@ def test_cross_validation_gives_the_same_numbers_side_by_side(table):
     together = cross_validate(recipe, table, folds, seeds=[0, 1], jobs=2)
     np.testing.assert_array_equal(alone.oof, together.oof)
     assert alone.epochs == together.epochs and alone.histories == together.histories
+
+
+def test_a_fit_made_before_is_read_back_and_a_changed_one_is_not(table, tmp_path):
+    recipe = Recipe("concat", {"hidden": 16}, lr=5e-3, batch_size=8, epochs=3)
+    train, val = table.folds(3, 0)[0]
+    cache = tmp_path / "fits"
+    first = fit(recipe, table, train, val, seed=1, cache=cache)
+    assert len(list(cache.iterdir())) == 1
+    again = fit(recipe, table, train, val, seed=1, cache=cache)
+    np.testing.assert_array_equal(again.predict_proba(table, val), first.predict_proba(table, val))
+    assert again.history == first.history and again.epochs == first.epochs
+    fit(recipe, table, train, val, seed=2, cache=cache)  # another seed, another fit
+    changed = Recipe("concat", {"hidden": 16}, lr=1e-2, batch_size=8, epochs=3)
+    fit(changed, table, train, val, seed=1, cache=cache)
+    fit(recipe, table, val, train, seed=1, cache=cache)  # other rows
+    probe = fit(Recipe(PROBE), table, train, seed=0, cache=cache)
+    assert len(list(cache.iterdir())) == 5
+    back = fit(Recipe(PROBE), table, train, seed=0, cache=cache)
+    np.testing.assert_array_equal(back.predict_proba(table, val), probe.predict_proba(table, val))
+    # a damaged entry is made again, never trusted
+    for entry in cache.iterdir():
+        (entry / "fit.json").write_text("{")
+    remade = fit(recipe, table, train, val, seed=1, cache=cache)
+    np.testing.assert_allclose(remade.predict_proba(table, val), first.predict_proba(table, val), atol=1e-6)
+    from mmsent.train import fit_cache
+
+    key = fit_cache.fit_key(recipe, table, train, val, 1, "plain")
+    assert fit_cache.load(cache, key, recipe) is not None  # and the damaged entry was replaced

@@ -111,6 +111,7 @@ def select(cfg: RunConfig, table: FeatureTable, progress: bool = True) -> Select
             engine=engine,
             options=cfg.train,
             jobs=cfg.train.jobs if engine == "plain" else 1,
+            cache=fits_folder(cfg),
         )
         summary = results[head].summary()
         if progress:
@@ -137,6 +138,12 @@ def select(cfg: RunConfig, table: FeatureTable, progress: bool = True) -> Select
     return Selection(results, fusion_mean, ranked[0], summaries)
 
 
+def fits_folder(cfg: RunConfig) -> Path:
+    """Finished fits (`train.fit_cache`), beside the feature store: a run that changes nothing
+    trains nothing again."""
+    return store_root(cfg).parent / "fits"
+
+
 def seeds_for(head: str, cfg: RunConfig) -> list[int]:
     """A head is trained `repeats` times and its answers averaged; the probe's fit has no chance in it."""
     repeats = 1 if head == PROBE else max(1, cfg.train.repeats)
@@ -149,7 +156,15 @@ def final_member(cfg: RunConfig, table: FeatureTable, name: str, result: CVResul
     recipe = fixed_epochs(spec_for(name, cfg.train), result.epochs)
     every = np.arange(len(table))
     models = [
-        fit(recipe, table, every, seed=seed, engine=cfg.train.engine, options=cfg.train).model
+        fit(
+            recipe,
+            table,
+            every,
+            seed=seed,
+            engine=cfg.train.engine,
+            options=cfg.train,
+            cache=fits_folder(cfg),
+        ).model
         for seed in seeds_for(name, cfg)
     ]
     return Member(name, recipe.to_dict(), models)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -72,15 +73,17 @@ def cross_validate(
     engine: str = "plain",
     options=None,
     jobs: int = 1,
+    cache: Path | None = None,
 ) -> CVResult:
     """Out-of-fold probabilities and per-fold metrics of `recipe`; `after_fold(i, metrics so far)`
     runs after each fold (a search prunes there by raising). With `jobs` != 1 and no `after_fold`,
-    the folds and seeds train side by side (`train.parallel`), to the same numbers."""
+    the folds and seeds train side by side (`train.parallel`), to the same numbers; with `cache`,
+    fits made before are read back (`train.fit_cache`)."""
     labels = fold_table(tables, 0).labels.numpy()
     oof = np.zeros((len(labels), 3), dtype=np.float64)
     result = CVResult(recipe.name, folds, oof, labels)
     tasks = [
-        (recipe, fold_table(tables, i), rows, seed, engine, options)
+        (recipe, fold_table(tables, i), rows, seed, engine, options, cache)
         for i, rows in enumerate(folds)
         for seed in seeds
     ]
@@ -101,10 +104,10 @@ def cross_validate(
     return result
 
 
-def fit_fold(recipe: Recipe, table: FeatureTable, rows: tuple, seed: int, engine: str, options):
+def fit_fold(recipe: Recipe, table: FeatureTable, rows: tuple, seed: int, engine: str, options, cache):
     """One fold and seed: the validation rows' probabilities, epochs kept, curve and seconds."""
     train_rows, val_rows = rows
-    fitted = fit(recipe, table, train_rows, val_rows, seed=seed, engine=engine, options=options)
+    fitted = fit(recipe, table, train_rows, val_rows, seed=seed, engine=engine, options=options, cache=cache)
     return fitted.predict_proba(table, val_rows), fitted.epochs, fitted.history, fitted.seconds
 
 

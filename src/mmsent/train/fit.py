@@ -25,6 +25,7 @@ import torch
 
 from mmsent.features.table import FeatureTable
 from mmsent.model import Fitted, HeadModel
+from mmsent.train import fit_cache
 from mmsent.train.spec import Recipe
 
 ENGINES = ("auto", "plain", "lightning")
@@ -65,21 +66,31 @@ def fit(
     engine: str = "plain",
     options=None,  # TrainConfig: devices, accelerator, precision for the Lightning engine
     progress: bool = False,
+    cache: Path | None = None,  # a folder of finished fits (`train.fit_cache`) to read and add to
 ) -> FitResult:
+    engine = "probe" if recipe.is_probe else choose_engine(engine, options)
+    key = None if cache is None else fit_cache.fit_key(recipe, table, train_rows, val_rows, seed, engine)
+    stored = None if key is None else fit_cache.load(cache, key, recipe)
+    if stored is not None:
+        model, epochs, history, seconds = stored
+        return FitResult(model, recipe, epochs, seconds, history)
     started = time.perf_counter()
-    if recipe.is_probe:
+    history: list[dict] = []
+    if engine == "probe":
         from mmsent.train.probe import fit_probe
 
-        model = fit_probe(table, train_rows, recipe.hparams.get("C"), seed)
-        return FitResult(model, recipe, 0, time.perf_counter() - started)
-    if choose_engine(engine, options) == "lightning":
+        model, epochs = fit_probe(table, train_rows, recipe.hparams.get("C"), seed), 0
+    elif engine == "lightning":
         model, epochs, history = fit_lightning(recipe, table, train_rows, val_rows, seed, options, progress)
     else:
         from mmsent.train.loop import fit_plain
 
         result = fit_plain(recipe, table, train_rows, val_rows, seed)
         model, epochs, history = result.model, result.epochs, result.history
-    return FitResult(model, recipe, epochs, time.perf_counter() - started, history)
+    seconds = time.perf_counter() - started
+    if key is not None:
+        fit_cache.save(cache, key, recipe, model, epochs, history, seconds)
+    return FitResult(model, recipe, epochs, seconds, history)
 
 
 def fit_lightning(recipe, table, train_rows, val_rows, seed, options, progress):
