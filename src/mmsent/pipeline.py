@@ -33,7 +33,7 @@ from mmsent.heads import create_head
 from mmsent.model import PROBE, Ensemble, Member, load_run
 from mmsent.runs import RunFolder
 from mmsent.train.cv import CVResult, cross_validate, fold_scores, summarise
-from mmsent.train.fit import choose_engine, fit
+from mmsent.train.fit import choose_engine, fit, is_stored
 from mmsent.train.parallel import map_tasks
 from mmsent.train.spec import spec_for
 
@@ -174,7 +174,17 @@ def final_members(cfg: RunConfig, table: FeatureTable, results: dict[str, CVResu
     """Every candidate retrained on all labelled pairs, the candidates side by side."""
     plain = choose_engine(cfg.train.engine, cfg.train) == "plain"
     tasks = [(cfg, table, name, result) for name, result in results.items()]
-    return dict(zip(results, map_tasks(final_member, tasks, cfg.train.jobs if plain else 1), strict=True))
+    members = map_tasks(final_member, tasks, cfg.train.jobs if plain else 1, quick=final_is_stored)
+    return dict(zip(results, members, strict=True))
+
+
+def final_is_stored(cfg: RunConfig, table: FeatureTable, name: str, result: CVResult) -> bool:
+    recipe = fixed_epochs(spec_for(name, cfg.train), result.epochs)
+    every = np.arange(len(table))
+    return all(
+        is_stored(recipe, table, every, None, seed, cfg.train.engine, cfg.train, fits_folder(cfg))
+        for seed in seeds_for(name, cfg)
+    )
 
 
 # ------------------------------------------------------------------------------ the steps

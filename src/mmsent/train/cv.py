@@ -18,7 +18,7 @@ import numpy as np
 
 from mmsent.evaluate.metrics import classification_metrics
 from mmsent.features.table import FeatureTable
-from mmsent.train.fit import fit
+from mmsent.train.fit import fit, is_stored
 from mmsent.train.parallel import map_tasks
 from mmsent.train.spec import Recipe
 
@@ -88,7 +88,7 @@ def cross_validate(
         for seed in seeds
     ]
     if after_fold is None and jobs != 1:
-        answers = iter(map_tasks(fit_fold, tasks, jobs))
+        answers = iter(map_tasks(fit_fold, tasks, jobs, quick=stored_fold))
     else:
         answers = (fit_fold(*task) for task in tasks)  # lazily: a search may stop after any fold
     for i, (_, val_rows) in enumerate(folds):
@@ -102,6 +102,10 @@ def cross_validate(
         if after_fold is not None:
             after_fold(i, result.fold_metrics)
     return result
+
+
+def stored_fold(recipe, table, rows, seed, engine, options, cache) -> bool:
+    return is_stored(recipe, table, rows[0], rows[1], seed, engine, options, cache)
 
 
 def fit_fold(recipe: Recipe, table: FeatureTable, rows: tuple, seed: int, engine: str, options, cache):

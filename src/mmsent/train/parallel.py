@@ -20,11 +20,16 @@ def processes(jobs: int) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def map_tasks(func: Callable[..., Any], tasks: Sequence[tuple], jobs: int = 0) -> list[Any]:
-    """[func(*task) for task in tasks], in order, on up to `jobs` processes."""
-    workers = min(processes(jobs), len(tasks))
-    if workers <= 1:
-        return [func(*task) for task in tasks]
-    from joblib import Parallel, delayed
+def map_tasks(
+    func: Callable[..., Any], tasks: Sequence[tuple], jobs: int = 0, quick: Callable[..., bool] | None = None
+) -> list[Any]:
+    """[func(*task) for task in tasks], in order, on up to `jobs` processes. Tasks for which
+    `quick(*task)` is true (a fit read back from disk) run here: starting a process costs more."""
+    slow = [i for i, task in enumerate(tasks) if quick is None or not quick(*task)]
+    done: dict[int, Any] = {}
+    if min(processes(jobs), len(slow)) > 1:
+        from joblib import Parallel, delayed
 
-    return Parallel(n_jobs=workers)(delayed(func)(*task) for task in tasks)
+        answers = Parallel(n_jobs=min(processes(jobs), len(slow)))(delayed(func)(*tasks[i]) for i in slow)
+        done = dict(zip(slow, answers, strict=True))
+    return [done[i] if i in done else func(*task) for i, task in enumerate(tasks)]
