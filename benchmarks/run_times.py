@@ -1,8 +1,10 @@
 """Cold and warm time, and peak memory, of `mmsent run` on a data folder.
 
-Cold: an empty feature store, so both encoders run over every pair. Warm: the
-same command again, reading the stored features. Peak memory is the resident
-memory of mmsent and its image-decoding workers together, sampled every 0.1 s.
+Cold: an empty feature store and no finished fits, so both encoders run over every
+pair and every candidate trains. Warm, retrained: the features are stored but the
+fits are gone (what a run with changed training options costs). Warm: the same
+command again, reading features and fits back. Peak memory is the resident memory
+of mmsent and its worker processes together, sampled every 0.1 s.
 
     python benchmarks/run_times.py [--data ../shared/datasets/mvsa-lab5] [-- extra mmsent run options]
 """
@@ -26,25 +28,16 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="more options for mmsent run (after --)")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="mmsent-bench-"))
-    shutil.rmtree(work / "cache", ignore_errors=True)
+    for folder in ("cache", "fits", "runs"):
+        shutil.rmtree(work / folder, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     mmsent = str(Path(sys.executable).with_name("mmsent"))
     rows = []
-    for name in ("cold", "warm"):
-        cmd = [
-            mmsent,
-            "run",
-            "--data",
-            args.data,
-            "--out",
-            str(work / "runs"),
-            "--name",
-            name,
-            "--cache",
-            str(work / "cache"),
-            "--quiet",
-            *args.extra,
-        ]
+    for name in ("cold", "warm-retrained", "warm"):
+        if name == "warm-retrained":
+            shutil.rmtree(work / "fits", ignore_errors=True)  # the fits live beside the store
+        cmd = [mmsent, "run", "--data", args.data, "--out", str(work / "runs"), "--name", name]
+        cmd += ["--cache", str(work / "cache"), "--quiet", *args.extra]
         code, seconds, peak = run_measured(
             cmd, stdout=open(work / f"{name}.log", "w"), stderr=open(work / f"{name}.err", "w")
         )
@@ -57,17 +50,19 @@ def main() -> None:
     print("| run | wall time (s) | peak memory (MiB) |\n| --- | --- | --- |")
     for name, seconds, peak, _ in rows:
         print(f"| {name} | {seconds:.1f} | {peak:.0f} |")
-    print("\nvalidation metrics of the cold run:\n")
-    print("| head | accuracy | weighted F1 | macro F1 |\n| --- | --- | --- | --- |")
-    for head, m in rows[0][3]["validation"].items():
-        print(f"| {head} | {m['accuracy']:.4f} | {m['weighted_f1']:.4f} | {m['macro_f1']:.4f} |")
+    print(f"\ncross-validated candidates of the cold run (chosen: {rows[0][3]['chosen']}):\n")
+    print("| model | accuracy | macro F1 | weighted F1 |\n| --- | --- | --- | --- |")
+    for name, m in rows[0][3]["cross_validation"].items():
+        accuracy = f"{m['accuracy']:.4f} ± {m['accuracy_std']:.4f}"
+        print(f"| {name} | {accuracy} | {m['macro_f1']:.4f} | {m['weighted_f1']:.4f} |")
 
     def scores(metrics: dict) -> dict:  # everything but the wall-clock training time
         return {
-            h: {k: v for k, v in m.items() if k != "train_seconds"} for h, m in metrics["validation"].items()
+            h: {k: v for k, v in m.items() if k != "seconds"} for h, m in metrics["cross_validation"].items()
         }
 
-    print(f"\nwarm metrics identical to cold: {scores(rows[0][3]) == scores(rows[1][3])}")
+    same = all(scores(rows[0][3]) == scores(row[3]) for row in rows[1:])
+    print(f"\nwarm runs' figures identical to the cold run's: {same}")
 
 
 if __name__ == "__main__":
