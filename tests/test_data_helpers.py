@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from pathlib import Path
 
 from PIL import Image
@@ -37,3 +39,15 @@ def good_lab(root: Path) -> Path:
     write_pair(root, "3", "Café crème @bob www.example.com", jpeg_bytes((20, 120, 20)))
     write_list(root, "train.txt", ["1,positive", "2,Positive", "3,neutral", "", ""], newline="\r\n")
     return root
+
+
+def png_declaring(width: int, height: int) -> bytes:
+    """A few hundred bytes of PNG whose header claims `width` x `height`: a size check must fire
+    before anything decodes it."""
+    out = io.BytesIO()
+    Image.new("L", (1, 1)).save(out, "PNG")
+    data = bytearray(out.getvalue())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
+    return bytes(data)

@@ -3,20 +3,16 @@ should not be, no traceback. Each test failed on the code before the fix."""
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import shutil
 import signal
-import struct
 import threading
-import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from PIL import Image
 
 from conftest import make_lab, tiny_config
 from mmsent import pipeline
@@ -26,19 +22,7 @@ from mmsent.data import audit, load_pairs
 from mmsent.errors import BadInput, MmsentError
 from mmsent.serve.app import create_app
 from mmsent.serve.classifier import Classifier
-from test_data_helpers import jpeg_bytes, write_list, write_pair
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    """A few hundred bytes of PNG whose header claims `width` x `height`."""
-    out = io.BytesIO()
-    Image.new("L", (1, 1)).save(out, "PNG")
-    data = bytearray(out.getvalue())
-    ihdr = data.index(b"IHDR")
-    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
-    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
-    return bytes(data)
-
+from test_data_helpers import jpeg_bytes, png_declaring, write_list, write_pair
 
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\nnewpath 0 0 moveto 10 10 lineto stroke\n%%EOF\n"
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-import struct
-import zlib
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,23 +13,13 @@ from mmsent import LABELS
 from mmsent.data.images import open_image
 from mmsent.serve.app import MAX_BATCH, MAX_IMAGE_BYTES, MAX_TEXT_CHARS, STATIC, create_app
 from mmsent.serve.classifier import Classifier
+from test_data_helpers import png_declaring
 
 
 def jpeg(colour=(220, 60, 40), size=(64, 48)) -> bytes:
     out = io.BytesIO()
     Image.new("RGB", size, colour).save(out, "JPEG", quality=90)
     return out.getvalue()
-
-
-def png_declaring(width: int, height: int) -> bytes:
-    """A small PNG whose header claims `width` x `height`: the size check must fire before decoding."""
-    out = io.BytesIO()
-    Image.new("L", (1, 1)).save(out, "PNG")
-    data = bytearray(out.getvalue())
-    ihdr = data.index(b"IHDR")
-    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
-    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", zlib.crc32(bytes(data[ihdr : ihdr + 17])))
-    return bytes(data)
 
 
 GOOD = {"files": {"image": ("sun.jpg", jpeg(), "image/jpeg")}, "data": {"text": "the happy sunny day #win"}}

@@ -111,8 +111,9 @@ class TrainConfig:
     """weight the loss by the inverse class frequency to this power: 0 none, 1 full"""
     label_smoothing: float = 0.0
     """share of each target spread over the other classes"""
-    jobs: int = 0
-    """processes that train folds and seeds side by side with the plain engine (0: one per CPU core)"""
+    jobs: int = 1
+    """processes that train folds and seeds side by side with the plain engine (0: one per CPU core;
+    each holds its own copy of torch and the features, ~650 MB, so 1 keeps a run under 2 GB)"""
     engine: Literal["auto", "plain", "lightning"] = "auto"
     """training loop: plain (fast, one CPU process), lightning (DDP, GPU); auto picks by devices"""
     devices: int = 1

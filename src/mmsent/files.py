@@ -91,3 +91,14 @@ def sync_folder(folder: str | Path) -> None:
         pass  # some file systems refuse fsync on a folder; nothing more can be done there
     finally:
         os.close(descriptor)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` still runs (a lock or partial folder whose writer is gone is stale)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process, alive
+    return True

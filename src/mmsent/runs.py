@@ -36,7 +36,7 @@ import yaml
 
 from mmsent.config import RunConfig, from_plain, to_plain
 from mmsent.errors import MmsentError
-from mmsent.files import make_folder, sync_folder, write_json, write_text
+from mmsent.files import make_folder, process_alive, sync_folder, write_json, write_text
 
 log = logging.getLogger(__name__)
 PARTIAL = ".partial"
@@ -157,17 +157,7 @@ def _clear_abandoned(path: Path) -> None:
         writer = int((path / WRITER).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         writer = None
-    if writer is not None and writer != os.getpid() and _alive(writer):
+    if writer is not None and writer != os.getpid() and process_alive(writer):
         raise MmsentError(f"a run of this name is being written by process {writer}", path)
     log.warning("removing %s, left by a run that did not finish", path)
     shutil.rmtree(path)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process, alive
-    return True

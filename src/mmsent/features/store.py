@@ -49,7 +49,7 @@ from mmsent.encoders.base import Encoder
 from mmsent.errors import BadInput, MmsentError
 from mmsent.features.extract import extract_to_folder
 from mmsent.features.shards import PART_PATTERN, check_shard, merge_arrays, part_suffix, shard_bounds
-from mmsent.files import write_json
+from mmsent.files import process_alive, write_json
 
 log = logging.getLogger(__name__)
 
@@ -358,7 +358,7 @@ class FeatureStore:
                 shutil.rmtree(entry, ignore_errors=True)
             elif entry.name.startswith(TEMP_PREFIX):
                 pid = entry.name[len(TEMP_PREFIX) :].split("-")[0]
-                if pid.isdigit() and not _alive(int(pid)):
+                if pid.isdigit() and not process_alive(int(pid)):
                     shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -467,16 +467,6 @@ def _fsync(path: Path) -> None:
         os.fsync(descriptor)
     finally:
         os.close(descriptor)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _label(encoder: Encoder) -> str:
