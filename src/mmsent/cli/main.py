@@ -180,7 +180,7 @@ def add_commands(commands) -> None:
         commands,
         "train",
         cmd_train,
-        "split, train every head, report validation metrics",
+        "cross-validate the candidates, choose one, retrain on all pairs; a run folder",
         "mmsent train --train.heads concat gated_image --train.max_epochs 30 --name try2",
         usage="%(prog)s [options]",
     )
@@ -190,14 +190,15 @@ def add_commands(commands) -> None:
         commands,
         "run",
         cmd_run,
-        "the main job: extract, train, evaluate, fill in the test list",
+        "the main job: extract, choose a model by cross-validation, fill in the test list",
         """
         mmsent run --data ../shared/datasets/mvsa-lab5 --out runs
         mmsent run --train.heads concat gated_image --train.lr 3e-4 --name try2
         mmsent run --config my.yaml --quality     # my.yaml: a copy of configs/default.yaml, edited
         """,
-        description="The main job: extract features, train the heads, report their validation metrics, "
-        "fill in the test list with the best head.",
+        description="The main job: extract features, cross-validate the candidates (the linear probe, "
+        "the heads of --train.heads, the mean of the fusion models), answer with the best, report every "
+        "candidate beside the majority class, fill in the test list.",
         usage="%(prog)s [options]",
     )
     add_run_options(run, (*HEAD_TRAINING, "quality"))
@@ -229,7 +230,7 @@ def add_commands(commands) -> None:
         commands,
         "evaluate",
         cmd_evaluate,
-        "metrics of a run's heads on a labelled list",
+        "metrics of a run's model and of every other model it holds on a labelled list",
         "mmsent evaluate runs/20250101-120000 --list test_with_label.txt",
     )
     evaluate.add_argument("run", type=Path, help="run folder")
