@@ -196,9 +196,8 @@ def add_commands(commands) -> None:
         mmsent run --train.heads concat gated_image --train.lr 3e-4 --name try2
         mmsent run --config my.yaml --quality     # my.yaml: a copy of configs/default.yaml, edited
         """,
-        description="The main job: extract features, cross-validate the candidates (the linear probe, "
-        "the heads of --train.heads, the mean of the fusion models), answer with the best, report every "
-        "candidate beside the majority class, fill in the test list.",
+        description="The main job: extract features, cross-validate the linear probe and the heads, "
+        "answer with the best, report them all, fill in the test list.",
         usage="%(prog)s [options]",
     )
     add_run_options(run, (*HEAD_TRAINING, "quality"))
