@@ -150,23 +150,17 @@ def seeds_for(head: str, cfg: RunConfig) -> list[int]:
     return [cfg.train.seed + i for i in range(repeats)]
 
 
+def final_recipe(cfg: RunConfig, name: str, result: CVResult):
+    """The recipe a candidate is retrained with on every labelled pair: for the epoch count it kept
+    in CV when it stopped early, else as cross-validated."""
+    return fixed_epochs(spec_for(name, cfg.train), result.epochs)
+
+
 def final_member(cfg: RunConfig, table: FeatureTable, name: str, result: CVResult) -> Member:
-    """A candidate retrained on every labelled pair (for the epoch count it kept in CV, when it
-    stopped early), once per seed it was cross-validated with."""
-    recipe = fixed_epochs(spec_for(name, cfg.train), result.epochs)
-    every = np.arange(len(table))
-    models = [
-        fit(
-            recipe,
-            table,
-            every,
-            seed=seed,
-            engine=cfg.train.engine,
-            options=cfg.train,
-            cache=fits_folder(cfg),
-        ).model
-        for seed in seeds_for(name, cfg)
-    ]
+    """A candidate retrained on every labelled pair, once per seed it was cross-validated with."""
+    recipe, every = final_recipe(cfg, name, result), np.arange(len(table))
+    options = dict(engine=cfg.train.engine, options=cfg.train, cache=fits_folder(cfg))
+    models = [fit(recipe, table, every, seed=seed, **options).model for seed in seeds_for(name, cfg)]
     return Member(name, recipe.to_dict(), models)
 
 
@@ -179,8 +173,7 @@ def final_members(cfg: RunConfig, table: FeatureTable, results: dict[str, CVResu
 
 
 def final_is_stored(cfg: RunConfig, table: FeatureTable, name: str, result: CVResult) -> bool:
-    recipe = fixed_epochs(spec_for(name, cfg.train), result.epochs)
-    every = np.arange(len(table))
+    recipe, every = final_recipe(cfg, name, result), np.arange(len(table))
     return all(
         is_stored(recipe, table, every, None, seed, cfg.train.engine, cfg.train, fits_folder(cfg))
         for seed in seeds_for(name, cfg)

@@ -167,7 +167,7 @@ def _html_table(header: list[str], body: list[list[str]]) -> str:
 # ---------------------------------------------------------------- plots
 
 
-def _figure_class():
+def figure_class():
     try:
         from matplotlib.figure import Figure
     except ImportError as error:  # an optional dependency: mmsent[report]
@@ -175,7 +175,7 @@ def _figure_class():
     return Figure  # a bare Figure draws with Agg and leaves pyplot's global state alone
 
 
-def _save(figure, path: Path) -> None:
+def save_figure(figure, path: Path) -> None:
     # No "Software" text chunk: it carries matplotlib's web address into the page.
     image = io.BytesIO()
     figure.savefig(image, format="png", dpi=110, bbox_inches="tight", metadata={"Software": None})
@@ -186,7 +186,7 @@ def plot_confusions(rows: list[dict[str, Any]], path: Path) -> None:
     """One matrix per head, summed over seeds; colour = share of the true class, text = count."""
     cols = min(3, len(rows))
     lines = math.ceil(len(rows) / cols)
-    figure = _figure_class()(figsize=(3.8 * cols, 3.5 * lines))
+    figure = figure_class()(figsize=(3.8 * cols, 3.5 * lines))
     axes = figure.subplots(lines, cols, squeeze=False)
     for ax in axes.flat[len(rows) :]:
         ax.set_visible(False)
@@ -206,12 +206,12 @@ def plot_confusions(rows: list[dict[str, Any]], path: Path) -> None:
         ax.set_ylabel("true")
         ax.set_title(f"{row['head']} ({len(row['seeds'])} seed{'s' * (len(row['seeds']) > 1)})", fontsize=10)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 def plot_per_class_f1(rows: list[dict[str, Any]], path: Path) -> None:
     """F1 of each class for each head (mean over seeds, bars = sample std)."""
-    figure = _figure_class()(figsize=(max(6.0, 1.1 * len(rows) + 2), 3.8))
+    figure = figure_class()(figsize=(max(6.0, 1.1 * len(rows) + 2), 3.8))
     ax = figure.subplots()
     width = 0.8 / len(LABELS)
     for k, label in enumerate(LABELS):
@@ -231,7 +231,7 @@ def plot_per_class_f1(rows: list[dict[str, Any]], path: Path) -> None:
     ax.legend(ncols=len(LABELS), fontsize=8, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
 
 
 # ---------------------------------------------------------------- the report
@@ -289,7 +289,7 @@ def write_report(
     )
     table, per_class = _table(rows), _per_class_table(rows)
     write_text(paths["markdown"], _markdown(title, notes, spread_note, table, per_class))
-    images = {key: _data_uri(paths[key]) for key in ("confusion", "per_class_f1")}
+    images = {key: data_uri(paths[key]) for key in ("confusion", "per_class_f1")}
     write_text(paths["html"], _html(title, notes, spread_note, table, per_class, images))
     return paths
 
@@ -348,7 +348,7 @@ def _html(title, notes, spread_note, table, per_class, images) -> str:
 """
 
 
-def _data_uri(path: Path) -> str:
+def data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")
 
 

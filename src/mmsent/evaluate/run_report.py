@@ -16,13 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from mmsent import LABELS
 from mmsent.errors import MmsentError
 from mmsent.evaluate.metrics import classification_metrics, confusion_table, per_class_table
-from mmsent.evaluate.report import CSS, _data_uri, _figure_class, _save, plot_confusions
+from mmsent.evaluate.report import CSS, data_uri, figure_class, plot_confusions, save_figure
 from mmsent.files import write_text
-
-HEADLINE = (("accuracy", "accuracy"), ("macro_f1", "macro F1"), ("weighted_f1", "weighted F1"))
 
 
 def cv_rows(summaries: dict[str, dict], chosen: str) -> list[str]:
@@ -85,7 +82,7 @@ def plot_curves(curves: dict[str, dict[str, list[float]]], path: Path) -> bool:
     shown = {name: c for name, c in curves.items() if c.get("train_loss")}
     if not shown:
         return False
-    figure = _figure_class()(figsize=(4.2 * len(shown), 3.2))
+    figure = figure_class()(figsize=(4.2 * len(shown), 3.2))
     axes = figure.subplots(1, len(shown), squeeze=False)[0]
     for ax, (name, curve) in zip(axes, shown.items(), strict=True):
         for key, style in (("train_loss", "-"), ("val_loss", "--")):
@@ -97,7 +94,7 @@ def plot_curves(curves: dict[str, dict[str, list[float]]], path: Path) -> bool:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     figure.tight_layout()
-    _save(figure, path)
+    save_figure(figure, path)
     return True
 
 
@@ -190,7 +187,7 @@ def to_html(markdown: str, title: str, folder: Path) -> str:
             continue
         flush()
         if image := re.fullmatch(r"!\[(.*)\]\((.*)\)", line):
-            body.append(f'<img alt="{html.escape(image[1])}" src="{_data_uri(folder / image[2])}">')
+            body.append(f'<img alt="{html.escape(image[1])}" src="{data_uri(folder / image[2])}">')
         elif heading := re.fullmatch(r"(#+) (.*)", line):
             level = len(heading[1])
             body.append(f"<h{level}>{inline(heading[2])}</h{level}>")
@@ -208,4 +205,4 @@ def to_html(markdown: str, title: str, folder: Path) -> str:
     )
 
 
-__all__ = ["LABELS", "write_run_report"]
+__all__ = ["write_run_report"]

@@ -131,9 +131,9 @@ class Classifier:
 
     def predict_batch(self, images: list[ImageInput], texts: list[str]) -> list[Prediction]:
         table = self.encode(images, texts)
-        probs = self.model.predict_proba(table)
         members = self.model.member_proba(table)
-        explanations = self.model.explain(table)
+        probs = self.model.combined(members)
+        explanations = self.model.explain(table, probs=probs)
         return [
             Prediction(
                 label=(answer := as_answer(probs[i]))["label"],

@@ -68,8 +68,8 @@ def fit(
     progress: bool = False,
     cache: Path | None = None,  # a folder of finished fits (`train.fit_cache`) to read and add to
 ) -> FitResult:
-    key = cache_key(recipe, table, train_rows, val_rows, seed, engine, options, cache)
-    engine = "probe" if recipe.is_probe else choose_engine(engine, options)
+    engine = fit_engine(recipe, engine, options)
+    key = None if cache is None else fit_cache.fit_key(recipe, table, train_rows, val_rows, seed, engine)
     stored = None if key is None else fit_cache.load(cache, key, recipe)
     if stored is not None:
         model, epochs, history, seconds = stored
@@ -93,16 +93,17 @@ def fit(
     return FitResult(model, recipe, epochs, seconds, history)
 
 
-def cache_key(recipe, table, train_rows, val_rows, seed, engine, options, cache) -> str | None:
-    if cache is None:
-        return None
-    engine = "probe" if recipe.is_probe else choose_engine(engine, options)
-    return fit_cache.fit_key(recipe, table, train_rows, val_rows, seed, engine)
+def fit_engine(recipe: Recipe, engine: str, options) -> str:
+    """What trains `recipe`: "probe", "plain" or "lightning"."""
+    return "probe" if recipe.is_probe else choose_engine(engine, options)
 
 
 def is_stored(recipe, table, train_rows, val_rows, seed, engine, options, cache) -> bool:
     """True when `fit` with these arguments reads its result back rather than training."""
-    key = cache_key(recipe, table, train_rows, val_rows, seed, engine, options, cache)
+    if cache is None:
+        return False
+    engine = fit_engine(recipe, engine, options)
+    key = fit_cache.fit_key(recipe, table, train_rows, val_rows, seed, engine)
     return key is not None and (Path(cache) / key / "fit.json").is_file()
 
 

@@ -14,7 +14,6 @@ validation loss (the learning curve in a run's report).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 from dataclasses import dataclass, field
 
@@ -23,24 +22,10 @@ import numpy as np
 import torch
 
 from mmsent.features.table import FeatureTable
-from mmsent.model import HeadModel
+from mmsent.model import HEAD_THREADS, HeadModel, torch_threads
 from mmsent.train.losses import class_weights_from_counts
 from mmsent.train.module import HeadModule
 from mmsent.train.spec import Recipe
-
-# Small heads step in a few milliseconds: a second thread only adds synchronisation, and on a
-# shared machine it made a step 10x slower (measured: 6 ms with one thread, 86 ms with two).
-FIT_THREADS = 1
-
-
-@contextlib.contextmanager
-def torch_threads(count: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 @dataclass
@@ -88,7 +73,7 @@ def fit_plain(
     """Train `recipe` on `train_rows` of `table`; `val_rows` for early stopping and the curve."""
     if recipe.patience and val_rows is None:
         raise ValueError("early stopping (patience > 0) needs validation rows")
-    with torch_threads(FIT_THREADS):
+    with torch_threads(HEAD_THREADS):
         return _fit(recipe, table, train_rows, val_rows, seed)
 
 
