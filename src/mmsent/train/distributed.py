@@ -137,3 +137,16 @@ class QuietProcesses(Callback):
         # Frozen backbone blocks stay in eval mode on purpose (their batch-norm statistics).
         warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
         warnings.filterwarnings("ignore", message=".*smaller than the logging interval.*")
+
+
+class LeaveTogether(Callback):
+    """In a process that Lightning spawned (`--devices N` alone), end the process group once the fit
+    is over, all ranks together: left to the interpreter's exit, gloo's threads could outlive their
+    peers and abort the process ("terminate called without an active exception"). Processes that
+    an outside launcher started keep theirs: the caller's next stage may use it."""
+
+    def teardown(self, trainer, pl_module, stage: str) -> None:
+        if launched_externally() or not (dist.is_available() and dist.is_initialized()):
+            return
+        dist.barrier()
+        dist.destroy_process_group()

@@ -13,7 +13,13 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.loggers import CSVLogger
 
-from mmsent.train.distributed import QuietProcesses, quiet_lightning, resolve_precision, strategy_for
+from mmsent.train.distributed import (
+    LeaveTogether,
+    QuietProcesses,
+    quiet_lightning,
+    resolve_precision,
+    strategy_for,
+)
 
 
 def make_trainer(
@@ -39,7 +45,7 @@ def make_trainer(
         strategy=strategy,
         precision=resolve_precision(options.precision, options.accelerator),
         use_distributed_sampler=False,  # RankSampler deals training rows; validation stays whole
-        callbacks=[*callbacks, QuietProcesses()],
+        callbacks=[*callbacks, QuietProcesses(), LeaveTogether()],
         logger=CSVLogger(folder, name="", version=log_version),
         enable_progress_bar=progress,
         enable_model_summary=False,
