@@ -152,6 +152,27 @@ def test_skip_bad_lists_every_skipped_pair(tmp_path, tiny_encoders):
     assert [s["guid"] for s in listed] == [truncated_test]
 
 
+def test_the_main_job_extracts_both_lists_then_trains_without_the_encoders(
+    tmp_path, tiny_lab, tiny_encoders, monkeypatch
+):
+    # Extracting the test list after training forked its image-decoding worker from a grown
+    # process (the cold run's memory peak); the encoders' memory is of no use to training.
+    from mmsent.features import encode as encoding
+
+    seen = {}
+    real_select = pipeline.select
+
+    def watching_select(cfg, table, progress=True):
+        seen["encoders"] = dict(encoding._encoders)
+        seen["stores"] = [p for p in encoding.store_root(cfg).iterdir() if not p.name.startswith(".")]
+        return real_select(cfg, table, progress)
+
+    monkeypatch.setattr(pipeline, "select", watching_select)
+    pipeline.run_all(tiny_config(tiny_lab, tiny_encoders, tmp_path, heads=["concat"]), progress=False)
+    assert seen["encoders"] == {}
+    assert len(seen["stores"]) == 4  # both modalities of both lists
+
+
 def test_checkpoint_refuses_other_encoders(tiny_run: Path, tmp_path):
     copy = tmp_path / "run"
     shutil.copytree(tiny_run, copy)

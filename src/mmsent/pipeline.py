@@ -26,7 +26,7 @@ from mmsent.errors import MmsentError
 from mmsent.evaluate.metrics import classification_metrics, metrics_table
 from mmsent.evaluate.predictions import write_filled_list
 from mmsent.evaluate.run_report import write_run_report
-from mmsent.features.encode import Encoded, encode, load_list, store_root
+from mmsent.features.encode import Encoded, encode, encode_lists, load_list, release_encoders, store_root
 from mmsent.features.table import FeatureTable
 from mmsent.files import write_text
 from mmsent.heads import create_head
@@ -191,6 +191,7 @@ def train(cfg: RunConfig, progress: bool = True, run: RunFolder | None = None) -
     own_run = run is None
     run = run or RunFolder.create(cfg)
     labelled = encode(cfg, load, progress)
+    release_encoders()  # training needs only the stored features
     if any(p.label is None for p in labelled.pairs):
         raise MmsentError("the training list has rows tagged null", labelled.load.list_path)
     table = labelled.table()
@@ -360,8 +361,8 @@ def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
     from mmsent.data.audit import audit
 
     check_heads(cfg.train.heads)
-    for list_name in (cfg.data.train_list, cfg.data.test_list):  # a bad row stops us before any training
-        load_list(cfg, list_name)
+    # a bad row stops us before any training
+    loads = [load_list(cfg, list_name) for list_name in (cfg.data.train_list, cfg.data.test_list)]
     run = RunFolder.create(cfg)
     findings = audit(
         Path(cfg.data.root), [cfg.data.train_list, cfg.data.test_list], cfg.data.clean, progress=progress
@@ -369,6 +370,10 @@ def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
     run.write_json("audit.json", findings)
     if findings["problems"]:
         log.warning("the audit found %d problems; see %s", len(findings["problems"]), run.path / "audit.json")
+    # Both lists' features first, then the encoders go: extracting the test list after training
+    # would fork an image-decoding worker from a process grown by training (the cold run's peak).
+    encode_lists(cfg, loads, progress)
+    release_encoders()
     train(cfg, progress, run)
     filled, missing = predict(run, cfg.data.test_list, every_head=True, progress=progress)
     if missing:

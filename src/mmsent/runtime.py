@@ -84,3 +84,16 @@ def tune_allocator() -> dict[str, int]:
         else:
             log.debug("mallopt(%s, %d) was refused", name, value)
     return _applied
+
+
+def release_memory() -> bool:
+    """Hand the heap's free memory back to the kernel (glibc's malloc_trim); False where there is none.
+
+    With the trim threshold raised above, memory freed by a large step (the encoders once extraction
+    is over) would otherwise stay with the process for the rest of its life."""
+    libc = glibc()
+    if libc is None or not hasattr(libc, "malloc_trim"):
+        return False
+    libc.malloc_trim.argtypes = (ctypes.c_size_t,)
+    libc.malloc_trim(0)
+    return True
