@@ -24,7 +24,7 @@ from mmsent.model import PROBE
 from mmsent.pipeline import check_heads, split_pairs
 from mmsent.progress import overall_progress, step_done
 from mmsent.runs import RunFolder
-from mmsent.train.fit import fit
+from mmsent.train.fit import check_logger, fit
 from mmsent.train.spec import spec_for
 
 log = logging.getLogger("mmsent")
@@ -36,6 +36,7 @@ def compare(cfg: RunConfig, seeds: list[int] | None = None, progress: bool = Tru
     heads = cfg.train.heads
     seeds = list(seeds or [cfg.train.seed])
     check_heads(heads)
+    check_logger(cfg.train, cfg.train.engine)
     cfg = dataclasses.replace(cfg, name=cfg.name or "compare")
     run = RunFolder.create(cfg)
     labelled = encode(cfg, load_list(cfg, cfg.data.train_list), progress)

@@ -34,7 +34,7 @@ from mmsent.model import PROBE, Ensemble, Member, load_run
 from mmsent.progress import overall_progress, progress_note, step_done
 from mmsent.runs import RunFolder
 from mmsent.train.cv import CVResult, cross_validate, fold_scores, summarise
-from mmsent.train.fit import choose_engine, fit, is_stored
+from mmsent.train.fit import check_logger, choose_engine, fit, is_stored
 from mmsent.train.parallel import imap_tasks
 from mmsent.train.spec import spec_for
 
@@ -195,6 +195,7 @@ def final_is_stored(cfg: RunConfig, table: FeatureTable, name: str, result: CVRe
 def train(cfg: RunConfig, progress: bool = True, run: RunFolder | None = None) -> RunFolder:
     """Load and encode the training list, choose a model by CV, retrain it on all pairs, save the run."""
     check_heads(cfg.train.heads)
+    check_logger(cfg.train, cfg.train.engine)
     started = time.perf_counter()
     load = load_list(cfg, cfg.data.train_list)  # before the run folder: bad input leaves nothing behind
     own_run = run is None
@@ -373,6 +374,7 @@ def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
     from mmsent.data.audit import audit
 
     check_heads(cfg.train.heads)
+    check_logger(cfg.train, cfg.train.engine)
     for list_name in (cfg.data.train_list, cfg.data.test_list):  # a bad row stops us before any training
         load_list(cfg, list_name)
     run = RunFolder.create(cfg)
