@@ -224,7 +224,7 @@ def test_run_audits_the_data_first(tiny_run: Path):
 
 def test_audit_command_prints_tables_and_writes_json(tmp_path, tiny_lab, capsys):
     target = tmp_path / "audit.json"
-    assert main(["audit", str(tiny_lab), "--json", str(target)]) == 0
+    assert main(["audit", str(tiny_lab), "--output", str(target)]) == 0
     assert "train.txt" in capsys.readouterr().out
     assert json.loads(target.read_text())["lists"]["train.txt"]["rows"] == 36
 

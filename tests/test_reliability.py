@@ -257,9 +257,9 @@ def test_9_path_mistakes_are_one_line_errors_never_tracebacks(tmp_path, tiny_lab
     assert "is a folder" in capsys.readouterr().err
 
     report = tmp_path / "no" / "such" / "folder" / "audit.json"
-    assert main(["audit", str(tiny_lab), "--json", str(report)]) == 0
+    assert main(["audit", str(tiny_lab), "--output", str(report)]) == 0
     assert report.is_file()
-    assert main(["audit", str(tiny_lab), "--json", str(a_file / "audit.json")]) == 3
+    assert main(["audit", str(tiny_lab), "--output", str(a_file / "audit.json")]) == 3
     assert "is a file, not a folder" in capsys.readouterr().err
 
 
@@ -362,7 +362,7 @@ def _compare_report(path: Path) -> None:
 
 
 def _audit_json(path: Path, lab: Path) -> None:
-    if main(["audit", str(lab), "--json", str(path)]) != 0:
+    if main(["audit", str(lab), "--output", str(path)]) != 0:
         raise MmsentError("audit failed")
 
 

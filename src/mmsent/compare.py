@@ -22,8 +22,9 @@ from mmsent.features.encode import encode, load_list
 from mmsent.heads import ABLATION_HEADS, FUSION_HEADS
 from mmsent.model import PROBE
 from mmsent.pipeline import check_heads, split_pairs
+from mmsent.progress import overall_progress, step_done
 from mmsent.runs import RunFolder
-from mmsent.train.fit import fit
+from mmsent.train.fit import check_logger, fit
 from mmsent.train.spec import spec_for
 
 log = logging.getLogger("mmsent")
@@ -35,6 +36,7 @@ def compare(cfg: RunConfig, seeds: list[int] | None = None, progress: bool = Tru
     heads = cfg.train.heads
     seeds = list(seeds or [cfg.train.seed])
     check_heads(heads)
+    check_logger(cfg.train, cfg.train.engine)
     cfg = dataclasses.replace(cfg, name=cfg.name or "compare")
     run = RunFolder.create(cfg)
     labelled = encode(cfg, load_list(cfg, cfg.data.train_list), progress)
@@ -49,26 +51,12 @@ def compare(cfg: RunConfig, seeds: list[int] | None = None, progress: bool = Tru
     majority = np.bincount(labels[train_rows], minlength=3).argmax()
     baseline = classification_metrics(labels[val_rows], np.full(len(val_rows), majority))
     records = [{"head": MAJORITY, "seed": s, **baseline, "params": 0, "train_seconds": 0.0} for s in seeds]
-    for head in heads:
-        spec = spec_for(head, cfg.train)
-        for seed in seeds:
-            log.info("compare: %s, seed %d", head, seed)
-            fitted = fit(
-                spec, table, train_rows, val_rows, seed=seed, engine=cfg.train.engine, options=cfg.train
-            )
-            probs = fitted.predict_proba(table, val_rows)
-            metrics = classification_metrics(labels[val_rows], probs.argmax(axis=1))
-            records.append(
-                {
-                    "head": head,
-                    "seed": seed,
-                    **metrics,
-                    "params": parameter_count(fitted.model),
-                    "train_seconds": round(fitted.seconds, 2),
-                    "epochs": fitted.epochs,
-                }
-            )
-            run.write_json("records.json", records)  # after every fit: a stopped compare keeps what it did
+    with overall_progress(len(heads) * len(seeds), "compare", progress):
+        for head in heads:
+            for seed in seeds:
+                records.append(fit_and_score(cfg, head, seed, table, train_rows, val_rows))
+                run.write_json("records.json", records)  # after every fit: a stopped compare keeps it
+                step_done(what=f"{head}, seed {seed}")
 
     notes = {
         "data": str(cfg.data.root),
@@ -82,6 +70,23 @@ def compare(cfg: RunConfig, seeds: list[int] | None = None, progress: bool = Tru
     partial = run.path
     run.finish()
     return {kind: run.path / path.relative_to(partial) for kind, path in files.items()}
+
+
+def fit_and_score(cfg: RunConfig, head: str, seed: int, table, train_rows, val_rows) -> dict:
+    """One head trained with one seed on the training rows: its record on the validation rows."""
+    log.info("compare: %s, seed %d", head, seed)
+    spec = spec_for(head, cfg.train)
+    fitted = fit(spec, table, train_rows, val_rows, seed=seed, engine=cfg.train.engine, options=cfg.train)
+    labels = table.labels.numpy()[val_rows]
+    metrics = classification_metrics(labels, fitted.predict_proba(table, val_rows).argmax(axis=1))
+    return {
+        "head": head,
+        "seed": seed,
+        **metrics,
+        "params": parameter_count(fitted.model),
+        "train_seconds": round(fitted.seconds, 2),
+        "epochs": fitted.epochs,
+    }
 
 
 def parameter_count(model) -> int:

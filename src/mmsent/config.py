@@ -124,6 +124,13 @@ class TrainConfig:
     """machines taking part in distributed training"""
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
     """numeric precision; auto: bf16 or fp16 mixed on a GPU, 32-bit elsewhere"""
+    logger: Literal["csv", "tensorboard"] = "csv"
+    """training log of the Lightning engine only (--train.engine lightning): csv, the per-epoch losses the
+    report's curves come from; tensorboard, also TensorBoard event files under log_dir (needs the
+    tensorboard package: pip install 'mmsent[tensorboard]')"""
+    log_dir: Path = Path("runs/tensorboard")
+    """where --train.logger tensorboard writes, a folder per model and fit (tensorboard --logdir PATH);
+    such fits train again rather than being read back from the fit cache"""
 
 
 @dataclass

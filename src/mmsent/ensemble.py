@@ -21,6 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from mmsent.evaluate.calibration import cross_fitted, fit_calibration
 from mmsent.features.table import FeatureTable
 from mmsent.model import Ensemble, Member, apply_stacker, combine, stack_inputs
+from mmsent.progress import step_done
 from mmsent.train.cv import CVResult, Folds, Tables, cross_validate, fold_scores, fold_table
 from mmsent.train.fit import fit
 from mmsent.train.spec import Recipe
@@ -93,7 +94,10 @@ def build_ensemble(
     members = []
     for recipe in recipes:
         final = fixed_epochs(recipe, cv.members[recipe.name].epochs)
-        models = [fit(final, table, every_row, seed=seed).model for seed in seeds]
+        models = []
+        for seed in seeds:
+            models.append(fit(final, table, every_row, seed=seed).model)
+            step_done(what=f"retraining {recipe.name}")
         members.append(Member(recipe.name, recipe.to_dict(), models))
     return Ensemble(members, how, stacker, calibration)
 

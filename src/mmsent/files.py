@@ -1,6 +1,6 @@
 """Writing output files: whole or not at all, on disk before we say so, with the usual mode.
 
-Every file mmsent writes (run files, predictions, reports, `audit --json`) goes
+Every file mmsent writes (run files, predictions, reports, `audit --output`) goes
 through `write_bytes` / `write_text`:
 
 1. the data goes to a temporary file in the target's own folder (so the rename

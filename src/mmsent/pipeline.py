@@ -24,17 +24,18 @@ from mmsent.data import Pair, fingerprint, kfold, train_val_split
 from mmsent.ensemble import fixed_epochs
 from mmsent.errors import MmsentError
 from mmsent.evaluate.metrics import classification_metrics, metrics_table
-from mmsent.evaluate.predictions import write_filled_list
+from mmsent.evaluate.predictions import probabilities_path, write_filled_list
 from mmsent.evaluate.run_report import write_run_report
 from mmsent.features.encode import Encoded, encode, encode_lists, load_list, release_encoders, store_root
 from mmsent.features.table import FeatureTable
 from mmsent.files import write_text
 from mmsent.heads import create_head
 from mmsent.model import PROBE, Ensemble, Member, load_run
+from mmsent.progress import overall_progress, progress_note, step_done
 from mmsent.runs import RunFolder
 from mmsent.train.cv import CVResult, cross_validate, fold_scores, summarise
-from mmsent.train.fit import choose_engine, fit, is_stored
-from mmsent.train.parallel import map_tasks
+from mmsent.train.fit import check_logger, choose_engine, fit, is_stored
+from mmsent.train.parallel import imap_tasks
 from mmsent.train.spec import spec_for
 
 log = logging.getLogger("mmsent")
@@ -114,13 +115,12 @@ def select(cfg: RunConfig, table: FeatureTable, progress: bool = True) -> Select
             cache=fits_folder(cfg),
         )
         summary = results[head].summary()
-        if progress:
-            print(
-                f"[{i}/{len(cfg.train.heads)}] {head}: accuracy {summary['accuracy']:.4f} ± "
-                f"{summary['accuracy_std']:.4f}, macro F1 {summary['macro_f1']:.4f} "
-                f"({time.perf_counter() - started:.1f} s)",
-                flush=True,
-            )
+        progress_note(
+            f"[{i}/{len(cfg.train.heads)}] {head}: accuracy {summary['accuracy']:.4f} ± "
+            f"{summary['accuracy_std']:.4f}, macro F1 {summary['macro_f1']:.4f} "
+            f"({time.perf_counter() - started:.1f} s)",
+            progress,
+        )
     labels = table.labels.numpy()
     summaries = {name: {**r.summary(), "seconds": round(r.seconds, 1)} for name, r in results.items()}
     fusion_mean = None
@@ -168,8 +168,17 @@ def final_members(cfg: RunConfig, table: FeatureTable, results: dict[str, CVResu
     """Every candidate retrained on all labelled pairs, the candidates side by side."""
     plain = choose_engine(cfg.train.engine, cfg.train) == "plain"
     tasks = [(cfg, table, name, result) for name, result in results.items()]
-    members = map_tasks(final_member, tasks, cfg.train.jobs if plain else 1, quick=final_is_stored)
-    return dict(zip(results, members, strict=True))
+    answers = imap_tasks(final_member, tasks, cfg.train.jobs if plain else 1, quick=final_is_stored)
+    members: dict[str, Member] = {}
+    for name, member in zip(results, answers, strict=True):
+        members[name] = member
+        step_done(len(member.models), what=f"retraining {name}")
+    return members
+
+
+def planned_fits(cfg: RunConfig) -> int:
+    """The fits `train` makes: every candidate in every fold, then on all pairs, once per seed."""
+    return sum(len(seeds_for(head, cfg)) * (cfg.split.folds + 1) for head in cfg.train.heads)
 
 
 def final_is_stored(cfg: RunConfig, table: FeatureTable, name: str, result: CVResult) -> bool:
@@ -186,6 +195,7 @@ def final_is_stored(cfg: RunConfig, table: FeatureTable, name: str, result: CVRe
 def train(cfg: RunConfig, progress: bool = True, run: RunFolder | None = None) -> RunFolder:
     """Load and encode the training list, choose a model by CV, retrain it on all pairs, save the run."""
     check_heads(cfg.train.heads)
+    check_logger(cfg.train, cfg.train.engine)
     started = time.perf_counter()
     load = load_list(cfg, cfg.data.train_list)  # before the run folder: bad input leaves nothing behind
     own_run = run is None
@@ -200,8 +210,9 @@ def train(cfg: RunConfig, progress: bool = True, run: RunFolder | None = None) -
             f"{len(table)} labelled pairs are too few for {cfg.split.folds}-fold cross-validation",
             labelled.load.list_path,
         )
-    selection = select(cfg, table, progress)
-    finals = final_members(cfg, table, selection.results)
+    with overall_progress(planned_fits(cfg), "cross-validating", progress):
+        selection = select(cfg, table, progress)
+        finals = final_members(cfg, table, selection.results)
     chosen = selection.chosen_members
     model = Ensemble(
         members=[finals[name] for name in chosen],
@@ -306,26 +317,26 @@ def predict(
 
     The run's model writes `output`, by default `predictions/<list>`; `head` names one of its
     members or other candidates instead, by default into `predictions/<head>/<list>`, so the
-    run's own answers are never replaced by another's. An existing `output` is replaced only
-    with `overwrite`. With `every_head`, each model also writes `predictions/<name>/<list>`,
-    from one extraction.
+    run's own answers are never replaced by another's. Each filled-in list has its class
+    probabilities beside it (`evaluate.predictions.probabilities_path`). An existing `output`
+    is replaced only with `overwrite`. With `every_head`, each model also writes
+    `predictions/<name>/<list>`, from one extraction.
     """
     model = load_run(run.path, expect_encoders=run.meta["encoders"])
     chosen = model.answering_with(head) if head else model
     name = Path(list_name).name
-    if output is not None and output.exists() and not overwrite:
-        raise MmsentError("exists already; pass --overwrite to replace it", output)
+    if output is not None and not overwrite:
+        for path in (output, probabilities_path(output)):
+            if path.exists():
+                raise MmsentError("exists already; pass --overwrite to replace it", path)
     encoded = encode_for_run(run, list_name, root, progress)
     table = encoded.table()
     target = output or run.path / "predictions" / (Path(head) / name if head else name)
-    tags = tags_of(encoded.pairs, chosen.predict_proba(table))
     # files inside the run are its own to refresh; a file the user named is replaced only when asked
-    missing = write_filled_list(encoded.load.list_path, tags, target, replace=overwrite or output is None)
+    missing = write_answers(encoded, chosen.predict_proba(table), target, replace=overwrite or output is None)
     if every_head:
         for each, probs in model.member_proba(table).items():
-            write_filled_list(
-                encoded.load.list_path, tags_of(encoded.pairs, probs), run.path / "predictions" / each / name
-            )
+            write_answers(encoded, probs, run.path / "predictions" / each / name)
     if encoded.skipped:
         run.write_json(
             Path("predictions") / f"{Path(list_name).stem}.skipped.json",
@@ -334,8 +345,11 @@ def predict(
     return target, missing
 
 
-def tags_of(pairs: list[Pair], probs: np.ndarray) -> dict[str, str]:
-    return {p.guid: LABELS[int(row.argmax())] for p, row in zip(pairs, probs, strict=True)}
+def write_answers(encoded: Encoded, probs: np.ndarray, target: Path, replace: bool = True) -> list[str]:
+    """The filled-in list and its class probabilities; the guids left null."""
+    by_guid = {p.guid: row for p, row in zip(encoded.pairs, probs, strict=True)}
+    tags = {guid: LABELS[int(row.argmax())] for guid, row in by_guid.items()}
+    return write_filled_list(encoded.load.list_path, tags, target, replace=replace, probabilities=by_guid)
 
 
 def evaluate(run: RunFolder, list_name: str, root: Path | None = None, progress: bool = True) -> dict:
@@ -361,6 +375,7 @@ def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
     from mmsent.data.audit import audit
 
     check_heads(cfg.train.heads)
+    check_logger(cfg.train, cfg.train.engine)
     # a bad row stops us before any training
     loads = [load_list(cfg, list_name) for list_name in (cfg.data.train_list, cfg.data.test_list)]
     run = RunFolder.create(cfg)

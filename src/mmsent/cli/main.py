@@ -1,8 +1,12 @@
 """`mmsent`: a thin face over the pipeline. Bad input ends in one clear line, never a traceback.
 
-Exit codes: 0 done; 1 `audit --strict` found problems; 2 the command line is wrong (argparse);
-3 bad data or settings (MmsentError, one line naming the file); 4 an error inside mmsent (one
-line; `-v` shows the traceback); 130 interrupted (Ctrl-C).
+Exit codes (EXIT_CODES; also in `mmsent --help` and the README): 0 done; 1 `audit --strict`
+found problems; 2 the command line is wrong (argparse); 3 bad data or settings (MmsentError,
+one line naming the file); 4 an error inside mmsent (one line; `-v` shows the traceback);
+130 interrupted (Ctrl-C).
+
+`--json` (predict, evaluate, run, audit): the command's answer as one JSON object on stdout;
+everything else it prints goes to stderr meanwhile, so stdout parses whatever runs below.
 
 Start-up stays well under a second: this module and the option modules import no torch,
 Lightning, transformers, Optuna or scikit-learn; each command imports what it needs.
@@ -11,12 +15,16 @@ Lightning, transformers, Optuna or scikit-learn; each command imports what it ne
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
+import math
 import signal
 import sys
 import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from mmsent import __version__
 from mmsent.cli.finetune import add_commands as finetune_commands
@@ -26,19 +34,52 @@ from mmsent.cli.search import add_commands as search_commands
 from mmsent.config import DEFAULT_DATA, CleanConfig, RunConfig, TrainConfig
 from mmsent.errors import MmsentError
 
-EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 2, 3, 4, 130
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_CODES = {
+    EXIT_OK: "done",
+    EXIT_PROBLEMS: "`mmsent audit --strict` found problems",
+    EXIT_USAGE: "the command line is wrong (unknown option, bad value, missing argument)",
+    EXIT_INPUT: "bad data or settings: one line naming the file (and line) at fault",
+    EXIT_INTERNAL: "an error inside mmsent: one line; -v shows the traceback",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+}
+
+
+def answer(args, data: dict[str, Any], text: str) -> None:
+    """What a command found: `text` for a person, or with --json `data` as one JSON object on stdout."""
+    if getattr(args, "json", False):
+        print(json.dumps(plain_json(data), indent=2, ensure_ascii=False), file=args.stdout, flush=True)
+    else:
+        print(text)
+
+
+def plain_json(value: Any) -> Any:
+    """`value` in JSON's own types: paths as strings, numpy numbers as numbers, NaN as null."""
+    if isinstance(value, dict):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [plain_json(v) for v in value]
+    if hasattr(value, "tolist"):  # numpy arrays and numbers
+        return plain_json(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
 
 
 def cmd_audit(args) -> int:
     from mmsent.data.audit import audit, render_audit
-
-    report = audit(Path(args.data), args.lists, CleanConfig())
-    print(render_audit(report))
     from mmsent.files import write_json
 
-    out = write_json(Path(args.json or Path(args.data).name + ".audit.json"), report)
-    print(f"audit written to {out}")
-    return 1 if args.strict and report.get("problems") else 0
+    report = audit(Path(args.data), args.lists, CleanConfig(), progress=not args.quiet)
+    out = None
+    if args.output or not args.json:  # with --json the report goes to stdout, and to a file if named
+        out = write_json(Path(args.output or Path(args.data).name + ".audit.json"), report)
+    answer(args, report, render_audit(report))
+    if out is not None:
+        print(f"audit written to {out}")
+    return EXIT_PROBLEMS if args.strict and report.get("problems") else EXIT_OK
 
 
 def cmd_extract(args) -> int:
@@ -76,11 +117,24 @@ def cmd_run(args) -> int:
         from mmsent import pipeline
 
         run, filled = pipeline.run_all(cfg, progress=not args.quiet)
-    print((run.path / "report.md").read_text(encoding="utf-8"))
-    print(
-        f"run folder: {run.path}\nfilled-in test list: {filled}\ntotal {time.perf_counter() - started:.1f} s"
+    from mmsent.evaluate.predictions import probabilities_path
+
+    seconds = time.perf_counter() - started
+    metrics = run.read_json("metrics.json")
+    data = {
+        "run": run.path,
+        "model": metrics.get("chosen"),
+        "filled_in": filled,
+        "probabilities": probabilities_path(filled),
+        "cross_validation": metrics.get("cross_validation", {}),
+        "seconds": round(seconds, 1),
+    }
+    text = (run.path / "report.md").read_text(encoding="utf-8") + (
+        f"\nrun folder: {run.path}\nfilled-in test list: {filled}\n"
+        f"class probabilities: {probabilities_path(filled)}\ntotal {seconds:.1f} s"
     )
-    return 0
+    answer(args, data, text)
+    return EXIT_OK
 
 
 def cmd_compare(args) -> int:
@@ -109,14 +163,19 @@ def cmd_evaluate(args) -> int:
     from mmsent.evaluate.metrics import metrics_table
     from mmsent.runs import RunFolder
 
-    results = pipeline.evaluate(RunFolder.open(args.run), args.list, args.data, progress=not args.quiet)
-    print(metrics_table(results))
-    return 0
+    run = RunFolder.open(args.run)
+    results = pipeline.evaluate(run, args.list, args.data, progress=not args.quiet)
+    data = {"run": run.path, "list": args.list, "model": run.meta.get("best_head"), "metrics": results}
+    answer(args, data, metrics_table(results))
+    return EXIT_OK
 
 
 def cmd_predict(args) -> int:
     finished_run(args.run)
+    if args.image is not None:
+        return predict_pair(args)
     from mmsent import pipeline
+    from mmsent.evaluate.predictions import probabilities_path
     from mmsent.runs import RunFolder
 
     run = RunFolder.open(args.run)
@@ -129,10 +188,79 @@ def cmd_predict(args) -> int:
         progress=not args.quiet,
         overwrite=args.overwrite,
     )
-    print(f"predictions written to {out}")
+    text = f"predictions written to {out}\nclass probabilities written to {probabilities_path(out)}"
     if missing:
-        print(f"{len(missing)} rows stay null (skipped as bad input): {', '.join(missing)}")
-    return 0
+        text += f"\n{len(missing)} rows stay null (skipped as bad input): {', '.join(missing)}"
+    answer(args, {"filled_in": out, "probabilities": probabilities_path(out), "null": missing}, text)
+    return EXIT_OK
+
+
+def check_predict(args, parser: argparse.ArgumentParser) -> None:
+    """One pair (--image with --text or --text-file) or a list, not a mix: a usage error (exit 2)."""
+    texts = args.text is not None or args.text_file is not None
+    if args.image is None:
+        if texts:
+            parser.error("--text and --text-file go with --image PATH (one pair)")
+        return
+    if not texts:
+        parser.error("--image needs --text TEXT or --text-file FILE")
+    mixed = [flag for flag, value in (("--list", args.list), ("--data", args.data)) if value is not None]
+    mixed += [flag for flag, value in (("--output", args.output), ("--overwrite", args.overwrite)) if value]
+    if mixed:
+        parser.error(f"{', '.join(mixed)}: for filling in a list, not with --image (one pair)")
+
+
+def pair_text(args) -> str:
+    """The pair's text, from --text or --text-file (read as the lab's text files are)."""
+    if args.text_file is None:
+        if not args.text.strip():
+            raise MmsentError("the text is empty", "--text")
+        return args.text
+    from mmsent.data import decode_text
+
+    path = args.text_file
+    if not path.is_file():
+        raise MmsentError("text file not found" if not path.exists() else "not a file", path)
+    return decode_text(path.read_bytes(), path)[0]
+
+
+def predict_pair(args) -> int:
+    """`mmsent predict RUN --image PATH --text TEXT`: one pair through the Python API."""
+    text = pair_text(args)
+    from mmsent.serve.classifier import Classifier
+
+    classifier = Classifier.load(args.run, answer=args.head)
+    prediction = classifier.predict(args.image, text).to_dict()
+    data = {"run": args.run, "image": args.image, **prediction}
+    answer(args, data, describe(prediction))
+    return EXIT_OK
+
+
+def describe(prediction: dict[str, Any]) -> str:
+    """A prediction for a person: the label and its probabilities, each model's answer, the explanation."""
+    lines = [f"{prediction['label']}  ({probabilities(prediction)}; answered by {prediction.get('head')})"]
+    each = prediction.get("per_head") or {}
+    width = max(map(len, each), default=0)
+    for name, answer in each.items():
+        lines.append(f"  {name:<{width}}  {answer.get('label', ''):<8}  ({probabilities(answer)})")
+    if prediction.get("explanation"):
+        lines.append(f"  explanation: {brief(prediction['explanation'])}")
+    return "\n".join(lines)
+
+
+def probabilities(answer: dict[str, Any]) -> str:
+    return ", ".join(f"{label} {p:.3f}" for label, p in (answer.get("probabilities") or {}).items())
+
+
+def brief(value: Any) -> str:
+    """A nested explanation on one line: numbers to 3 decimals, a one-element list as its element."""
+    if isinstance(value, dict):
+        return ", ".join(f"{key} {brief(v)}" for key, v in value.items())
+    if isinstance(value, list | tuple):
+        return brief(value[0]) if len(value) == 1 else "[" + ", ".join(brief(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
 
 
 def cmd_serve(args) -> int:
@@ -162,9 +290,13 @@ def add_commands(commands) -> None:
         help="guid,tag lists in the folder to check (default: train.txt test_without_label.txt)",
     )
     audit.add_argument(
-        "--json", metavar="FILE", help="where to write the JSON report (default: <folder name>.audit.json)"
+        "--output",
+        type=Path,
+        metavar="FILE",
+        help="where to write the JSON report (default: <folder name>.audit.json; with --json, no file)",
     )
     audit.add_argument("--strict", action="store_true", help="exit 1 when any problem is found")
+    add_json_flag(audit)
 
     extract = add_command(
         commands,
@@ -201,6 +333,7 @@ def add_commands(commands) -> None:
         usage="%(prog)s [options]",
     )
     add_run_options(run, (*HEAD_TRAINING, "quality"))
+    add_json_flag(run)
 
     compare = add_command(
         commands,
@@ -237,13 +370,19 @@ def add_commands(commands) -> None:
         "--list", required=True, metavar="NAME", help="labelled guid,tag list in the data folder"
     )
     evaluate.add_argument("--data", type=Path, metavar="PATH", help="data folder (default: the run's)")
+    add_json_flag(evaluate)
 
     predict = add_command(
         commands,
         "predict",
         cmd_predict,
-        "fill in the tags of a guid,null list",
-        "mmsent predict runs/20250101-120000 --output predictions.txt",
+        "fill in the tags of a guid,null list, or classify one image and text",
+        """
+        mmsent predict runs/20250101-120000 --output predictions.txt
+        mmsent predict runs/20250101-120000 --image photo.jpg --text "What a day! #sunny" --json
+        """,
+        description="Fill in the tags of a guid,null list (and write the class probabilities beside it), "
+        "or classify one pair: --image with --text or --text-file.",
     )
     predict.add_argument("run", type=Path, help="run folder")
     predict.add_argument(
@@ -257,9 +396,19 @@ def add_commands(commands) -> None:
         "--output",
         type=Path,
         metavar="FILE",
-        help="output file (default: <run>/predictions/<list>; with --head, <run>/predictions/<head>/<list>)",
+        help="output file (default: <run>/predictions/<list>; with --head, <run>/predictions/<head>/<list>); "
+        "the class probabilities go beside it, in <name>.probabilities.csv",
     )
-    predict.add_argument("--overwrite", action="store_true", help="replace an existing --output file")
+    predict.add_argument(
+        "--overwrite", action="store_true", help="replace an existing --output file (and its probabilities)"
+    )
+    pair = predict.add_argument_group("one pair (instead of a list)")
+    pair.add_argument("--image", type=Path, metavar="PATH", help="the image of the pair to classify")
+    texts = pair.add_mutually_exclusive_group()
+    texts.add_argument("--text", metavar="TEXT", help="the pair's text")
+    texts.add_argument("--text-file", type=Path, metavar="FILE", help="a file holding the pair's text")
+    predict.set_defaults(check=check_predict, parser=predict)
+    add_json_flag(predict)
 
     serve = add_command(
         commands,
@@ -276,12 +425,20 @@ def add_commands(commands) -> None:
     )
 
 
+def add_json_flag(parser: argparse.ArgumentParser) -> None:
+    """--json: what the command found as one JSON object on stdout (the README lists its keys)."""
+    parser.add_argument(
+        "--json", action="store_true", help="the result as one JSON object on stdout; the rest on stderr"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmsent",
         description="Sentiment (positive / neutral / negative) of tweet image + text pairs.",
-        epilog="`mmsent COMMAND --help` shows a command's options and an example.\n\nexample:\n"
-        "  mmsent run --data ../shared/datasets/mvsa-lab5 --out runs",
+        epilog="`mmsent COMMAND --help` shows a command's options and an example.\n\nexit codes:\n"
+        + "".join(f"  {code:<4} {meaning}\n" for code, meaning in EXIT_CODES.items())
+        + "\nexample:\n  mmsent run --data ../shared/datasets/mvsa-lab5 --out runs",
         formatter_class=HelpFormatter,
         allow_abbrev=False,
     )
@@ -299,6 +456,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if hasattr(args, "check"):  # rules between options that argparse cannot say
+            args.check(args, args.parser)
     except SystemExit as done:  # --help and --version (0), or a usage error (2): argparse printed it
         return done.code if isinstance(done.code, int) else EXIT_USAGE
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
@@ -312,7 +471,12 @@ def main(argv: list[str] | None = None) -> int:
     # from then on); noting the signal here tells that exit from a real one.
     previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        return args.func(args)
+        if not getattr(args, "json", False):
+            return args.func(args)
+        # With --json stdout holds the answer alone: whatever else is printed meanwhile goes to stderr.
+        args.stdout = sys.stdout
+        with contextlib.redirect_stdout(sys.stderr):
+            return args.func(args)
     except MmsentError as error:
         print(f"mmsent: error: {error}", file=sys.stderr)
         return EXIT_INPUT

@@ -162,7 +162,7 @@ def add_run_options(
         "--config",
         type=Path,
         metavar="FILE",
-        help="YAML file of options, nested as configs/default.yaml (any field); flags override it",
+        help="YAML file of options, nested as configs/default.yaml; flags win",
     )
     add_fields(parser, RunConfig(), picks, omit=omit, defaults=defaults)
 

@@ -189,6 +189,19 @@ def cross_fitted_tables(args, ft: FinetuneConfig | None, cfg: RunConfig, table):
     return cross_fit_text(cfg, ft, table, splits, not args.quiet, final=False).tables
 
 
+def overall(args, what: str, fits: int, ft: FinetuneConfig | None):
+    """The command's overall progress display: `fits` head fits, after a text backbone per fold
+    with --finetune-text."""
+    from mmsent.progress import overall_progress
+
+    backbones, weight = 0, 0
+    if ft is not None:
+        from mmsent.search.crossfit import BACKBONE_STEP_WEIGHT
+
+        backbones, weight = args.folds, BACKBONE_STEP_WEIGHT
+    return overall_progress(backbones + fits, what, not args.quiet, units=fits + backbones * weight)
+
+
 def out_folder(cfg: RunConfig, default: str) -> Path:
     return Path(cfg.out) / (cfg.name or default)
 
@@ -203,19 +216,20 @@ def cmd_search(args) -> int:
     started = time.perf_counter()
     table = load_table(cfg, progress=not args.quiet)
     out = out_folder(cfg, "search")
-    result = tune(
-        table,
-        cfg.train.heads,
-        out,
-        trials=args.trials,
-        timeout=args.timeout,
-        folds=args.folds,
-        fold_seed=args.fold_seed,
-        objective=args.objective,
-        max_epochs=args.max_epochs,
-        seed=cfg.train.seed,
-        fold_tables=cross_fitted_tables(args, ft, cfg, table),
-    )
+    with overall(args, "search", args.trials * len(cfg.train.heads) * args.folds, ft):
+        result = tune(
+            table,
+            cfg.train.heads,
+            out,
+            trials=args.trials,
+            timeout=args.timeout,
+            folds=args.folds,
+            fold_seed=args.fold_seed,
+            objective=args.objective,
+            max_epochs=args.max_epochs,
+            seed=cfg.train.seed,
+            fold_tables=cross_fitted_tables(args, ft, cfg, table),
+        )
     print((result.folder / "report.md").read_text(encoding="utf-8"))
     print(f"study folder: {result.folder} ({result.trials} trials stored; run again to resume)")
     print(f"best recipes: {result.folder / 'best_recipes.yaml'}  ({time.perf_counter() - started:.0f} s)")
@@ -238,7 +252,8 @@ def cmd_cv(args) -> int:
     table = load_table(cfg, progress=not args.quiet)
     out = out_folder(cfg, "cv")
     splits = table.folds(args.folds, args.fold_seed)
-    rows = cv_recipes(cross_fitted_tables(args, ft, cfg, table) or table, recipes, splits, args.seeds)
+    with overall(args, "cv", len(recipes) * args.folds * len(args.seeds), ft):
+        rows = cv_recipes(cross_fitted_tables(args, ft, cfg, table) or table, recipes, splits, args.seeds)
     tuned = " (text backbone fine-tuned inside each fold's training pairs)" if ft else ""
     note = (
         f"Features: {table.encoder_names}{tuned}; {len(table)} labelled pairs; {args.folds}-fold grouped, "

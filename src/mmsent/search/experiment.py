@@ -17,8 +17,9 @@ from mmsent.features.encode import load_table
 from mmsent.files import write_text
 from mmsent.finetune.config import BackboneTuning, FinetuneConfig, text_tuning
 from mmsent.model import Ensemble
+from mmsent.progress import overall_progress
 from mmsent.runs import RunFolder
-from mmsent.search.crossfit import cross_fit_text, keep_final_backbone
+from mmsent.search.crossfit import BACKBONE_STEP_WEIGHT, cross_fit_text, keep_final_backbone
 from mmsent.train.cv import Folds, Tables, cross_validate, cv_table, summarise
 from mmsent.train.spec import PROBE, Recipe
 
@@ -71,23 +72,24 @@ def ensemble_run(
     # Written in place, not as <name>.partial: the tuned backbone's path inside it is saved in its config.
     run = RunFolder.create(cfg, partial=False)
     tables: Tables = table
-    if finetune_text is not None:
-        fitted = cross_fit_text(cfg, finetune_text, table, splits, progress)
-        tables, table = fitted.tables, fitted.final
-        cfg = keep_final_backbone(fitted, run.path / TEXT_BACKBONE)
-        run.write_yaml("config.yaml", to_plain(cfg))  # predictions must read the tuned backbone
-        run.write_json("text-backbones.json", fitted.stage1)
-    cv = cross_validate_ensemble(recipes, tables, splits, seeds, tolerance)
-    summaries = {name: result.summary() for name, result in cv.members.items()}
-    for name in cv.combined:
-        summaries[f"ensemble: {name}"] = summarise(cv.fold_metrics(name))
-    bias = use_class_bias(summaries, how, tolerance)
-    chosen = f"ensemble: {how} + {'calibrated' if bias else 'temperature'}"
-    # the floors every ensemble is judged against, on the same folds
-    if not any(r.is_probe for r in recipes):
-        summaries[PROBE] = cross_validate(Recipe(PROBE), tables, splits).summary()
-    summaries["majority class"] = summarise(pipeline.majority_scores(cv.labels, splits))
-    ensemble = build_ensemble(cv, recipes, table, seeds, how, tolerance, bias)
+    with ensemble_progress(recipes, seeds, folds, finetune_text is not None, progress):
+        if finetune_text is not None:
+            fitted = cross_fit_text(cfg, finetune_text, table, splits, progress)
+            tables, table = fitted.tables, fitted.final
+            cfg = keep_final_backbone(fitted, run.path / TEXT_BACKBONE)
+            run.write_yaml("config.yaml", to_plain(cfg))  # predictions must read the tuned backbone
+            run.write_json("text-backbones.json", fitted.stage1)
+        cv = cross_validate_ensemble(recipes, tables, splits, seeds, tolerance)
+        summaries = {name: result.summary() for name, result in cv.members.items()}
+        for name in cv.combined:
+            summaries[f"ensemble: {name}"] = summarise(cv.fold_metrics(name))
+        bias = use_class_bias(summaries, how, tolerance)
+        chosen = f"ensemble: {how} + {'calibrated' if bias else 'temperature'}"
+        # the floors every ensemble is judged against, on the same folds
+        if not any(r.is_probe for r in recipes):
+            summaries[PROBE] = cross_validate(Recipe(PROBE), tables, splits).summary()
+        summaries["majority class"] = summarise(pipeline.majority_scores(cv.labels, splits))
+        ensemble = build_ensemble(cv, recipes, table, seeds, how, tolerance, bias)
     ensemble.name = "ensemble"
     ensemble.reference = pipeline.modality_means(table)
     ensemble.save(run.path)
@@ -129,6 +131,15 @@ def ensemble_run(
     if predict_test:
         pipeline.predict(run, cfg.data.test_list, progress=progress)
     return run
+
+
+def ensemble_progress(recipes: list[Recipe], seeds: list[int], folds: int, tuned_text: bool, enabled: bool):
+    """The overall display of `ensemble_run`: the text backbones (one per fold and one on all pairs),
+    every member in every fold and on all pairs once per seed, and the probe's folds."""
+    backbones = folds + 1 if tuned_text else 0
+    fits = len(recipes) * len(seeds) * (folds + 1) + (0 if any(r.is_probe for r in recipes) else folds)
+    units = fits + backbones * BACKBONE_STEP_WEIGHT
+    return overall_progress(backbones + fits, "ensemble", enabled, units=units)
 
 
 def use_class_bias(summaries: dict[str, dict], how: str, tolerance: float) -> bool:

@@ -29,6 +29,7 @@ from mmsent.errors import MmsentError
 from mmsent.features.table import FeatureTable
 from mmsent.files import write_bytes, write_text
 from mmsent.heads import head_defaults, head_needs_tokens
+from mmsent.progress import step_done
 from mmsent.train.cv import Tables, cross_validate
 from mmsent.train.spec import Recipe, write_recipes
 
@@ -98,7 +99,8 @@ def tune(
     """Search each head for `trials` more trials (or until `timeout` seconds, shared by the heads).
 
     `fold_tables`: one table per fold (text features of a backbone fine-tuned inside that fold,
-    `tune.crossfit`), in place of `table` for training and validation."""
+    `tune.crossfit`), in place of `table` for training and validation. Each fold of each trial
+    is a step of the overall progress display, when the caller opened one."""
     import optuna
 
     if objective not in OBJECTIVES:
@@ -171,6 +173,8 @@ def run_trial(trial, head: str, tables: Tables, splits, objective: str, max_epoc
     def report(fold: int, fold_metrics: list[dict]) -> None:
         trial.report(objective_value(fold_metrics, objective), fold)
         if trial.should_prune():
+            # the folds it will not train count as done on the progress display
+            step_done(len(splits) - fold - 1, what=f"{head}: trial {trial.number} pruned")
             raise optuna.TrialPruned()
 
     started = time.perf_counter()

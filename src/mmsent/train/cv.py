@@ -18,8 +18,9 @@ import numpy as np
 
 from mmsent.evaluate.metrics import classification_metrics
 from mmsent.features.table import FeatureTable
+from mmsent.progress import step_done
 from mmsent.train.fit import fit, is_stored
-from mmsent.train.parallel import map_tasks
+from mmsent.train.parallel import imap_tasks
 from mmsent.train.spec import Recipe
 
 HEADLINE = ("accuracy", "macro_f1", "weighted_f1")
@@ -78,7 +79,8 @@ def cross_validate(
     """Out-of-fold probabilities and per-fold metrics of `recipe`; `after_fold(i, metrics so far)`
     runs after each fold (a search prunes there by raising). With `jobs` != 1 and no `after_fold`,
     the folds and seeds train side by side (`train.parallel`), to the same numbers; with `cache`,
-    fits made before are read back (`train.fit_cache`)."""
+    fits made before are read back (`train.fit_cache`). Each fit is a step of the overall
+    progress display (`mmsent.progress`) when the command opened one."""
     labels = fold_table(tables, 0).labels.numpy()
     oof = np.zeros((len(labels), 3), dtype=np.float64)
     result = CVResult(recipe.name, folds, oof, labels)
@@ -88,7 +90,7 @@ def cross_validate(
         for seed in seeds
     ]
     if after_fold is None and jobs != 1:
-        answers = iter(map_tasks(fit_fold, tasks, jobs, quick=stored_fold))
+        answers = imap_tasks(fit_fold, tasks, jobs, quick=stored_fold)
     else:
         answers = (fit_fold(*task) for task in tasks)  # lazily: a search may stop after any fold
     for i, (_, val_rows) in enumerate(folds):
@@ -98,6 +100,7 @@ def cross_validate(
             result.epochs.append(epochs)
             result.histories.append(history)
             result.seconds += seconds
+            step_done(what=recipe.name)  # one fit: a step of the overall display, if one is open
         result.fold_metrics.append(classification_metrics(labels[val_rows], oof[val_rows].argmax(axis=1)))
         if after_fold is not None:
             after_fold(i, result.fold_metrics)

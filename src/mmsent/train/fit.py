@@ -15,6 +15,7 @@ patience and keep that epoch, or train exactly `epochs` epochs when patience is
 from __future__ import annotations
 
 import csv
+import importlib.util
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mmsent.errors import MmsentError
 from mmsent.features.table import FeatureTable
 from mmsent.model import Fitted, HeadModel
 from mmsent.train import fit_cache
@@ -70,7 +72,8 @@ def fit(
 ) -> FitResult:
     engine = fit_engine(recipe, engine, options)
     key = None if cache is None else fit_cache.fit_key(recipe, table, train_rows, val_rows, seed, engine)
-    stored = None if key is None else fit_cache.load(cache, key, recipe)
+    # a fit asked to log to TensorBoard trains again, so that its curves are written
+    stored = None if key is None or logs_to_tensorboard(options) else fit_cache.load(cache, key, recipe)
     if stored is not None:
         model, epochs, history, seconds = stored
         return FitResult(model, recipe, epochs, seconds, history)
@@ -81,6 +84,7 @@ def fit(
 
         model, epochs = fit_probe(table, train_rows, recipe.hparams.get("C"), seed), 0
     elif engine == "lightning":
+        check_logger(options, engine)
         model, epochs, history = fit_lightning(recipe, table, train_rows, val_rows, seed, options, progress)
     else:
         from mmsent.train.loop import fit_plain
@@ -91,6 +95,25 @@ def fit(
     if key is not None:
         fit_cache.save(cache, key, recipe, model, epochs, history, seconds)
     return FitResult(model, recipe, epochs, seconds, history)
+
+
+def check_logger(options, engine: str) -> None:
+    """`--train.logger tensorboard` is written by the Lightning engine alone, with the tensorboard
+    package: said before any training, rather than a run that ends without its logs."""
+    if not logs_to_tensorboard(options):
+        return
+    if choose_engine(engine, options) != "lightning":
+        raise MmsentError(
+            "--train.logger tensorboard logs the Lightning engine only; add --train.engine lightning"
+        )
+    if not any(importlib.util.find_spec(name) for name in ("tensorboard", "tensorboardX")):
+        raise MmsentError(
+            "--train.logger tensorboard needs the tensorboard package: pip install 'mmsent[tensorboard]'"
+        )
+
+
+def logs_to_tensorboard(options) -> bool:
+    return getattr(options, "logger", "csv") == "tensorboard"
 
 
 def fit_engine(recipe: Recipe, engine: str, options) -> str:
@@ -114,7 +137,7 @@ def fit_lightning(recipe, table, train_rows, val_rows, seed, options, progress):
 
     from mmsent.train.dataset import TableRows, as_batch
     from mmsent.train.distributed import RankSampler
-    from mmsent.train.lightning import make_trainer
+    from mmsent.train.lightning import make_trainer, tensorboard_logger
     from mmsent.train.loop import build_module
 
     if recipe.patience and val_rows is None:
@@ -138,6 +161,7 @@ def fit_lightning(recipe, table, train_rows, val_rows, seed, options, progress):
             deterministic=True,
             log_every_n_steps=1,
             enable_checkpointing=bool(recipe.patience),
+            loggers=[tensorboard_logger(options, recipe.name)] if logs_to_tensorboard(options) else [],
         )
         train = TableRows(table, train_rows, recipe.needs_tokens, recipe.lexicon)
         # Loaders with their own generator draw nothing from the global RNG, which the heads'

@@ -3,7 +3,8 @@
 Everything the two have in common lives here: the distributed strategy and the
 precision picked from the options, one validation set seen whole by every
 process (our `RankSampler` deals the training rows), a CSV log, and the quiet
-callbacks. Each caller adds its own checkpoints and stopping rule.
+callbacks. Each caller adds its own checkpoints and stopping rule, and may add loggers
+(`--train.logger tensorboard`: `tensorboard_logger`).
 """
 
 from __future__ import annotations
@@ -31,8 +32,10 @@ def make_trainer(
     progress: bool = False,
     log_version: str = "log",
     find_unused: bool = False,
+    loggers: list | tuple = (),
     **extra,
 ) -> L.Trainer:
+    """A Trainer logging to CSV in `folder` (the history callers read back), and to `loggers` too."""
     quiet_lightning()
     strategy = strategy_for(options.devices, options.num_nodes)
     if find_unused and strategy != "auto":  # a backbone the head ignores gets no gradient
@@ -46,10 +49,17 @@ def make_trainer(
         precision=resolve_precision(options.precision, options.accelerator),
         use_distributed_sampler=False,  # RankSampler deals training rows; validation stays whole
         callbacks=[*callbacks, QuietProcesses(), LeaveTogether()],
-        logger=CSVLogger(folder, name="", version=log_version),
+        logger=[CSVLogger(folder, name="", version=log_version), *loggers],
         enable_progress_bar=progress,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=folder,
         **extra,
     )
+
+
+def tensorboard_logger(options, name: str):
+    """TensorBoard event files of one fit under `options.log_dir`/`name`/version_<n>."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    return TensorBoardLogger(Path(options.log_dir), name=name, default_hp_metric=False)

@@ -9,7 +9,7 @@ whatever the number of processes.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 
@@ -25,11 +25,23 @@ def map_tasks(
 ) -> list[Any]:
     """[func(*task) for task in tasks], in order, on up to `jobs` processes. Tasks for which
     `quick(*task)` is true (a fit read back from disk) run here: starting a process costs more."""
+    return list(imap_tasks(func, tasks, jobs, quick))
+
+
+def imap_tasks(
+    func: Callable[..., Any], tasks: Sequence[tuple], jobs: int = 0, quick: Callable[..., bool] | None = None
+) -> Iterator[Any]:
+    """`map_tasks`, each answer given as soon as it and those before it are done (so a caller
+    can count them off on the progress display)."""
     slow = [i for i, task in enumerate(tasks) if quick is None or not quick(*task)]
-    done: dict[int, Any] = {}
+    answers: Iterator[Any] = iter(())
     if min(processes(jobs), len(slow)) > 1:
         from joblib import Parallel, delayed
 
-        answers = Parallel(n_jobs=min(processes(jobs), len(slow)))(delayed(func)(*tasks[i]) for i in slow)
-        done = dict(zip(slow, answers, strict=True))
-    return [done[i] if i in done else func(*task) for i, task in enumerate(tasks)]
+        parallel = Parallel(n_jobs=min(processes(jobs), len(slow)), return_as="generator")
+        answers = parallel(delayed(func)(*tasks[i]) for i in slow)
+    else:
+        slow = []
+    in_parallel = set(slow)
+    for i, task in enumerate(tasks):
+        yield next(answers) if i in in_parallel else func(*task)
