@@ -240,7 +240,7 @@ def describe_readout(readout: dict[str, Any], kind: str | None) -> dict[str, Any
     return {
         **readout,
         "kind": "input share",
-        "what": "the share of the first layer's input signal that comes from the image: "
+        "what": "the share of the first layer's input signal that comes from the image, which says "
         "how strong each side's input is, not which side supported the answer",
     }
 

@@ -171,11 +171,11 @@ function effectRows(fusion) {
 function readoutText(readout) {
   const figure =
     readout.kind === "gate" && readout.mean_gate != null
-      ? `${percent(readout.mean_gate)} — `
+      ? ` ${percent(readout.mean_gate)}`
       : readout.image_share != null && readout.kind !== "single modality"
-        ? `${percent(readout.image_share)} from the image — `
+        ? ` ${percent(readout.image_share)}`
         : "";
-  return `Readout of the ${headName(readout.model)} model (${readout.kind}, not an explanation): ${figure}${readout.what}.`;
+  return `The ${headName(readout.model)} model's own readout (${readout.kind}${figure}), not an explanation: ${readout.what}.`;
 }
 
 function showConfidence(result) {
@@ -187,9 +187,9 @@ function showConfidence(result) {
   }
   const runnerUp = confidence.runner_up;
   $("low-confidence-why").textContent =
-    `${percent(confidence.probability)} is under ${percent(confidence.threshold)}: the model gives the other ` +
-    `classes together more weight than its answer, so by its own account the answer is more likely wrong than ` +
-    `right. Runner-up: ${runnerUp} (${percent(result.probabilities[runnerUp])}).`;
+    `${percent(confidence.probability)} is under ${Math.round(100 * confidence.threshold)}%: by the model's ` +
+    `own account this answer is more likely wrong than right. ` +
+    `Runner-up: ${runnerUp} (${percent(result.probabilities[runnerUp])}).`;
   const hardest = confidence.hardest_class;
   $("hardest-class").textContent = hardest
     ? `The class this model finds hardest is ${hardest.label}: it recognised ${percent(hardest.recall)} of ` +
