@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import re
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -207,6 +208,12 @@ def test_openapi_types_every_answer_and_lists_every_status(client):
     }
     for code in STATUS_CODES:  # the docs page shows the API's description: every status, explained
         assert f"| {code} | {STATUS_CODES[code]} |" in spec["info"]["description"]
+
+
+def test_readme_lists_every_status_code():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    for code in STATUS_CODES:
+        assert f"\n| {code} | " in readme, code
 
 
 def test_docs_are_swagger_ui_served_from_this_server(client):
