@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import json
 import re
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -11,8 +13,9 @@ from PIL import Image
 
 from mmsent import LABELS
 from mmsent.data.images import open_image
-from mmsent.serve.app import MAX_BATCH, MAX_IMAGE_BYTES, MAX_TEXT_CHARS, STATIC, create_app
-from mmsent.serve.classifier import Classifier
+from mmsent.errors import BadInput
+from mmsent.serve.app import MAX_BATCH, MAX_IMAGE_BYTES, MAX_TEXT_CHARS, STATIC, STATUS_CODES, create_app
+from mmsent.serve.classifier import LOW_CONFIDENCE, Classifier
 from test_data_helpers import png_declaring
 
 
@@ -53,12 +56,50 @@ def test_predict_answers_label_probabilities_and_modalities(client, classifier):
     for side in ("text", "image"):
         assert_answer(body["modalities"][side])
         assert body["modalities"][side] == body["per_head"][f"{side}_only"]
+    assert body["members"] == classifier.members
     # The answering model of the tiny run may be a single-modality one; its share is then 0 or 1.
     fusion = body["fusion"]
     direct = classifier.predict(jpeg(), GOOD["data"]["text"]).explanation
+    assert body["explanation"]["image_effect"] == pytest.approx(direct["image_effect"], abs=1e-6)
+    assert fusion["text_effect"] == pytest.approx(direct["text_effect"], abs=1e-6)
     image, text = abs(direct["image_effect"]), abs(direct["text_effect"])
     assert fusion["image_share"] == pytest.approx(image / (image + text) if image + text else 0.5, abs=1e-6)
     assert fusion["leaned_on"] == ("image" if image > text else "text")
+
+
+def test_the_answer_says_how_confident_it_is_and_which_class_is_hardest(client, classifier, tiny_run):
+    body = client.post("/v1/predict", **GOOD).json()
+    confidence, probabilities = body["confidence"], body["probabilities"]
+    top = probabilities[body["label"]]
+    assert confidence["probability"] == top and confidence["threshold"] == LOW_CONFIDENCE == 0.5
+    assert confidence["low"] is (top < 0.5)
+    second = sorted(probabilities.values())[-2]
+    assert probabilities[confidence["runner_up"]] == second
+    assert confidence["margin"] == pytest.approx(top - second)
+    # The hardest class: the answering model's lowest mean recall over the run's folds.
+    measured = json.loads((tiny_run / "metrics.json").read_text())["cross_validation"][classifier.best]
+    recalls = {label: measured[f"{label}_recall"] for label in LABELS}
+    hardest = min(recalls, key=recalls.get)
+    expected = {
+        "label": hardest,
+        "recall": recalls[hardest],
+        "model": classifier.best,
+        "measured_on": "cross-validation",
+    }
+    assert confidence["hardest_class"] == expected
+    assert client.get("/health").json()["hardest_class"] == expected
+
+
+@pytest.mark.parametrize("answer", ["concat", "text_only"])
+def test_another_model_answers_with_its_own_hardest_class_and_labelled_readout(tiny_run, answer):
+    chosen = Classifier.load(tiny_run, answer=answer)
+    body = TestClient(create_app(chosen)).post("/v1/predict", **GOOD).json()
+    assert body["head"] == answer and body["members"] == [answer]
+    assert body["confidence"]["hardest_class"]["model"] == answer
+    readout = body["explanation"]["readout"]
+    kind = {"concat": "input share", "text_only": "single modality"}[answer]
+    assert readout["model"] == answer and readout["kind"] == kind and readout["what"]
+    assert isinstance(readout["image_share"], float)  # a plain number for one pair, not [0.46]
 
 
 def test_predict_equals_the_python_api(client, classifier):
@@ -147,18 +188,43 @@ def test_health_names_run_heads_and_encoders(client, tiny_run):
     assert body["limits"]["batch"] == MAX_BATCH
 
 
-def test_openapi_and_local_docs(client):
+def test_openapi_types_every_answer_and_lists_every_status(client):
     spec = client.get("/openapi.json").json()
     assert {"/v1/predict", "/v1/predict/batch", "/health"} <= set(spec["paths"])
     form = spec["paths"]["/v1/predict"]["post"]["requestBody"]["content"]
     assert "multipart/form-data" in form
+    schemas = spec["components"]["schemas"]
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            ok = operation["responses"]["200"]["content"]["application/json"]["schema"]
+            name = ok["$ref"].rsplit("/", 1)[-1]  # a named model, not a bare object
+            assert schemas[name]["properties"], (path, method)
+    answer = schemas["Prediction"]["properties"]
+    assert {"label", "probabilities", "per_head", "explanation", "fusion", "confidence"} <= set(answer)
     errors = spec["paths"]["/v1/predict"]["post"]["responses"]
-    assert {"413", "415", "422"} <= set(errors)
+    assert {"400", "413", "415", "422", "500"} <= set(errors)
     assert errors["422"]["content"]["application/json"]["schema"] == {
         "$ref": "#/components/schemas/ErrorBody"
     }
+    for code in STATUS_CODES:  # the docs page shows the API's description: every status, explained
+        assert f"| {code} | {STATUS_CODES[code]} |" in spec["info"]["description"]
+
+
+def test_readme_lists_every_status_code():
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    for code in STATUS_CODES:
+        assert f"\n| {code} | " in readme, code
+
+
+def test_docs_are_swagger_ui_served_from_this_server(client):
     docs = client.get("/docs")
-    assert docs.status_code == 200 and "/static/docs.js" in docs.text
+    assert docs.status_code == 200 and "SwaggerUIBundle" in docs.text
+    assets = re.findall(r'(?:src|href)="([^"]+)"', docs.text)
+    assert "/docs/assets/swagger-ui-bundle.js" in assets and "/docs/assets/swagger-ui.css" in assets
+    for asset in assets:
+        assert asset.startswith("/"), asset  # nothing from a CDN
+        assert client.get(asset).status_code == 200, asset
+    assert "validatorUrl" in docs.text  # set to null: no badge fetched from the online validator
     assert client.get("/redoc").status_code == 404  # FastAPI's ReDoc would load from a CDN: off
 
 
@@ -170,6 +236,19 @@ def test_page_and_assets_are_local(client):
         assert served.status_code == 200, asset.name
         # No CDN, font service or any other address outside this server.
         assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}", served.text, re.I), asset.name
+
+
+@pytest.mark.parametrize("declared", ["image/jpeg", "image/png", "text/plain", "application/octet-stream"])
+@pytest.mark.parametrize(
+    "data, status",
+    [(b"this is not a picture at all", 415), (b"", 422), ("truncated", 422), ("good", 200)],
+)
+def test_the_bytes_decide_the_status_not_the_declared_content_type(client, declared, data, status):
+    data = {"truncated": truncated_jpeg(), "good": jpeg()}.get(data, data)
+    response = client.post(
+        "/v1/predict", files={"image": ("upload", data, declared)}, data={"text": "the day"}
+    )
+    assert response.status_code == status, response.text
 
 
 def truncated_jpeg() -> bytes:
@@ -358,3 +437,51 @@ def test_a_bug_in_the_model_is_a_500_with_a_json_error_not_a_crash(classifier):
     response = broken.post("/v1/predict", **GOOD)
     assert response.status_code == 500
     assert response.json() == {"error": "internal error (RuntimeError)"}
+
+
+# Inputs both APIs must refuse alike: (image, text, the input the message names, a fragment of it).
+REFUSED = {
+    "empty text": (jpeg(), "", "text", "text is empty"),
+    "blank text": (jpeg(), " \n\t", "text", "text is empty"),
+    "text with NUL": (jpeg(), "a\x00b", "text", "NUL"),
+    "text too long": (jpeg(), "a" * (MAX_TEXT_CHARS + 1), "text", f"limit is {MAX_TEXT_CHARS}"),
+    "not an image": (b"plain words, no picture", "hello", "image", "not an image"),
+    "truncated image": (truncated_jpeg(), "hello", "image", "truncated"),
+    "empty image": (b"", "hello", "image", "image is empty"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED))
+def test_python_api_and_service_refuse_the_same_inputs_with_the_same_message(client, classifier, case):
+    image, text, named, fragment = REFUSED[case]
+    with pytest.raises(BadInput) as refused:
+        classifier.predict(image, text)
+    message = str(refused.value)
+    assert fragment in message and named in message
+    served = client.post("/v1/predict", files={"image": ("x.jpg", image, "image/jpeg")}, data={"text": text})
+    assert 400 <= served.status_code < 500
+    assert message in served.json()["error"]
+
+
+def test_python_batch_names_the_bad_pair_as_the_service_does(client, classifier):
+    with pytest.raises(BadInput, match=r"texts\[1\] is empty"):
+        classifier.predict_batch([jpeg(), jpeg()], ["fine", " "])
+    with pytest.raises(BadInput, match=r"images\[0\]"):
+        classifier.predict_batch([b"garbage", jpeg()], ["fine", "also fine"])
+    served = client.post("/v1/predict/batch", **batch([jpeg(), jpeg()], ["fine", " "]))
+    assert "texts[1] is empty" in served.json()["error"]
+    assert classifier.predict_batch([], []) == []
+
+
+def test_python_api_answers_one_pair_in_plain_scalars(classifier):
+    answer = classifier.predict(jpeg(), "the happy sunny day")
+    assert classifier.labels == LABELS
+    assert all(type(p) is float for p in answer.probabilities.values())
+    assert answer.confidence == answer.probabilities[answer.label]
+    assert answer.low_confidence is (answer.confidence < LOW_CONFIDENCE)
+    for key, value in answer.explanation.items():
+        if key != "readout":
+            assert type(value) is float, (key, value)
+    for key, value in (answer.explanation.get("readout") or {}).items():
+        assert not (isinstance(value, list) and len(value) == 1), (key, value)
+    assert json.loads(json.dumps(answer.to_dict())) == answer.to_dict()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import os
-import shutil
 import socket
 import threading
 import time
@@ -18,6 +17,7 @@ import uvicorn
 from PIL import Image
 
 from mmsent import LABELS
+from mmsent.model import Ensemble
 from mmsent.serve.app import create_app
 from mmsent.serve.classifier import Classifier
 
@@ -52,9 +52,7 @@ def server(tiny_run) -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    # Answer with the fusion head, whichever model won on the tiny run: the page shows its fusion share.
-    classifier = Classifier.load(tiny_run, answer="concat")
-    app = create_app(classifier)
+    app = create_app(fused_classifier(tiny_run))
     instance = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
@@ -66,6 +64,20 @@ def server(tiny_run) -> Iterator[str]:
     instance.should_exit = True
     thread.join(timeout=10)
     sock.close()
+
+
+def fused_classifier(run: Path) -> Classifier:
+    """The tiny run answering as the main job's "mean of fusion models" would (the probe and concat
+    averaged; the single-modality heads beside it), whichever model won on the tiny run."""
+    loaded = Classifier.load(run)
+    every = {m.name: m for m in [*loaded.model.members, *loaded.model.others]}
+    fused = Ensemble(
+        [every["linear_probe"], every["concat"]],
+        others=[every["text_only"], every["image_only"]],
+        name="mean of fusion models",
+        reference=loaded.model.reference,
+    )
+    return Classifier(loaded.run, loaded.cfg, loaded.image_encoder, loaded.text_encoder, fused)
 
 
 def predict(client: httpx.Client, pair: tuple) -> httpx.Response:
@@ -104,96 +116,198 @@ def test_load_8_concurrent_clients_400_requests_no_error_no_mixups(server):
     print(f"\n400 requests from 8 clients in {elapsed:.1f} s ({400 / elapsed:.0f} req/s)")
 
 
-@pytest.mark.browser
-@pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="needs Debian's /usr/bin/chromium (apt-get install chromium)"
-)
-def test_page_classifies_an_uploaded_image_in_a_real_browser(server, tmp_path):
+def effect_sentence(label: str, fusion: dict) -> str:
+    """The page's sentence, written out here from the API's numbers (the larger effect first)."""
+
+    def points(effect: float) -> str:
+        n = round(100 * effect)
+        return f"+{n}" if n > 0 else f"\u2212{-n}" if n < 0 else "0"
+
+    (first, a), (second, b) = sorted(
+        [("text", fusion["text_effect"]), ("image", fusion["image_effect"])], key=lambda s: -abs(s[1])
+    )
+    if round(100 * a) == 0:
+        return f"Neither the text nor the image moved \u201c{label}\u201d by a whole point."
+    unit = "point" if abs(round(100 * a)) == 1 else "points"
+    tail = f"the {second} did not move it" if round(100 * b) == 0 else f"the {second} by {points(b)}"
+    return f"The {first} moved \u201c{label}\u201d by {points(a)} {unit}; {tail}."
+
+
+def screenshot_folder(tmp_path: Path) -> Path:
+    """Where the page tests leave screenshots: $MMSENT_SCREENSHOTS if set, else the test's tmp folder."""
+    folder = Path(os.environ.get("MMSENT_SCREENSHOTS") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    print(f"\nscreenshots in {folder}")
+    return folder
+
+
+def result_in_view_and_focused(page) -> dict:
+    return page.evaluate(
+        """() => {
+            const title = document.getElementById('result-title');
+            const box = title.getBoundingClientRect();
+            return {focused: document.activeElement === title, top: box.top, bottom: box.bottom,
+                    height: window.innerHeight, scrolled: window.scrollY};
+        }"""
+    )
+
+
+def classify(page, colour, text, name="pair.jpg") -> None:
+    page.set_input_files(
+        "#image-input",
+        files=[{"name": name, "mimeType": "image/jpeg", "buffer": jpeg(colour, (320, 240))}],
+    )
+    page.fill("#text-input", text)
+    page.click("#classify")
+
+
+@pytest.fixture
+def browser():
     sync_api = pytest.importorskip("playwright.sync_api")
-    colour, text = PAIRS[0]
-    with httpx.Client(base_url=server, timeout=60) as client:
-        expected = predict(client, PAIRS[0]).json()
-
+    if not CHROMIUM.exists():
+        pytest.skip("needs Debian's /usr/bin/chromium (apt-get install chromium)")
     with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        launched = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True
+        )
         try:
-            # Reduced motion: bars are drawn at their final width at once, so they can be measured.
-            page = browser.new_page(viewport={"width": 1000, "height": 1100}, reduced_motion="reduce")
-            requested: list[str] = []
-            page.on("request", lambda request: requested.append(request.url))
-            page.goto(server)
-            sync_api.expect(page.locator("#model-info")).to_contain_text("heads: ")
-
-            page.set_input_files(
-                "#image-input",
-                files=[{"name": "sunny.jpg", "mimeType": "image/jpeg", "buffer": jpeg(colour, (320, 240))}],
-            )
-            preview = page.locator("#preview")
-            sync_api.expect(preview).to_be_visible()
-            assert page.evaluate("document.getElementById('preview').naturalWidth") == 320
-            page.fill("#text-input", text)
-            sync_api.expect(page.locator("#text-count")).to_have_text(f"{len(text)} / 5000")
-            page.click("#classify")
-
-            result = page.locator("#result")
-            sync_api.expect(result).to_be_visible()
-            assert page.locator("#result-label").inner_text().lower() == expected["label"]
-            shown = bar_values(page, "#result-bars")
-            for label in LABELS:
-                assert shown[label]["value"] == pytest.approx(expected["probabilities"][label], abs=1e-6)
-                # The drawn bar's width matches its probability (to a pixel or two on a ~500 px track).
-                assert shown[label]["drawn"] == pytest.approx(expected["probabilities"][label], abs=0.01)
-                assert shown[label]["text"] == f"{100 * expected['probabilities'][label]:.1f}%"
-            for side in ("text", "image"):
-                card = page.locator(f".modality[data-modality='{side}']")
-                sync_api.expect(card).to_be_visible()
-                assert card.locator(".badge").inner_text().lower() == expected["modalities"][side]["label"]
-            assert expected["head"] == "concat"
-            fusion = expected["fusion"]
-            sync_api.expect(page.locator("#fusion-note")).to_have_text(
-                f"The concat head leaned on the {fusion['leaned_on']}."
-            )
-            drawn = page.evaluate(
-                """() => ['text', 'image'].map((side) =>
-                    document.querySelector(`#fusion-split .${side}-part`).getBoundingClientRect().width /
-                    document.querySelector('#fusion-split').getBoundingClientRect().width)"""
-            )
-            assert drawn == pytest.approx([fusion["text_share"], fusion["image_share"]], abs=0.01)
-            page.screenshot(path=str(tmp_path / "page-result.png"), full_page=True)
-
-            # The API's own error message reaches the page.
-            page.set_input_files(
-                "#image-input",
-                files=[{"name": "broken.png", "mimeType": "image/png", "buffer": b"not really a png"}],
-            )
-            page.click("#classify")
-            sync_api.expect(page.locator("#error")).to_contain_text("not an image")
-            sync_api.expect(result).to_be_hidden()  # the old answer does not linger beside the error
-            page.screenshot(path=str(tmp_path / "page-error.png"), full_page=True)
-
-            # Nothing was fetched from anywhere but this server (blob: is the local preview).
-            outside = [url for url in requested if not url.startswith((server, "blob:", "data:"))]
-            assert outside == []
-
-            # Phone width: the page fits without sideways scrolling.
-            phone = browser.new_page(viewport={"width": 360, "height": 740}, reduced_motion="reduce")
-            phone.goto(server)
-            phone.set_input_files(
-                "#image-input",
-                files=[{"name": "sunny.jpg", "mimeType": "image/jpeg", "buffer": jpeg(colour, (320, 240))}],
-            )
-            phone.fill("#text-input", text)
-            phone.click("#classify")
-            sync_api.expect(phone.locator("#result")).to_be_visible()
-            assert phone.evaluate("document.documentElement.scrollWidth") <= 360
-            phone.screenshot(path=str(tmp_path / "page-phone.png"), full_page=True)
+            yield launched
         finally:
-            browser.close()
-    # A folder to keep the screenshots in, for a person to look at.
-    keep = os.environ.get("MMSENT_SCREENSHOTS")
-    if keep:
-        for shot in tmp_path.glob("page-*.png"):
-            shutil.copy(shot, Path(keep) / shot.name)
+            launched.close()
+
+
+@pytest.mark.browser
+def test_page_shows_the_fusion_answer_explained_in_view_and_focused(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    shots = screenshot_folder(tmp_path)
+    with httpx.Client(base_url=server, timeout=60) as client:
+        answers = {pair: predict(client, pair).json() for pair in PAIRS}
+    low = next((pair for pair, a in answers.items() if a["confidence"]["low"]), None)
+    sure = next((pair for pair, a in answers.items() if not a["confidence"]["low"]), None)
+    assert low and sure, "the tiny run should answer one of PAIRS under 50% and one above"
+
+    # Desktop: 1280x800. Reduced motion: bars at their final width at once, scrolling instant.
+    page = browser.new_page(viewport={"width": 1280, "height": 800}, reduced_motion="reduce")
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(server)
+    expect(page.locator("#model-info")).to_contain_text("answers with mean of fusion models")
+
+    expected = answers[sure]
+    classify(page, *sure)
+    expect(page.locator("#result")).to_be_visible()
+    assert page.locator("#result-label").inner_text().lower() == expected["label"]
+    # The fusion answers, and names its members.
+    expect(page.locator("#result-head")).to_have_text(
+        f"by mean of fusion models (linear probe + concat), "
+        f"{100 * expected['probabilities'][expected['label']]:.1f}% sure"
+    )
+    shown = bar_values(page, "#result-bars")
+    for label in LABELS:
+        assert shown[label]["value"] == pytest.approx(expected["probabilities"][label], abs=1e-6)
+        # The drawn bar's width matches its probability (to a pixel or two).
+        assert shown[label]["drawn"] == pytest.approx(expected["probabilities"][label], abs=0.01)
+        assert shown[label]["text"] == f"{100 * expected['probabilities'][label]:.1f}%"
+    # Every model of the run beside it, its members first.
+    cards = page.locator(".model-card")
+    assert cards.evaluate_all("(cards) => cards.map((c) => c.dataset.model)") == [
+        "linear_probe",
+        "concat",
+        "text_only",
+        "image_only",
+    ]
+    for name, answer in expected["per_head"].items():
+        card = page.locator(f".model-card[data-model='{name}']")
+        assert card.locator(".badge").inner_text().lower() == answer["label"]
+        in_answer = name in ("linear_probe", "concat")
+        expect(card.locator(".role")).to_contain_text("part of the answer" if in_answer else "not part of")
+    # The explanation: one sentence from the ablation effects, and a bar per side.
+    expect(page.locator("#explain-sentence")).to_have_text(
+        effect_sentence(expected["label"], expected["fusion"])
+    )
+    for side in ("text", "image"):
+        row = page.locator(f".effect-row[data-side='{side}']")
+        assert float(row.get_attribute("data-value")) == pytest.approx(expected["fusion"][f"{side}_effect"])
+    readout = expected["explanation"]["readout"]
+    expect(page.locator("#readout")).to_have_text(
+        f"The concat model's own readout (input share {100 * readout['image_share']:.1f}%), "
+        f"not an explanation: {readout['what']}."
+    )
+    expect(page.locator("#low-confidence")).to_be_hidden()
+    state = result_in_view_and_focused(page)
+    assert state["focused"] and 0 <= state["top"] and state["bottom"] <= state["height"], state
+    page.screenshot(path=str(shots / "desktop-result.png"))
+
+    # A low-confidence answer is flagged, with the threshold, the runner-up and the hardest class.
+    expected = answers[low]
+    classify(page, *low)
+    flag = page.locator("#low-confidence")
+    expect(flag).to_be_visible()
+    probability = expected["confidence"]["probability"]
+    expect(flag).to_contain_text(f"{100 * probability:.1f}% is under 50%: by the model's own account")
+    expect(flag).to_contain_text(f"Runner-up: {expected['confidence']['runner_up']}")
+    hardest = expected["confidence"]["hardest_class"]
+    expect(flag).to_contain_text(
+        f"The class this model finds hardest is {hardest['label']}: it recognised "
+        f"{100 * hardest['recall']:.1f}% of {hardest['label']} tweets in the run's cross-validation."
+    )
+    assert result_in_view_and_focused(page)["focused"]
+    page.screenshot(path=str(shots / "desktop-low-confidence.png"), full_page=True)
+
+    # A file that is no picture: the API's own message reaches the page; the old answer goes.
+    page.set_input_files(
+        "#image-input", files=[{"name": "broken.png", "mimeType": "image/png", "buffer": b"not really a png"}]
+    )
+    page.click("#classify")
+    expect(page.locator("#error")).to_contain_text("not an image")
+    expect(page.locator("#result")).to_be_hidden()
+    page.screenshot(path=str(shots / "desktop-error.png"))
+
+    # Nothing was fetched from anywhere but this server (blob: is the local preview).
+    assert [url for url in requested if not url.startswith((server, "blob:", "data:"))] == []
+
+
+@pytest.mark.browser
+def test_page_at_phone_width_scrolls_the_answer_into_view(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    shots = screenshot_folder(tmp_path)
+    phone = browser.new_page(viewport={"width": 375, "height": 667}, reduced_motion="reduce")
+    phone.goto(server)
+    classify(phone, *PAIRS[0])
+    expect(phone.locator("#result")).to_be_visible()
+    state = result_in_view_and_focused(phone)
+    # Below the form on a phone: the page scrolled down to it, and it holds the keyboard focus.
+    assert state["focused"] and state["scrolled"] > 0, state
+    assert 0 <= state["top"] and state["bottom"] <= state["height"], state
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 375  # no sideways scrolling
+    phone.screenshot(path=str(shots / "phone-result.png"))
+    phone.screenshot(path=str(shots / "phone-result-full.png"), full_page=True)
+
+
+@pytest.mark.browser
+def test_docs_page_tries_out_a_prediction(server, browser):
+    """Swagger UI from the swagger-ui-bundle package: it renders offline and its "Try it out" form
+    sends a real upload."""
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1280, "height": 800})
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
+    page.goto(f"{server}/docs")
+    operation = page.locator("#operations-default-predict_v1_predict_post")
+    expect(operation).to_be_visible()
+    operation.locator(".opblock-summary").click()
+    page.set_input_files(
+        "#operations-default-predict_v1_predict_post input[type=file]",
+        files=[{"name": "sunny.jpg", "mimeType": "image/jpeg", "buffer": jpeg(PAIRS[0][0])}],
+    )
+    operation.locator("input[type=text], textarea").first.fill(PAIRS[0][1])
+    operation.locator("button.execute").click()
+    expect(operation.locator(".live-responses-table tbody .response-col_status").first).to_have_text("200")
+    expect(operation.locator(".live-responses-table")).to_contain_text('"confidence"')
+    assert [url for url in requested if not url.startswith((server, "data:", "blob:"))] == []
 
 
 def bar_values(page, container: str) -> dict[str, dict]:

@@ -4,11 +4,16 @@
     serve(Path("runs/my-run"), "127.0.0.1", 8000)      # what `mmsent serve` calls
 
 Endpoints: POST /v1/predict, POST /v1/predict/batch, GET /health, GET /openapi.json,
-GET /docs (a small local page over openapi.json: FastAPI's own Swagger page loads its
-scripts from a CDN, which this machine cannot reach), GET / (the web page).
+GET /docs (Swagger UI, served from the swagger-ui-bundle package: FastAPI's own page loads
+its scripts from a CDN, which a machine offline cannot reach), GET / (the web page).
+Every 200 answer has a pydantic model (`mmsent.serve.schema`), written into openapi.json.
 
-Every failure a client can cause answers 4xx with `{"error": "<message>"}`; the model is
-never reached with input that was not checked first. The model runs off the event loop on
+Every failure a client can cause answers 4xx with `{"error": "<message>"}` (STATUS_CODES
+lists them); the status depends on the bytes sent, never on the content type a client
+declared for them. Text and images are checked with the Python API's own rules
+(`mmsent.serve.classifier.check_text`, the feature store's decoder), so the service and
+`Classifier.predict` refuse the same inputs. The model is never reached with input that
+was not checked first. The model runs off the event loop on
 one thread of its own, one call at a time: the event loop stays free, and the Rust
 tokenizer underneath is not safe to share between threads. Images are decoded here, not by
 the classifier, so that the limits act before decoding and JPEGs get the same draft-mode
@@ -51,20 +56,23 @@ from typing import Annotated, Any, BinaryIO
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
-from pydantic import BaseModel
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.exceptions import HTTPException
+from swagger_ui_bundle import swagger_ui_path
 
-from mmsent import LABELS, __version__
+from mmsent import __version__
 from mmsent.data.images import MAX_PIXELS, ImageTooLarge, UnsupportedImage, decode_image, decoded_pixels
 from mmsent.errors import BadInput, MmsentError
+from mmsent.serve.classifier import LOW_CONFIDENCE, MAX_TEXT_CHARS
+from mmsent.serve.classifier import check_text as text_rules
+from mmsent.serve.schema import BatchAnswer, ErrorBody, Health, Prediction
 
 MB = 1024 * 1024
 MAX_IMAGE_BYTES = 10 * MB
-MAX_TEXT_CHARS = 5_000
 MAX_BATCH = 32
 # Whole request bodies, checked while they stream in, so an oversized upload is
 # refused before it is spooled to disk. A batch may not carry 32 images of 10 MB each.
@@ -75,30 +83,37 @@ PIXELS_IN_FLIGHT = 96_000_000  # decoded pixels held at once, across all request
 DECODE_THREADS = 2
 MODALITY_HEADS = ("text_only", "image_only")
 STATIC = Path(__file__).parent / "static"
+SWAGGER_AT = "/docs/assets"  # Swagger UI's own files, from the swagger-ui-bundle package
 
 log = logging.getLogger("mmsent.serve")
 
 
-class ErrorBody(BaseModel):
-    error: str
-
-
-# What the docs list for the predict endpoints besides 200 (this replaces FastAPI's own 422 schema).
-ERRORS = {
-    400: {"model": ErrorBody, "description": "Malformed multipart body"},
-    413: {
-        "model": ErrorBody,
-        "description": "Image over 10 MB or 40 megapixels, over 48 megapixels in all, or batch too large",
-    },
-    415: {
-        "model": ErrorBody,
-        "description": "Not a multipart form, or an image part that is no JPEG, PNG, WebP, GIF, BMP or TIFF",
-    },
-    422: {
-        "model": ErrorBody,
-        "description": "Missing, empty, unreadable, repeated or too long input; text not UTF-8 or with NUL",
-    },
+# Every status the service answers, and what it means (the README and /docs list the same).
+STATUS_CODES = {
+    200: "Answered.",
+    400: "The multipart body is malformed (no boundary, broken part headers).",
+    404: "No such path.",
+    405: "The path exists, but not for this method (the predict endpoints take POST).",
+    413: f"Too large: a file over {MAX_IMAGE_BYTES // MB} MB, a picture over {MAX_PIXELS // 1_000_000} "
+    f"megapixels decoded, a request over {REQUEST_PIXELS // 1_000_000} megapixels in all, a body over "
+    f"{MAX_SINGLE_BODY // MB} MB (batch: {MAX_BATCH_BODY // MB} MB), or more than {MAX_BATCH} pairs.",
+    415: "Not a multipart/form-data body, or an image part whose bytes are no JPEG, PNG, WebP, GIF, BMP "
+    "or TIFF (whatever content type it was sent as).",
+    422: "A field is missing, repeated or empty; a picture in an accepted format is truncated or "
+    f"corrupt; a text is not UTF-8, holds NUL characters or is over {MAX_TEXT_CHARS} characters; "
+    "a batch's images and texts do not pair up.",
+    500: "A bug in mmsent: the error names the exception type; the server goes on.",
 }
+API_DESCRIPTION = (
+    "Send a tweet's picture and text as a multipart form; the answer is the run's model's class, "
+    "every model's own answer, how much each side moved it (by ablation) and whether it is "
+    "confident. The web page at [/](/) uses the same endpoint.\n\n"
+    'Every error answers `{"error": "message"}`. The status codes:\n\n'
+    "| status | meaning |\n| --- | --- |\n"
+    + "".join(f"| {code} | {meaning} |\n" for code, meaning in STATUS_CODES.items())
+)
+# What the docs list for the predict endpoints besides 200 (this replaces FastAPI's own 422 schema).
+ERRORS = {code: {"model": ErrorBody, "description": STATUS_CODES[code]} for code in (400, 413, 415, 422, 500)}
 
 
 class ApiError(Exception):
@@ -132,14 +147,15 @@ async def read_upload(part: UploadFile | None, name: str) -> Upload:
 
 
 def _image_fault(upload: Upload, error: BadInput) -> ApiError:
+    """The status follows the bytes, not the declared content type: the same file gets the
+    same answer whether a client labels it image/jpeg, text/plain or nothing at all."""
     if isinstance(error, ImageTooLarge):
         return ApiError(413, str(error))
     declared = (upload.content_type or "").split(";")[0].strip().lower()
-    if declared and not declared.startswith("image/") and declared != "application/octet-stream":
-        return ApiError(415, f"{upload.name} was sent as {declared!r} and is not an image")
+    sent_as = f" (sent as {declared})" if declared and declared != "application/octet-stream" else ""
     if isinstance(error, UnsupportedImage):  # no decoder has seen it
-        return ApiError(415, str(error))
-    return ApiError(422, str(error))  # an accepted format, but truncated or corrupt
+        return ApiError(415, f"{error}{sent_as}")
+    return ApiError(422, f"{error}{sent_as}")  # an accepted format, but truncated or corrupt
 
 
 def upload_pixels(upload: Upload, draft_size: int | None = None) -> int:
@@ -203,17 +219,15 @@ class PixelBudget:
 
 
 def check_text(text: str | None, name: str, fault: str | None = None) -> str:
+    """The form field's text, checked as the Python API checks it (`classifier.check_text`)."""
     if text is None:
         raise ApiError(422, f"no {name}: send the tweet as a non-empty multipart form field named '{name}'")
     if fault is not None:
         raise ApiError(422, f"{name} {fault}")
-    if "\x00" in text:
-        raise ApiError(422, f"{name} holds NUL characters: send the tweet's text, not binary data")
-    if not text.strip():
-        raise ApiError(422, f"{name} is empty")
-    if len(text) > MAX_TEXT_CHARS:
-        raise ApiError(422, f"{name} has {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
-    return text
+    try:
+        return text_rules(text, name)
+    except BadInput as error:
+        raise ApiError(422, str(error)) from None
 
 
 def attempt(check, *args):
@@ -238,53 +252,52 @@ def require_multipart(request: Request) -> None:
 # ---------------------------------------------------------------- answers
 
 
-def describe(prediction: dict[str, Any]) -> dict[str, Any]:
-    """`Prediction.to_dict()` plus the two views the page and most clients want:
-    what each single modality says, and how much the fusion head leaned on each."""
+def describe(prediction: dict[str, Any], classifier) -> dict[str, Any]:
+    """`Prediction.to_dict()` plus what the page and most clients want beside it: the answer's
+    members, what each single modality says, the ablation effects side by side, and whether the
+    answer is confident enough to trust (`schema.Prediction` documents each field)."""
     per_head = prediction["per_head"]
     return {
         **prediction,
+        "members": list(classifier.members),
         "modalities": {
             name.removesuffix("_only"): per_head[name] for name in MODALITY_HEADS if name in per_head
         },
         "fusion": fusion_summary(prediction["explanation"]),
+        "confidence": confidence(prediction["probabilities"], prediction["label"], classifier.hardest_class),
     }
 
 
 def fusion_summary(explanation: dict[str, Any]) -> dict[str, Any] | None:
-    """How much each modality moved the answer (by ablation: `mmsent.model.Ensemble.explain`), as
-    the image's share in [0, 1] of the two effects' sizes and which side weighed more; for a model
-    saved without the ablation reference, the head's own readout (input share, gate opening);
-    None where nothing can be said."""
+    """How much each modality moved the answer (by ablation: `mmsent.model.Ensemble.explain`), side by
+    side, with the image's share of the two effects' sizes; None for a model saved without the
+    ablation reference (its head readout, under `explanation.readout`, is no substitute: it says
+    how strong each input is, not which one supported the answer)."""
     image_effect, text_effect = explanation.get("image_effect"), explanation.get("text_effect")
-    if image_effect is not None and text_effect is not None:
-        total = abs(image_effect) + abs(text_effect)
-        share = abs(image_effect) / total if total > 0 else 0.5
-        return {
-            "image_share": share,
-            "text_share": 1.0 - share,
-            "leaned_on": "image" if share > 0.5 else "text",
-            "image_effect": image_effect,
-            "text_effect": text_effect,
-        }
-    explanation = explanation.get("readout", explanation)
+    if image_effect is None or text_effect is None:
+        return None
+    total = abs(image_effect) + abs(text_effect)
+    share = abs(image_effect) / total if total > 0 else 0.5
+    return {
+        "image_effect": image_effect,
+        "text_effect": text_effect,
+        "image_share": share,
+        "text_share": 1.0 - share,
+        "leaned_on": "image" if share > 0.5 else "text",
+    }
 
-    def scalar(value: Any) -> float | None:
-        while isinstance(value, list) and len(value) == 1:
-            value = value[0]
-        return float(value) if isinstance(value, int | float) else None
 
-    share = scalar(explanation.get("image_share"))
-    if share is not None:
-        return {
-            "image_share": share,
-            "text_share": 1.0 - share,
-            "leaned_on": "image" if share > 0.5 else "text",
-        }
-    mean_gate = scalar(explanation.get("mean_gate"))
-    if mean_gate is not None:
-        return {"gate": explanation.get("gate"), "mean_gate": mean_gate}
-    return None
+def confidence(probabilities: dict[str, float], label: str, hardest: dict | None) -> dict[str, Any]:
+    """Is the answer under LOW_CONFIDENCE (see mmsent.serve.classifier), and how close is the runner-up."""
+    runner_up = max((other for other in probabilities if other != label), key=probabilities.__getitem__)
+    return {
+        "low": probabilities[label] < LOW_CONFIDENCE,
+        "probability": probabilities[label],
+        "threshold": LOW_CONFIDENCE,
+        "runner_up": runner_up,
+        "margin": probabilities[label] - probabilities[runner_up],
+        "hardest_class": hardest,
+    }
 
 
 # ---------------------------------------------------------------- the app
@@ -418,6 +431,7 @@ def create_app(classifier) -> FastAPI:
         title="mmsent",
         version=__version__,
         summary="Sentiment (positive / neutral / negative) of a tweet from its text and image together.",
+        description=API_DESCRIPTION,
         docs_url=None,  # FastAPI's Swagger page pulls its JS from a CDN; ours is local (see /docs)
         redoc_url=None,
     )
@@ -446,7 +460,7 @@ def create_app(classifier) -> FastAPI:
 
     def answer(images: list[Image.Image], texts: list[str]) -> list[dict[str, Any]]:
         predictions = predicting.submit(classifier.predict_batch, images, texts).result()
-        return [describe(p.to_dict()) for p in predictions]
+        return [describe(p.to_dict(), classifier) for p in predictions]
 
     def classify(uploads: list[Upload], texts: list[str]) -> list[dict[str, Any]]:
         pixels = request_pixels([upload_pixels(upload, draft_size) for upload in uploads])
@@ -514,15 +528,19 @@ def create_app(classifier) -> FastAPI:
         log.exception("unexpected error on %s", request.url.path)
         return JSONResponse({"error": f"internal error ({type(error).__name__})"}, status_code=500)
 
-    @app.get("/health", summary="Is the model loaded, and which one")
+    @app.get("/health", summary="Is the model loaded, and which one", response_model=Health)
     def health() -> dict[str, Any]:
         return {
             "status": "ok",
             "run": Path(classifier.run.path).name,
+            "model": classifier.best,
+            "members": list(classifier.members),
             "heads": list(classifier.heads),
             "best_head": classifier.best,
             "encoders": {"image": classifier.image_encoder.name, "text": classifier.text_encoder.name},
-            "labels": list(LABELS),
+            "labels": list(classifier.labels),
+            "hardest_class": classifier.hardest_class,
+            "low_confidence_below": LOW_CONFIDENCE,
             "limits": {
                 "image_bytes": MAX_IMAGE_BYTES,
                 "image_pixels": MAX_PIXELS,
@@ -532,7 +550,12 @@ def create_app(classifier) -> FastAPI:
             },
         }
 
-    @app.post("/v1/predict", summary="Classify one tweet: an image file and its text", responses=ERRORS)
+    @app.post(
+        "/v1/predict",
+        summary="Classify one tweet: an image file and its text",
+        response_model=Prediction,
+        responses=ERRORS,
+    )
     async def predict(
         request: Request,
         image: Annotated[UploadFile | None, File(description="the tweet's picture (JPEG, PNG, ...)")] = None,
@@ -546,12 +569,15 @@ def create_app(classifier) -> FastAPI:
             if parts.count(name) > 1:
                 raise ApiError(422, f"the form has {parts.count(name)} '{name}' fields; send one")
         upload = await read_upload(image, "image")
+        if text is None and parts.count("text"):  # FastAPI reads a field sent empty as missing
+            text = ""
         checked = check_text(text, "text", (parts.text_faults.get("text") or [None])[-1])
         return (await run_in_threadpool(classify, [upload], [checked]))[0]
 
     @app.post(
         "/v1/predict/batch",
         summary=f"Classify up to {MAX_BATCH} tweets, images and texts paired in order",
+        response_model=BatchAnswer,
         responses=ERRORS,
     )
     async def predict_batch(
@@ -593,9 +619,18 @@ def create_app(classifier) -> FastAPI:
         return FileResponse(STATIC / "index.html")
 
     @app.get("/docs", include_in_schema=False)
-    def docs() -> FileResponse:
-        return FileResponse(STATIC / "docs.html")
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="mmsent API",
+            swagger_js_url=f"{SWAGGER_AT}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_AT}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER_AT}/favicon-32x32.png",
+            # No badge from the online validator: the page asks nothing of any other server.
+            swagger_ui_parameters={"validatorUrl": None, "tryItOutEnabled": True},
+        )
 
+    app.mount(SWAGGER_AT, StaticFiles(directory=str(swagger_ui_path)), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 

@@ -2,7 +2,12 @@
 
     clf = Classifier.load("runs/my-run")
     result = clf.predict("photo.jpg", "What a day! #sunny")
-    result.label, result.probabilities
+    result.label, result.probabilities, result.low_confidence
+    clf.labels, clf.hardest_class
+
+The service (`mmsent.serve.app`) answers with this class and checks its inputs with the
+same rules (`check_text`, `as_image`), so a pair refused here is refused there, and the
+reverse: an empty text or a file that is no picture is a `BadInput` naming the input.
 
 The CLI's predictions on stored features and this class's predictions on raw
 inputs go through the same encoders and the same model object (`load_run`);
@@ -12,6 +17,7 @@ as in the feature store, so both paths give the same answer for the same pair.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,23 +28,39 @@ from PIL import Image
 from mmsent import LABELS
 from mmsent.config import RunConfig
 from mmsent.data import clean_text, open_image
-from mmsent.data.images import decode_image
-from mmsent.errors import MmsentError
+from mmsent.data.images import MAX_PIXELS, decode_image
+from mmsent.errors import BadInput, MmsentError
 from mmsent.features.table import FeatureTable
 from mmsent.model import Ensemble, load_run
 from mmsent.runs import RunFolder
 
 ImageInput = str | Path | bytes | Image.Image
-MAX_PIXELS = 40_000_000  # what the HTTP service accepts too
+MAX_TEXT_CHARS = 5_000  # a tweet has at most 280; this leaves room for long posts, not for documents
+# An answer below this probability is flagged as low confidence: under 0.5 the model gives the
+# other two classes together more weight than its answer, so by its own account the answer is
+# more likely wrong than right (with three classes an answer can win with as little as 34%).
+# Measured: in a lab-data run's cross-validation, the 10.9% of answers under 0.5 were right 50.7% of
+# the time, the others 74.9% (README, "Low confidence").
+LOW_CONFIDENCE = 0.5
 
 
 @dataclass
 class Prediction:
     label: str
     probabilities: dict[str, float]
-    head: str
-    per_head: dict[str, dict[str, Any]] = field(default_factory=dict)  # every head's own answer
-    explanation: dict[str, Any] = field(default_factory=dict)  # gate / attention share, where the head has it
+    head: str  # the answering model's name (the run's choice, or the one `load(answer=...)` named)
+    per_head: dict[str, dict[str, Any]] = field(default_factory=dict)  # every model's own answer
+    # By ablation: `image_effect` / `text_effect`, how much each side moved the answered class's
+    # probability (Ensemble.explain); `readout`: the head's own gate or attention figures, labelled.
+    explanation: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def confidence(self) -> float:
+        return self.probabilities[self.label]
+
+    @property
+    def low_confidence(self) -> bool:
+        return self.confidence < LOW_CONFIDENCE
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -50,6 +72,19 @@ class Prediction:
         }
 
 
+def check_text(text: Any, name: str = "text") -> str:
+    """The text as given, or BadInput naming it: not a string, NUL characters, blank, or too long."""
+    if not isinstance(text, str):
+        raise BadInput(f"{name} is not text (got {type(text).__name__})")
+    if "\x00" in text:
+        raise BadInput(f"{name} holds NUL characters: send the tweet's text, not binary data")
+    if not text.strip():
+        raise BadInput(f"{name} is empty")
+    if len(text) > MAX_TEXT_CHARS:
+        raise BadInput(f"{name} has {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
+    return text
+
+
 def as_image(image: ImageInput, name: str = "image", draft_size: int | None = None) -> Image.Image:
     """A path, raw bytes or a PIL image, as a fully decoded RGB image (BadInput if it is not one).
 
@@ -57,10 +92,14 @@ def as_image(image: ImageInput, name: str = "image", draft_size: int | None = No
     encoder's size), so a pair gets the same features here as in a run; bytes are
     refused above MAX_PIXELS before decoding, as they may come from anyone."""
     if isinstance(image, Image.Image):
-        return image.convert("RGB")
+        return image if image.mode == "RGB" else image.convert("RGB")
     if isinstance(image, bytes | bytearray):
+        if not image:
+            raise BadInput(f"{name} is empty")
         return decode_image(bytes(image), draft_size, max_pixels=MAX_PIXELS, where=name)
-    return open_image(Path(image), draft_size=draft_size)
+    if isinstance(image, str | Path):
+        return open_image(Path(image), draft_size=draft_size)
+    raise BadInput(f"{name} is not a file path, bytes or a PIL image (got {type(image).__name__})")
 
 
 class Classifier:
@@ -73,6 +112,12 @@ class Classifier:
         self.best = model.name
         # every model the run holds, by name: the answer's members and the other candidates
         self.heads = [m.name for m in [*model.members, *model.others]]
+        self.members = [m.name for m in model.members]
+        # each model's head type ("concat", "gated_text", ...; None for the linear probe)
+        self.kinds = {
+            m.name: getattr(m.models[0], "hparams", {}).get("head") for m in [*model.members, *model.others]
+        }
+        self.hardest_class = hardest_class(run, model.name, model.labels)
 
     @property
     def labels(self) -> tuple[str, ...]:
@@ -130,28 +175,107 @@ class Classifier:
         )
 
     def predict_batch(self, images: list[ImageInput], texts: list[str]) -> list[Prediction]:
-        table = self.encode(images, texts)
+        """One Prediction per pair; BadInput naming the first bad input ("texts[2]", "images[0]")."""
+        if len(images) != len(texts):
+            raise BadInput(f"{len(images)} images but {len(texts)} texts; they are paired in order")
+        return self._predict(images, [check_text(t, f"texts[{i}]") for i, t in enumerate(texts)], "images")
+
+    def predict(self, image: ImageInput, text: str) -> Prediction:
+        return self._predict([image], [check_text(text, "text")], "image")[0]
+
+    def _predict(self, images: list[ImageInput], texts: list[str], image_name: str) -> list[Prediction]:
+        if not texts:
+            return []
+        named = [
+            as_image(img, image_name if image_name == "image" else f"{image_name}[{i}]", self.draft_size)
+            for i, img in enumerate(images)
+        ]
+        table = self.encode(named, texts)
         members = self.model.member_proba(table)
         probs = self.model.combined(members)
         explanations = self.model.explain(table, probs=probs)
         return [
             Prediction(
-                label=(answer := as_answer(probs[i]))["label"],
+                label=(answer := as_answer(probs[i], self.labels))["label"],
                 probabilities=answer["probabilities"],
                 head=self.best,
-                per_head={name: as_answer(p[i]) for name, p in members.items()},
-                explanation=explanations[i],
+                per_head={name: as_answer(p[i], self.labels) for name, p in members.items()},
+                explanation=self.labelled(explanations[i]),
             )
             for i in range(len(texts))
         ]
 
-    def predict(self, image: ImageInput, text: str) -> Prediction:
-        return self.predict_batch([image], [text])[0]
+    @property
+    def draft_size(self) -> int | None:
+        return getattr(self.image_encoder, "draft_size", None)
+
+    def labelled(self, explanation: dict[str, Any]) -> dict[str, Any]:
+        """The explanation with its head readout saying what kind of figure it is (`describe_readout`)."""
+        readout = explanation.get("readout")
+        if readout is None:
+            return explanation
+        return {**explanation, "readout": describe_readout(readout, self.kinds.get(readout.get("model")))}
 
 
-def as_answer(probabilities) -> dict[str, Any]:
+def describe_readout(readout: dict[str, Any], kind: str | None) -> dict[str, Any]:
+    """A head's own figures with `kind` and `what`: they describe the head's inner workings (how
+    loud each input is, where attention went, how far a gate opened), not what supported the answer:
+    that is the ablation's `image_effect` / `text_effect`."""
+    kind = kind or ""
+    if kind in ("text_only", "image_only"):
+        side = kind.removesuffix("_only")
+        return {**readout, "kind": "single modality", "what": f"this model reads the {side} alone"}
+    if kind.startswith("gated"):
+        return {
+            **readout,
+            "kind": "gate",
+            "what": f"how far the {readout.get('gate', '?')} gate opened, on average over its units "
+            "(0 shut, 1 open)",
+        }
+    if kind.startswith("single_stream"):
+        return {
+            **readout,
+            "kind": "attention share",
+            "what": "the share of the last layer's attention (summary token, mean over heads) "
+            "that went to image tokens rather than text tokens",
+        }
+    return {
+        **readout,
+        "kind": "input share",
+        "what": "the share of the first layer's input signal that comes from the image, which says "
+        "how strong each side's input is, not which side supported the answer",
+    }
+
+
+def hardest_class(run: RunFolder, name: str, labels: tuple[str, ...]) -> dict[str, Any] | None:
+    """The class model `name` finds hardest: the lowest recall in the run's cross-validation
+    (metrics.json, mean over folds), or for a run of mmsent 0.1 on its validation split; None
+    where the run kept no per-class recall (runs made before it was recorded)."""
+    metrics = read_json_or_empty(run.path / "metrics.json")
+    measured = (metrics.get("cross_validation") or {}).get(name) or {}
+    recalls = {label: measured.get(f"{label}_recall") for label in labels}
+    source = "cross-validation"
+    if None in recalls.values():
+        per_class = read_json_or_empty(run.path / "heads" / name / "metrics.json").get("per_class") or {}
+        recalls = {label: (per_class.get(label) or {}).get("recall") for label in labels}
+        source = "validation"
+    if None in recalls.values():
+        return None
+    label = min(labels, key=lambda one: recalls[one])
+    return {"label": label, "recall": float(recalls[label]), "model": name, "measured_on": source}
+
+
+def read_json_or_empty(path: Path) -> dict[str, Any]:
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
+def as_answer(probabilities, labels: tuple[str, ...] = LABELS) -> dict[str, Any]:
     values = [float(v) for v in probabilities]
     return {
-        "label": LABELS[max(range(len(values)), key=values.__getitem__)],
-        "probabilities": dict(zip(LABELS, values, strict=True)),
+        "label": labels[max(range(len(values)), key=values.__getitem__)],
+        "probabilities": dict(zip(labels, values, strict=True)),
     }

@@ -48,12 +48,17 @@ def fold_scores(probs: np.ndarray, labels: np.ndarray, folds: Folds) -> list[dic
 
 
 def summarise(fold_metrics: Sequence[dict]) -> dict[str, float]:
-    """Mean and (population) standard deviation over folds of the headline metrics."""
+    """Mean and (population) standard deviation over folds of the headline metrics, and of each
+    class's recall (`neutral_recall`: what the service names as the class a model finds hardest)."""
     out: dict[str, float] = {"folds": len(fold_metrics)}
     for key in (*HEADLINE, "neutral_f1"):
         values = [m["per_class"]["neutral"]["f1"] if key == "neutral_f1" else m[key] for m in fold_metrics]
         out[key] = statistics.fmean(values)
         out[f"{key}_std"] = statistics.pstdev(values)
+    for label in fold_metrics[0]["per_class"] if fold_metrics else ():
+        values = [m["per_class"][label]["recall"] for m in fold_metrics]
+        out[f"{label}_recall"] = statistics.fmean(values)
+        out[f"{label}_recall_std"] = statistics.pstdev(values)
     return out
 
 

@@ -29,8 +29,6 @@ const fileSize = (bytes) =>
   bytes < 1024 ? `${bytes} B` : bytes < 1048576 ? `${(bytes / 1024).toFixed(0)} KB` : `${(bytes / 1048576).toFixed(1)} MB`;
 // "hf-resnet:/a/long/path/tiny-resnet" reads better as "hf-resnet:tiny-resnet".
 const shortName = (name) => name.replace(/:.*\/([^/]+)\/?$/, ":$1");
-// A share too thin to hold its label keeps the label for screen readers only.
-const MIN_LABELLED_SHARE = 0.15;
 
 // An error replaces the last answer: leaving it up would suggest it belongs to the new input.
 function showError(message) {
@@ -119,56 +117,142 @@ function badge(label, small) {
   return node;
 }
 
+// "mean of fusion models (linear probe + concat)": a combined model names its members.
+function modelName(result) {
+  const members = result.members || [];
+  const name = headName(result.head);
+  return members.length > 1 || (members.length === 1 && members[0] !== result.head)
+    ? `${name} (${members.map(headName).join(" + ")})`
+    : name;
+}
+
+// Percentage points, signed: "+31", "−4" (a true minus sign), "0".
+function signedPoints(effect) {
+  const points = Math.round(100 * effect);
+  return points > 0 ? `+${points}` : points < 0 ? `\u2212${-points}` : "0";
+}
+
+// One plain sentence from the two ablation effects, the larger first:
+// 'The text moved "positive" by +31 points; the image by +4.'
+function effectSentence(label, fusion) {
+  const sides = [
+    ["text", fusion.text_effect],
+    ["image", fusion.image_effect],
+  ].sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]));
+  const [[first, firstEffect], [second, secondEffect]] = sides;
+  const quoted = `\u201c${label}\u201d`;
+  if (Math.round(100 * firstEffect) === 0) return `Neither the text nor the image moved ${quoted} by a whole point.`;
+  const one = Math.abs(Math.round(100 * firstEffect)) === 1 ? "point" : "points";
+  const head = `The ${first} moved ${quoted} by ${signedPoints(firstEffect)} ${one}`;
+  const tail =
+    Math.round(100 * secondEffect) === 0 ? `the ${second} did not move it` : `the ${second} by ${signedPoints(secondEffect)}`;
+  return `${head}; ${tail}.`;
+}
+
+// A bar per side from a centre line: right for support of the answer, left for against.
+function effectRows(fusion) {
+  return ["text", "image"].map((side) => {
+    const effect = fusion[`${side}_effect`];
+    const row = el("div", "effect-row");
+    row.dataset.side = side;
+    row.dataset.value = String(effect);
+    const track = el("div", "effect-track");
+    track.setAttribute("role", "img");
+    track.setAttribute("aria-label", `${side}: ${signedPoints(effect)} points`);
+    const fill = el("div", `effect-fill ${effect >= 0 ? "for" : "against"}`);
+    fill.style.width = `${Math.min(50, 50 * Math.abs(effect))}%`;
+    track.append(fill);
+    row.append(el("span", "effect-name", side), track, el("span", "effect-value", `${signedPoints(effect)} pts`));
+    return row;
+  });
+}
+
+// A head's own figures, named as what they are (the API says which kind and what it measures).
+function readoutText(readout) {
+  const figure =
+    readout.kind === "gate" && readout.mean_gate != null
+      ? ` ${percent(readout.mean_gate)}`
+      : readout.image_share != null && readout.kind !== "single modality"
+        ? ` ${percent(readout.image_share)}`
+        : "";
+  return `The ${headName(readout.model)} model's own readout (${readout.kind}${figure}), not an explanation: ${readout.what}.`;
+}
+
+function showConfidence(result) {
+  const flag = $("low-confidence");
+  const confidence = result.confidence;
+  if (!confidence || !confidence.low) {
+    flag.hidden = true;
+    return;
+  }
+  const runnerUp = confidence.runner_up;
+  $("low-confidence-why").textContent =
+    `${percent(confidence.probability)} is under ${Math.round(100 * confidence.threshold)}%: by the model's ` +
+    `own account this answer is more likely wrong than right. ` +
+    `Runner-up: ${runnerUp} (${percent(result.probabilities[runnerUp])}).`;
+  const hardest = confidence.hardest_class;
+  $("hardest-class").textContent = hardest
+    ? `The class this model finds hardest is ${hardest.label}: it recognised ${percent(hardest.recall)} of ` +
+      `${hardest.label} tweets in the run's ${hardest.measured_on}.`
+    : "";
+  $("hardest-class").hidden = !hardest;
+  flag.hidden = false;
+}
+
+function showExplanation(result) {
+  const fusion = result.fusion;
+  if (fusion) {
+    $("explain-sentence").textContent = effectSentence(result.label, fusion);
+    $("effects").replaceChildren(...effectRows(fusion));
+  } else {
+    $("explain-sentence").textContent =
+      "This run's model was saved without its training averages, so how much each side moved the answer cannot be measured.";
+    $("effects").replaceChildren();
+  }
+  $("effects").hidden = $("explain-how").hidden = !fusion;
+  const readout = result.explanation && result.explanation.readout;
+  $("readout").textContent = readout ? readoutText(readout) : "";
+  $("readout").hidden = !readout;
+}
+
+// Every model the run holds: the answer's members first, then the candidates trained beside it.
+function showModels(result) {
+  const members = new Set(result.members || [result.head]);
+  const names = Object.keys(result.per_head || {}).sort((a, b) => members.has(b) - members.has(a));
+  const cards = names.map((name) => {
+    const answer = result.per_head[name];
+    const card = el("div", "model-card");
+    card.dataset.model = name;
+    const title = el("h4", null, headName(name));
+    title.append(badge(answer.label, true));
+    const alone = name.match(/^(text|image)_only$/);
+    const role = members.has(name) ? "part of the answer" : "trained beside it, not part of the answer";
+    card.append(title, el("p", "role", alone ? `${role} · reads the ${alone[1]} alone` : role), bars(answer.probabilities));
+    return card;
+  });
+  $("models").replaceChildren(...cards);
+}
+
 function showResult(result) {
   const label = $("result-label");
   label.textContent = result.label;
   label.dataset.label = result.label;
-  $("result-head").textContent = `by the ${headName(result.head)} head, ${percent(result.probabilities[result.label])} sure`;
+  $("result-head").textContent = `by ${modelName(result)}, ${percent(result.probabilities[result.label])} sure`;
   $("result-bars").replaceChildren(...bars(result.probabilities).children);
+  showConfidence(result);
+  showExplanation(result);
+  showModels(result);
 
-  const cards = [];
-  for (const [modality, answer] of Object.entries(result.modalities || {})) {
-    const card = el("div", "modality");
-    card.dataset.modality = modality;
-    const title = el("h4", null, `${modality[0].toUpperCase()}${modality.slice(1)} only`);
-    title.append(badge(answer.label, true));
-    card.append(title, bars(answer.probabilities));
-    cards.push(card);
+  const section = $("result");
+  section.hidden = false;
+  // Bring the answer to the reader: keyboard focus on its heading, and scrolled to unless its top is
+  // already in the upper half of the window (the wide two-column layout shows it beside the form).
+  $("result-title").focus({ preventScroll: true });
+  const top = section.getBoundingClientRect().top;
+  if (top < 0 || top > window.innerHeight / 2) {
+    const smooth = !window.matchMedia("(prefers-reduced-motion: reduce)").matches;
+    section.scrollIntoView({ block: "start", behavior: smooth ? "smooth" : "auto" });
   }
-  if (!cards.length) cards.push(el("p", "note", "This run has no single-modality heads."));
-  $("modalities").replaceChildren(...cards);
-
-  const fusion = result.fusion;
-  const split = $("fusion-split");
-  const single = result.head.match(/^(text|image)_only$/);
-  if (single) {
-    split.replaceChildren();
-    split.hidden = true;
-    $("fusion-note").textContent = `The answering head is ${headName(result.head)}: it reads the ${single[1]} alone.`;
-    $("fusion").hidden = false;
-  } else if (fusion && fusion.image_share !== undefined) {
-    const part = (className, name, share) => {
-      const labelled = share >= MIN_LABELLED_SHARE;
-      const node = el("span", className, labelled ? `${name} ${percent(share)}` : "");
-      node.style.width = percent(share);
-      if (!labelled) node.style.padding = "0"; // padding alone would draw a sliver wider than the share
-      return node;
-    };
-    split.replaceChildren(part("text-part", "text", fusion.text_share), part("image-part", "image", fusion.image_share));
-    split.hidden = false;
-    split.setAttribute("aria-label", `text ${percent(fusion.text_share)}, image ${percent(fusion.image_share)}`);
-    $("fusion-note").textContent = `The ${headName(result.head)} head leaned on the ${fusion.leaned_on}.`;
-    $("fusion").hidden = false;
-  } else if (fusion && fusion.mean_gate !== undefined) {
-    split.replaceChildren();
-    split.hidden = true;
-    $("fusion-note").textContent =
-      `The gated head's ${fusion.gate} gate was ${percent(fusion.mean_gate)} open on average.`;
-    $("fusion").hidden = false;
-  } else {
-    $("fusion").hidden = true;
-  }
-  $("result").hidden = false;
 }
 
 form.addEventListener("submit", async (event) => {
@@ -207,9 +291,11 @@ form.addEventListener("submit", async (event) => {
 fetch("/health")
   .then((response) => response.json())
   .then((health) => {
+    const others = health.heads.filter((name) => !health.members.includes(name));
     $("model-info").textContent =
-      `Run “${health.run}” · ${shortName(health.encoders.image)} + ${shortName(health.encoders.text)}` +
-      ` · heads: ${health.heads.join(", ")}`;
+      `Run “${health.run}” · answers with ${modelName({ head: health.model, members: health.members })}` +
+      ` · ${shortName(health.encoders.image)} + ${shortName(health.encoders.text)}` +
+      (others.length ? ` · also shown: ${others.map(headName).join(", ")}` : "");
   })
   .catch(() => {
     $("model-info").textContent = "Model info unavailable.";
