@@ -4,7 +4,8 @@
   2. a naive PyTorch script against mmsent's extraction, images/s and texts/s, peak RSS (speed.py);
   3. page faults and system time of a forward loop, glibc's malloc against mmsent's (allocator.py);
   4. cold, warm-retrained and warm `mmsent run`, wall time and peak RSS (run_times.py);
-  5. the service on the warm run: one pair's p50/p95, then 8 concurrent clients (serve_latency.py).
+  5. extract, audit, evaluate and predict (a list, one pair): wall time and peak RSS (command_memory.py);
+  6. the service on the warm run: one pair's p50/p95, then 8 concurrent clients (serve_latency.py).
 
     python benchmarks/speed_report.py [--data ../shared/datasets/mvsa-lab5] [--work DIR]
 
@@ -55,6 +56,10 @@ def main() -> None:
         "--data",
         args.data,
     ]
+    step(
+        "Other commands",
+        [python, str(HERE / "command_memory.py"), "--run", str(work / "runs" / "warm"), "--data", args.data],
+    )
     step("The service", [*serve, "--requests", "100", "--memory-after", "200"])
 
 

@@ -86,8 +86,9 @@ def cmd_extract(args) -> int:
     cfg = resolve_config(args)
     from mmsent import pipeline
 
-    for list_name in (cfg.data.train_list, cfg.data.test_list):
-        encoded = pipeline.encode(cfg, pipeline.load_list(cfg, list_name), progress=not args.quiet)
+    names = (cfg.data.train_list, cfg.data.test_list)
+    loads = [pipeline.load_list(cfg, name) for name in names]
+    for list_name, encoded in zip(names, pipeline.encode_lists(cfg, loads, not args.quiet), strict=True):
         print(
             f"{list_name}: {len(encoded.pairs)} pairs; image store {encoded.image.key[:12]}, "
             f"text store {encoded.text.key[:12]}; {len(encoded.skipped)} skipped"
