@@ -36,28 +36,17 @@ def test_the_lightning_engine_writes_tensorboard_events(tmp_path, tiny_lab, tiny
         engine="lightning", accelerator="cpu", logger="tensorboard", log_dir=tmp_path / "tb"
     )
     rows = np.arange(len(table))
-    fitted = fit(
-        Recipe("concat", epochs=2, name="concat"),
-        table,
-        rows[:24],
-        rows[24:],
-        engine="lightning",
-        options=options,
-        cache=tmp_path / "fits",
-    )
+
+    def fit_concat():
+        recipe, cache = Recipe("concat", epochs=2, name="concat"), tmp_path / "fits"
+        return fit(recipe, table, rows[:24], rows[24:], engine="lightning", options=options, cache=cache)
+
+    fitted = fit_concat()
     events = list((tmp_path / "tb" / "concat").glob("version_0/events.out.tfevents.*"))
     assert len(events) == 1 and events[0].stat().st_size > 0
     assert [e["epoch"] for e in fitted.history] == [0, 1]  # the CSV log still gives the curves
     # a second fit of the same spec trains again (not read back from the fit cache), so it logs too
-    fit(
-        Recipe("concat", epochs=2, name="concat"),
-        table,
-        rows[:24],
-        rows[24:],
-        engine="lightning",
-        options=options,
-        cache=tmp_path / "fits",
-    )
+    fit_concat()
     assert (tmp_path / "tb" / "concat" / "version_1").is_dir()
 
 
