@@ -73,6 +73,16 @@ def test_cv_command_tables_baseline_and_recipes(work, tiny_lab, tiny_encoders, r
     assert list(rows) == ["concat (run options)", "cat", "text_only"]
     assert all(r["folds"] == 3 and "accuracy_std" in r for r in rows.values())
     assert "| cat | " in capsys.readouterr().out
+    # The fits are kept beside the store: the same table again trains nothing and reads the same.
+    fits = sorted(p.name for p in (work / "fits").iterdir())
+    assert len(fits) >= 3 * 3  # three recipes, three folds
+    assert main([*args, "--baseline", "--train.heads", "concat", "--folds", "3"]) == 0
+    again = json.loads((work / "runs" / "cv" / "cv.json").read_text())
+
+    def scores(table: dict) -> dict:
+        return {name: {k: v for k, v in row.items() if k != "seconds"} for name, row in table.items()}
+
+    assert scores(again) == scores(rows) and sorted(p.name for p in (work / "fits").iterdir()) == fits
 
 
 def test_search_command_runs(work, tiny_lab, tiny_encoders, capsys):

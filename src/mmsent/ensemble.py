@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -55,12 +56,15 @@ def cross_validate_ensemble(
     seeds: list[int],
     tolerance: float = 0.0,
     progress=None,
+    jobs: int = 1,
+    cache: Path | None = None,
 ) -> EnsembleCV:
-    """Every member cross-validated (seeds averaged), then the mean and the stacked combination,
-    each also temperature-scaled and fully calibrated; all out-of-fold."""
+    """Every member cross-validated (seeds averaged; `jobs` and `cache` as in `cross_validate`),
+    then the mean and the stacked combination, each also temperature-scaled and fully calibrated;
+    all out-of-fold."""
     members = {}
     for recipe in recipes:
-        members[recipe.name] = cross_validate(recipe, tables, folds, seeds)
+        members[recipe.name] = cross_validate(recipe, tables, folds, seeds, jobs=jobs, cache=cache)
         if progress:
             progress(recipe.name, members[recipe.name])
     labels = fold_table(tables, 0).labels.numpy()

@@ -86,7 +86,7 @@ def add_commands(commands) -> None:
         "mmsent cv --recipes runs/search1/best_recipes.yaml --baseline --seeds 0 1",
         usage="%(prog)s [options]",
     )
-    add_run_options(cv, (*EXTRACTION, *OUTPUT, *RECIPE_FIELDS), defaults={"name": "cv"})
+    add_run_options(cv, (*EXTRACTION, *OUTPUT, *RECIPE_FIELDS, "train.jobs"), defaults={"name": "cv"})
     cv.add_argument(
         "--recipes",
         type=Path,
@@ -113,7 +113,9 @@ def add_commands(commands) -> None:
         "mmsent ensemble --recipes runs/search1/best_recipes.yaml --seeds 0 1 2 --name ens1",
         usage="%(prog)s --recipes FILE [FILE ...] [options]",
     )
-    add_run_options(ensemble, (*EXTRACTION, *OUTPUT), defaults={"name": "ensemble-<date>-<time>"})
+    add_run_options(
+        ensemble, (*EXTRACTION, *OUTPUT, "train.jobs"), defaults={"name": "ensemble-<date>-<time>"}
+    )
     ensemble.add_argument(
         "--recipes", type=Path, nargs="+", required=True, metavar="FILE", help="recipe YAML file(s)"
     )
@@ -240,6 +242,7 @@ def cmd_cv(args) -> int:
     cfg = resolve_config(args)
     ft = finetune_text_config(args)
     from mmsent.features.encode import load_table
+    from mmsent.pipeline import fits_folder
     from mmsent.search.experiment import cv_recipes, write_cv
     from mmsent.train.spec import read_recipes, spec_for
 
@@ -253,7 +256,8 @@ def cmd_cv(args) -> int:
     out = out_folder(cfg, "cv")
     splits = table.folds(args.folds, args.fold_seed)
     with overall(args, "cv", len(recipes) * args.folds * len(args.seeds), ft):
-        rows = cv_recipes(cross_fitted_tables(args, ft, cfg, table) or table, recipes, splits, args.seeds)
+        tables = cross_fitted_tables(args, ft, cfg, table) or table
+        rows = cv_recipes(tables, recipes, splits, args.seeds, jobs=cfg.train.jobs, cache=fits_folder(cfg))
     tuned = " (text backbone fine-tuned inside each fold's training pairs)" if ft else ""
     note = (
         f"Features: {table.encoder_names}{tuned}; {len(table)} labelled pairs; {args.folds}-fold grouped, "

@@ -27,12 +27,20 @@ log = logging.getLogger("mmsent")
 TEXT_BACKBONE = "text-backbone"  # an ensemble's own copy of its fine-tuned text backbone
 
 
-def cv_recipes(tables: Tables, recipes: list[Recipe], splits: Folds, seeds: list[int]) -> dict[str, dict]:
-    """Mean and standard deviation over folds of each recipe (seeds averaged within a fold)."""
+def cv_recipes(
+    tables: Tables,
+    recipes: list[Recipe],
+    splits: Folds,
+    seeds: list[int],
+    jobs: int = 1,
+    cache: Path | None = None,
+) -> dict[str, dict]:
+    """Mean and standard deviation over folds of each recipe (seeds averaged within a fold); with
+    `jobs` != 1 the fits train side by side, and with `cache` fits made before are read back."""
     rows = {}
     for recipe in recipes:
         started = time.perf_counter()
-        result = cross_validate(recipe, tables, splits, seeds)
+        result = cross_validate(recipe, tables, splits, seeds, jobs=jobs, cache=cache)
         rows[recipe.name] = {**result.summary(), "seconds": round(time.perf_counter() - started, 1)}
         log.info(
             "cv %s: accuracy %.4f, macro F1 %.4f",
@@ -79,7 +87,9 @@ def ensemble_run(
             cfg = keep_final_backbone(fitted, run.path / TEXT_BACKBONE)
             run.write_yaml("config.yaml", to_plain(cfg))  # predictions must read the tuned backbone
             run.write_json("text-backbones.json", fitted.stage1)
-        cv = cross_validate_ensemble(recipes, tables, splits, seeds, tolerance)
+        cv = cross_validate_ensemble(
+            recipes, tables, splits, seeds, tolerance, jobs=cfg.train.jobs, cache=pipeline.fits_folder(cfg)
+        )
         summaries = {name: result.summary() for name, result in cv.members.items()}
         for name in cv.combined:
             summaries[f"ensemble: {name}"] = summarise(cv.fold_metrics(name))
