@@ -107,17 +107,15 @@ class _TokenFile:
         self.path, self.shape, self.offset = path, shape, header.offset
         del header  # the file now has its header and its full (sparse, zero) size
         self.row_bytes = shape[1] * shape[2] * np.dtype(np.float16).itemsize
-        self.file = open(path, "r+b")  # noqa: SIM115 - closed by close()
 
     def write(self, rows: list[int], grids: np.ndarray) -> None:
         padded = np.zeros((len(rows), *self.shape[1:]), dtype=np.float16)
         padded[:, : grids.shape[1]] = grids
-        for row, grid in zip(rows, padded, strict=True):
-            self.file.seek(self.offset + row * self.row_bytes)
-            self.file.write(grid.tobytes())
-
-    def close(self) -> None:
-        self.file.close()
+        # opened per batch: a pass that stops half-way leaves no open file behind
+        with open(self.path, "r+b") as file:
+            for row, grid in zip(rows, padded, strict=True):
+                file.seek(self.offset + row * self.row_bytes)
+                file.write(grid.tobytes())
 
 
 class _Writer:
@@ -154,7 +152,6 @@ class _Writer:
         if self.tokens is None:
             return
         np.save(self.folder / "mask.npy", self.mask[keep])
-        self.tokens.close()
         if len(keep) == self.count:
             return
         written = np.load(self.tokens.path, mmap_mode="r")
