@@ -192,15 +192,20 @@ def final_is_stored(cfg: RunConfig, table: FeatureTable, name: str, result: CVRe
 # ------------------------------------------------------------------------------ the steps
 
 
-def train(cfg: RunConfig, progress: bool = True, run: RunFolder | None = None) -> RunFolder:
-    """Load and encode the training list, choose a model by CV, retrain it on all pairs, save the run."""
+def train(
+    cfg: RunConfig, progress: bool = True, run: RunFolder | None = None, labelled: Encoded | None = None
+) -> RunFolder:
+    """Load and encode the training list (unless `labelled` holds it already), choose a model by
+    CV, retrain it on all pairs, save the run."""
     check_heads(cfg.train.heads)
     check_logger(cfg.train, cfg.train.engine)
     started = time.perf_counter()
-    load = load_list(cfg, cfg.data.train_list)  # before the run folder: bad input leaves nothing behind
+    # before the run folder: bad input leaves nothing behind
+    load = labelled.load if labelled is not None else load_list(cfg, cfg.data.train_list)
     own_run = run is None
     run = run or RunFolder.create(cfg)
-    labelled = encode(cfg, load, progress)
+    if labelled is None:
+        labelled = encode(cfg, load, progress)
     release_encoders()  # training needs only the stored features
     if any(p.label is None for p in labelled.pairs):
         raise MmsentError("the training list has rows tagged null", labelled.load.list_path)
@@ -312,6 +317,7 @@ def predict(
     every_head: bool = False,
     progress: bool = True,
     overwrite: bool = False,
+    encoded: Encoded | None = None,
 ) -> tuple[Path, list[str]]:
     """Fill in the tags of a `guid,null` list with the run's model; returns (file, guids left null).
 
@@ -320,7 +326,8 @@ def predict(
     run's own answers are never replaced by another's. Each filled-in list has its class
     probabilities beside it (`evaluate.predictions.probabilities_path`). An existing `output`
     is replaced only with `overwrite`. With `every_head`, each model also writes
-    `predictions/<name>/<list>`, from one extraction.
+    `predictions/<name>/<list>`, from one extraction. `encoded`: the list's features when the
+    caller has them already (the main job), else they are read under the run's encoders.
     """
     model = load_run(run.path, expect_encoders=run.meta["encoders"])
     chosen = model.answering_with(head) if head else model
@@ -329,7 +336,8 @@ def predict(
         for path in (output, probabilities_path(output)):
             if path.exists():
                 raise MmsentError("exists already; pass --overwrite to replace it", path)
-    encoded = encode_for_run(run, list_name, root, progress)
+    if encoded is None:
+        encoded = encode_for_run(run, list_name, root, progress)
     table = encoded.table()
     target = output or run.path / "predictions" / (Path(head) / name if head else name)
     # files inside the run are its own to refresh; a file the user named is replaced only when asked
@@ -385,12 +393,12 @@ def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
     run.write_json("audit.json", findings)
     if findings["problems"]:
         log.warning("the audit found %d problems; see %s", len(findings["problems"]), run.path / "audit.json")
-    # Both lists' features first, then the encoders go: extracting the test list after training
-    # would fork an image-decoding worker from a process grown by training (the cold run's peak).
-    encode_lists(cfg, loads, progress)
-    release_encoders()
-    train(cfg, progress, run)
-    filled, missing = predict(run, cfg.data.test_list, every_head=True, progress=progress)
+    # Both lists' features first (train then lets the encoders go): extracting the test list after
+    # training would fork an image-decoding worker from a process grown by training (the cold run's
+    # peak). Each list is encoded once: opening a store hashes every image and array it holds.
+    labelled, unlabelled = encode_lists(cfg, loads, progress)
+    train(cfg, progress, run, labelled)
+    filled, missing = predict(run, cfg.data.test_list, every_head=True, progress=progress, encoded=unlabelled)
     if missing:
         log.warning("%d rows of %s could not be predicted and stay null", len(missing), cfg.data.test_list)
     partial = run.path

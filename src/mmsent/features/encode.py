@@ -96,13 +96,22 @@ def stored_features(
     )
 
 
-def encode(cfg: RunConfig, load: LoadResult, progress: bool = True) -> Encoded:
-    """Features of every pair of a list, from the store or extracted into it."""
+def list_features(cfg: RunConfig, load: LoadResult, modality: str, progress: bool = True) -> StoredFeatures:
+    """`stored_features` of a list's pairs; a bad file is named with the list line that lists it."""
     try:
-        image = stored_features(cfg, "image", load.pairs, progress)
-        text = stored_features(cfg, "text", load.pairs, progress)
+        return stored_features(cfg, modality, load.pairs, progress)
     except BadInput as error:
-        raise load.at_list_line(error) from None  # a bad file is named with the list line that lists it
+        raise load.at_list_line(error) from None
+
+
+def encode(
+    cfg: RunConfig, load: LoadResult, progress: bool = True, image: StoredFeatures | None = None
+) -> Encoded:
+    """Features of every pair of a list, from the store or extracted into it (`image`: the image
+    side, when the caller has it already)."""
+    if image is None:
+        image = list_features(cfg, load, "image", progress)
+    text = list_features(cfg, load, "text", progress)
     by_guid = {p.guid: p for p in load.pairs}
     skipped = list(load.skipped) + [
         Skipped(
@@ -121,12 +130,8 @@ def encode_lists(cfg: RunConfig, loads: list[LoadResult], progress: bool = True)
     """`encode` for several lists, every list's images first. The image-decoding worker is forked
     from this process: forked before the text model is loaded, it shares (and copies) far less
     memory (the cold main job's peak fell by 300 MB)."""
-    for load in loads:
-        try:
-            stored_features(cfg, "image", load.pairs, progress)
-        except BadInput as error:
-            raise load.at_list_line(error) from None
-    return [encode(cfg, load, progress) for load in loads]
+    images = [list_features(cfg, load, "image", progress) for load in loads]
+    return [encode(cfg, load, progress, image) for load, image in zip(loads, images, strict=True)]
 
 
 def load_table(cfg: RunConfig, list_name: str | None = None, progress: bool = True) -> FeatureTable:
