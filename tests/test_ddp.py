@@ -38,7 +38,7 @@ def lab(tmp_path_factory):
 
 
 def steps_per_epoch(checkpoint) -> float:
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
     return saved["global_step"] / (saved["epoch"] + 1)
 
 
@@ -72,4 +72,4 @@ def test_two_processes_tune_a_backbone(tmp_path, lab, tiny_encoders):
     assert summary["tune-text"]["val_loss"] == min(entry["val_loss"] for entry in history)
     rows = summary["tune-text"]["train_pairs"]
     assert steps_per_epoch(folder / "last.ckpt") == math.ceil(math.ceil(rows / 2) / 8)
-    assert (folder / "tuned" / "encoder.pt").is_file()
+    assert (folder / "tuned" / "encoder.safetensors").is_file()

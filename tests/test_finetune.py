@@ -120,7 +120,7 @@ def test_finetuned_encoder_rebuilds_base_with_its_own_identity(tiny_encoders, tm
         for parameter in base.parameters():
             parameter.add_(0.1 * torch.randn_like(parameter))
     path = save_tuned(base, tmp_path / "tuned", options={})
-    assert path.name == "encoder.pt"
+    assert path.name == "encoder.safetensors"
 
     tuned = create_encoder(f"finetuned:{tmp_path / 'tuned'}")
     assert isinstance(tuned, FineTunedEncoder) and tuned.modality == "image"
@@ -164,5 +164,5 @@ def test_finetuned_names_a_missing_or_foreign_file(tmp_path):
     with pytest.raises(BadInput, match="x.pt"):
         create_encoder(f"finetuned:{tmp_path / 'x.pt'}")
     torch.save({"format": 1, "something": "else"}, tmp_path / "y.pt")
-    with pytest.raises(BadInput, match="not an encoder.pt written by mmsent finetune"):
+    with pytest.raises(BadInput, match="not a fine-tuned encoder written by mmsent finetune"):
         create_encoder(f"finetuned:{tmp_path / 'y.pt'}")

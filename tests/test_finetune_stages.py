@@ -68,7 +68,7 @@ def test_three_stages_leave_tuned_backbones_features_and_heads(finished, tiny_la
         tuned = create_encoder(f"finetuned:{folder / 'tuned'}")
         assert tuned.base_name == base and tuned.identity() != create_encoder(base).identity()
         # The exported weights are the best checkpoint's.
-        best = BackboneClassifier.load_from_checkpoint(str(folder / "best.ckpt"), weights_only=False)
+        best = BackboneClassifier.load_from_checkpoint(str(folder / "best.ckpt"), weights_only=True)
         for name, tensor in best.encoder.state_dict().items():
             assert torch.equal(tensor, tuned.base.state_dict()[name])
 
@@ -96,11 +96,13 @@ def test_a_finished_run_is_not_redone(finished, tiny_lab, encoders, capsys):
 
 def test_changed_settings_in_a_started_folder_are_refused(finished, tiny_lab, encoders, capsys):
     tmp = finished.parent.parent
-    (finished / "tune-text" / "tuned" / "encoder.pt").rename(finished / "encoder.pt.kept")
+    (finished / "tune-text" / "tuned" / "encoder.safetensors").rename(finished / "encoder.safetensors.kept")
     try:
         code = main(["finetune", *options(tmp, tiny_lab, encoders), *TUNING, "--ft.text.lr", "5e-4"])
     finally:
-        (finished / "encoder.pt.kept").rename(finished / "tune-text" / "tuned" / "encoder.pt")
+        (finished / "encoder.safetensors.kept").rename(
+            finished / "tune-text" / "tuned" / "encoder.safetensors"
+        )
     err = capsys.readouterr().err
     assert code == 3 and "tuning differ" in err and "tune-text" in err
 
@@ -120,7 +122,7 @@ def test_an_interrupted_stage_one_resumes_where_it_stopped(tmp_path, tiny_lab, e
     assert "RuntimeError: power cut" in capsys.readouterr().err
     folder = tmp_path / "runs" / "finetune" / "tune-text"
     assert not (folder / "tuned").exists() and (folder / "last.ckpt").is_file()
-    first = torch.load(folder / "last.ckpt", weights_only=False)["mmsent_history"]
+    first = torch.load(folder / "last.ckpt", weights_only=True)["mmsent_history"]
     assert [entry["epoch"] for entry in first] == [0, 1]
 
     monkeypatch.setattr(BackboneClassifier, "on_train_epoch_start", start)
@@ -128,7 +130,7 @@ def test_an_interrupted_stage_one_resumes_where_it_stopped(tmp_path, tiny_lab, e
     history = json.loads((folder / "history.json").read_text())
     assert [entry["epoch"] for entry in history] == [0, 1, 2]
     assert history[:2] == first  # the first two epochs were kept, not trained again
-    assert (folder / "tuned" / "encoder.pt").is_file()
+    assert (folder / "tuned" / "encoder.safetensors").is_file()
 
 
 def test_end_to_end_trains_a_head_with_both_backbones(tmp_path, tiny_lab, encoders, capsys):

@@ -76,7 +76,7 @@ def test_fit_is_seeded_and_its_checkpoint_loads_back(table, tmp_path):
     second = fit(recipe, table, rows, seed=3)
     assert first.epochs == 4 and len(first.history) == 4 and "val_loss" not in first.history[0]
     np.testing.assert_array_equal(first.predict_proba(table, rows), second.predict_proba(table, rows))
-    path = first.model.save(tmp_path / "head" / "model.ckpt")
+    path = first.model.save(tmp_path / "head" / "head.safetensors")
     loaded = HeadModel.load(path)
     assert loaded.lexicon is True and loaded.encoders["image"] == table.identities["image"]
     np.testing.assert_allclose(loaded.predict_proba(table, rows), first.predict_proba(table, rows), atol=1e-6)
@@ -124,7 +124,7 @@ def test_linear_probe_chooses_its_strength_inside_the_training_rows(table, tmp_p
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
     assert (probs.argmax(axis=1) == table.labels.numpy()[val]).mean() >= 0.6
     # the same arrays come back from its file, and scikit-learn agrees with our own arithmetic
-    loaded = ProbeModel.load(probe.model.save(tmp_path / "probe.npz"))
+    loaded = ProbeModel.load(probe.model.save(tmp_path / "probe.safetensors"))
     np.testing.assert_allclose(loaded.predict_proba(table, val), probs, atol=1e-12)
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline

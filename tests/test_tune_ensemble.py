@@ -211,15 +211,15 @@ def test_cross_fitted_text_backbones_see_only_their_folds_training_pairs(
     for i, (train_rows, _) in enumerate(table.folds(3, 0)):
         # Stage 1 of fold i trained and picked its epoch on that fold's training pairs, nothing else.
         assert stage1[f"fold{i}"]["train_pairs"] + stage1[f"fold{i}"]["val_pairs"] == len(train_rows)
-        assert (folders[f"fold{i}"] / "encoder.pt").is_file()
+        assert (folders[f"fold{i}"] / "encoder.safetensors").is_file()
         assert not list(folders[f"fold{i}"].parent.rglob("*.ckpt"))  # training checkpoints are dropped
     assert stage1["all"]["train_pairs"] + stage1["all"]["val_pairs"] == len(table)
     assert "fine-tuned inside each fold" in (run_dir / "report.md").read_text()
     # The saved model reads its own copy of the backbone tuned on all pairs.
     run = RunFolder.open(run_dir)
     assert run.config()["encoders"]["text"] == f"finetuned:{(run_dir / 'text-backbone').resolve()}"
-    copy = (run_dir / "text-backbone" / "encoder.pt").read_bytes()
-    assert copy == (folders["all"] / "encoder.pt").read_bytes()
+    copy = (run_dir / "text-backbone" / "encoder.safetensors").read_bytes()
+    assert copy == (folders["all"] / "encoder.safetensors").read_bytes()
     assert run.meta["encoders"]["text"]["encoder"].startswith("finetuned:")
     filled = dict(
         line.split(",")
@@ -235,15 +235,15 @@ def test_cv_and_search_reuse_the_cross_fitted_backbones(
     cross_fitted_run, work, tiny_lab, tiny_encoders, recipes_file, capsys
 ):
     backbones = work / "cache" / "text-backbones"
-    before = {str(p): p.stat().st_mtime_ns for p in backbones.glob("*/tune-text/tuned/encoder.pt")}
+    before = {str(p): p.stat().st_mtime_ns for p in backbones.glob("*/tune-text/tuned/encoder.safetensors")}
     args = ["cv", *flags(tiny_lab, tiny_encoders, work, "xcv"), "--recipes", str(recipes_file)]
     assert main([*args, "--folds", "3", *CROSS_FIT]) == 0
     assert "fine-tuned inside each fold" in capsys.readouterr().out
     # The ensemble's fold backbones (same folds, pairs and options) served again, untouched.
-    after = {str(p): p.stat().st_mtime_ns for p in backbones.glob("*/tune-text/tuned/encoder.pt")}
+    after = {str(p): p.stat().st_mtime_ns for p in backbones.glob("*/tune-text/tuned/encoder.safetensors")}
     stage1 = json.loads((cross_fitted_run / "text-backbones.json").read_text())
     assert after == before and {
-        str(Path(stage1[f"fold{i}"]["folder"]) / "encoder.pt") for i in range(3)
+        str(Path(stage1[f"fold{i}"]["folder"]) / "encoder.safetensors") for i in range(3)
     } <= set(before)
     # search: the same backbones per fold; its study is kept apart from a study over frozen features.
     args = ["search", *flags(tiny_lab, tiny_encoders, work, "xtune"), "--train.heads", "text_only"]
@@ -251,7 +251,9 @@ def test_cv_and_search_reuse_the_cross_fitted_backbones(
     assert main([*args, "--folds", "2", "--max-epochs", "2", *CROSS_FIT]) == 0
     out = work / "runs" / "xtune"
     assert "(text backbone fine-tuned inside each fold)" in (out / "report.md").read_text()
-    assert len(list(backbones.glob("*/tune-text/tuned/encoder.pt"))) == len(before) + 2  # a 2-fold split
+    assert (
+        len(list(backbones.glob("*/tune-text/tuned/encoder.safetensors"))) == len(before) + 2
+    )  # a 2-fold split
     capsys.readouterr()
     assert main([*args, "--folds", "2", "--max-epochs", "2"]) != 0  # the same study, frozen features
     assert "this study was made with other settings" in capsys.readouterr().err

@@ -19,7 +19,9 @@ Nothing here imports Lightning: a head checkpoint is read as a state dict.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,12 +37,22 @@ from mmsent.features.table import FeatureTable
 from mmsent.files import write_text
 from mmsent.heads import create_head
 from mmsent.heads.base import Head
+from mmsent.weightfiles import (
+    load_legacy_checkpoint,
+    load_settings,
+    load_tensors,
+    record,
+    save_model,
+    settings_path,
+    verify,
+)
 
+log = logging.getLogger(__name__)
 MODEL_FILE = "model.json"
 LEGACY_ENSEMBLE_FILE = "ensemble.json"  # written by mmsent 0.1's `ensemble` command
 PROBE = "linear_probe"  # the candidate name of the logistic-regression baseline
 EVAL_BATCH = 512
-FORMAT = 1
+FORMAT = 2  # 2: safetensors + JSON, every file listed with its SHA-256; 1: torch.save
 
 
 class Fitted:
@@ -113,30 +125,50 @@ class HeadModel(Fitted):
         return out
 
     def save(self, path: Path) -> Path:
-        """A checkpoint in Lightning's layout (`state_dict` under `head.`, `hyper_parameters`)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        state = {f"head.{key}": value for key, value in self.head.state_dict().items()}
-        torch.save({"state_dict": state, "hyper_parameters": self.hparams}, path)
+        """The head's weights as safetensors at `path`, its settings (`hparams`) as JSON beside them."""
+        tensors = dict(self.head.state_dict())
+        save_model(path, tensors, {"format": FORMAT, "kind": "head", "hparams": jsonable(self.hparams)})
         return path
 
     @classmethod
     def load(cls, path: Path, lexicon: bool | None = None) -> HeadModel:
-        checkpoint = read_checkpoint(path)
-        hparams = dict(checkpoint["hyper_parameters"])
-        head = create_head(
-            hparams["head"],
-            hparams["image_dim"],
-            hparams["text_dim"],
-            num_classes=len(hparams.get("labels", LABELS)),
-            **(hparams.get("head_hparams") or {}),
-        )
-        state = {
-            k.removeprefix("head."): v for k, v in checkpoint["state_dict"].items() if k.startswith("head.")
-        }
-        head.load_state_dict(state)
+        """A head saved by `save`; a `.ckpt` of an older mmsent is read as weights only."""
+        path = Path(path)
+        if path.suffix == ".ckpt":
+            checkpoint = load_legacy_checkpoint(path)
+            try:
+                hparams = dict(checkpoint["hyper_parameters"])
+                state = {
+                    k.removeprefix("head."): v
+                    for k, v in checkpoint["state_dict"].items()
+                    if k.startswith("head.")
+                }
+            except (KeyError, TypeError, ValueError, AttributeError) as error:
+                raise MmsentError(f"not a head checkpoint of mmsent ({error})", path) from None
+        else:
+            settings = load_settings(path)
+            if settings.get("kind") != "head" or not isinstance(settings.get("hparams"), dict):
+                raise MmsentError("not the settings of a head", settings_path(path))
+            hparams, state = settings["hparams"], load_tensors(path)
+        try:
+            head = create_head(
+                hparams["head"],
+                hparams["image_dim"],
+                hparams["text_dim"],
+                num_classes=len(hparams.get("labels", LABELS)),
+                **(hparams.get("head_hparams") or {}),
+            )
+            head.load_state_dict(state)
+        except (KeyError, TypeError, ValueError, RuntimeError, MmsentError) as error:
+            raise MmsentError(f"the weights do not fit the head they name ({error})", path) from None
         head.eval()
         uses_lexicon = bool((hparams.get("encoders") or {}).get("lexicon")) if lexicon is None else lexicon
         return cls(head, hparams, uses_lexicon)
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as plain JSON types (tuples become lists): what a settings file holds."""
+    return json.loads(json.dumps(value))
 
 
 def one(value: Any) -> Any:
@@ -144,16 +176,7 @@ def one(value: Any) -> Any:
     return value[0] if isinstance(value, list) and len(value) == 1 else value
 
 
-def read_checkpoint(path: Path) -> dict:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise MmsentError("checkpoint missing", path) from None
-    except Exception:  # an older Lightning checkpoint keeps objects beside the weights
-        try:
-            return torch.load(path, map_location="cpu", weights_only=False)
-        except Exception as error:
-            raise MmsentError(f"not a readable checkpoint ({error})", path) from None
+PROBE_ARRAYS = ("mean", "scale", "coef", "intercept")
 
 
 @dataclass
@@ -176,21 +199,59 @@ class ProbeModel(Fitted):
         return out / out.sum(axis=1, keepdims=True)
 
     def save(self, path: Path) -> Path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        arrays = {k: getattr(self, k) for k in ("mean", "scale", "coef", "intercept")}
-        np.savez(path, C=np.float64(self.C), encoders=np.array(json.dumps(self.encoders)), **arrays)
+        """The probe's arrays as safetensors at `path`, C and its encoders as JSON beside them."""
+        arrays = {
+            k: np.asarray(getattr(self, k), dtype=np.float64) for k in ("mean", "scale", "coef", "intercept")
+        }
+        settings = {
+            "format": FORMAT,
+            "kind": "probe",
+            "C": float(self.C),
+            "encoders": jsonable(self.encoders),
+        }
+        save_model(path, arrays, settings)
         return path
 
     @classmethod
     def load(cls, path: Path) -> ProbeModel:
+        """A probe saved by `save`; the `.npz` of an older mmsent is read without pickle."""
+        path = Path(path)
         try:
-            with np.load(path, allow_pickle=False) as data:
-                arrays = {k: data[k].astype(np.float64) for k in ("mean", "scale", "coef", "intercept")}
-                return cls(**arrays, C=float(data["C"]), encoders=json.loads(str(data["encoders"])))
+            if path.suffix == ".npz":
+                with np.load(path, allow_pickle=False) as data:
+                    arrays = {k: data[k] for k in PROBE_ARRAYS}
+                    C, encoders = float(data["C"]), json.loads(str(data["encoders"]))
+            else:
+                settings = load_settings(path)
+                if settings.get("kind") != "probe":
+                    raise MmsentError("not the settings of a linear probe", settings_path(path))
+                arrays, C, encoders = (
+                    load_tensors(path, as_numpy=True),
+                    float(settings["C"]),
+                    settings["encoders"],
+                )
+            probe = cls(
+                **{
+                    k: np.asarray(arrays[k], dtype=np.float64) for k in ("mean", "scale", "coef", "intercept")
+                },
+                C=C,
+                encoders=dict(encoders),
+            )
         except FileNotFoundError:
             raise MmsentError("probe file missing", path) from None
-        except (KeyError, ValueError, OSError) as error:
-            raise MmsentError(f"not a readable probe file ({error})", path) from None
+        except MmsentError:
+            raise
+        except Exception as error:  # a damaged archive fails in many ways (BadZipFile, EOFError, ...)
+            raise MmsentError(f"not a readable probe file ({type(error).__name__}: {error})", path) from None
+        probe.check_shapes(path)
+        return probe
+
+    def check_shapes(self, path: Path) -> None:
+        classes, width = self.coef.shape if self.coef.ndim == 2 else (0, 0)
+        if not (
+            classes and self.intercept.shape == (classes,) and self.mean.shape == self.scale.shape == (width,)
+        ):
+            raise MmsentError("the probe's arrays do not fit together", path)
 
 
 def probe_inputs(table: FeatureTable, rows: np.ndarray) -> np.ndarray:
@@ -313,16 +374,21 @@ class Ensemble:
 
     # ------------------------------------------------------------------------ files
     def save(self, folder: Path) -> Path:
+        """model.json and every model file, each listed there with its size and SHA-256; model.json
+        carries the digest of its own content, so an edit or damage to it is caught too."""
+        files: dict[str, dict] = {}
         spec = {
             "format": FORMAT,
             "name": self.name,
             "combine": self.how,
             "stacker": self.stacker,
             "calibration": self.calibration.to_dict(),
-            "members": [_save_member(m, folder) for m in self.members],
-            "others": [_save_member(m, folder) for m in self.others],
+            "members": [_save_member(m, folder, files) for m in self.members],
+            "others": [_save_member(m, folder, files) for m in self.others],
             "reference": self.reference,
+            "files": files,
         }
+        spec["digest"] = spec_digest(spec)
         return write_text(folder / MODEL_FILE, json.dumps(spec, indent=2) + "\n")
 
     @classmethod
@@ -330,9 +396,24 @@ class Ensemble:
         path = folder / MODEL_FILE
         try:
             spec = json.loads(path.read_text(encoding="utf-8"))
-            members = [_load_member(m, folder) for m in spec["members"]]
-            others = [_load_member(m, folder) for m in spec.get("others", [])]
-            return cls(
+        except (OSError, UnicodeDecodeError, ValueError) as error:
+            raise MmsentError(f"{MODEL_FILE} is not readable JSON ({error})", path) from None
+        try:
+            if not isinstance(spec, dict):
+                raise TypeError("not a JSON object")
+            checked = spec.get("format", 1) >= 2
+            if checked and spec.get("digest") != spec_digest(spec):
+                raise MmsentError(
+                    f"{MODEL_FILE} differs from what mmsent wrote (its digest does not match its content): "
+                    "damaged or edited; restore it, or train again",
+                    path,
+                )
+            if not checked:
+                log.warning("%s: written by an older mmsent, its files carry no checksums", path)
+            files = spec.get("files") if checked else None
+            members = [_load_member(m, folder, files) for m in spec["members"]]
+            others = [_load_member(m, folder, files) for m in spec.get("others", [])]
+            model = cls(
                 members,
                 spec["combine"],
                 spec.get("stacker"),
@@ -341,26 +422,76 @@ class Ensemble:
                 spec.get("name", ""),
                 reference=spec.get("reference", {}),
             )
-        except (ValueError, KeyError, TypeError) as error:
-            raise MmsentError(f"{MODEL_FILE} is malformed ({error})", path) from None
+            model.check(path)
+            return model
+        except (ValueError, KeyError, TypeError, AttributeError, IndexError) as error:
+            raise MmsentError(f"{MODEL_FILE} is malformed ({type(error).__name__}: {error})", path) from None
+
+    def check(self, path: Path) -> None:
+        """What a loaded model must be for its answers to mean anything."""
+        if (
+            not self.members
+            or self.how not in ("mean", "stack")
+            or (self.how == "stack" and not self.stacker)
+        ):
+            raise MmsentError(
+                f"{MODEL_FILE} is malformed (no members, or an unknown way to combine them)", path
+            )
+        for side, vector in self.reference.items():
+            if side not in ("image", "text") or not all(isinstance(v, (int, float)) for v in vector):
+                raise MmsentError(f"{MODEL_FILE} is malformed (reference {side!r})", path)
 
 
-def _save_member(member: Member, folder: Path) -> dict[str, Any]:
-    files = []
+def spec_digest(spec: dict[str, Any]) -> str:
+    """SHA-256 of model.json's content without its own digest, in a canonical form."""
+    content = {k: v for k, v in spec.items() if k != "digest"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def _save_member(member: Member, folder: Path, files: dict[str, dict]) -> dict[str, Any]:
+    weights = []
     for i, model in enumerate(member.models):
         stem = slug(member.name) + (f"-s{i}" if len(member.models) > 1 else "")
-        name = "probe.npz" if isinstance(model, ProbeModel) else "model.ckpt"
-        files.append(str(model.save(folder / "models" / stem / name).relative_to(folder)))
-    return {"name": member.name, "recipe": member.recipe, "files": files}
+        name = "probe.safetensors" if isinstance(model, ProbeModel) else "head.safetensors"
+        path = model.save(folder / "models" / stem / name)
+        for written in (path, settings_path(path)):
+            files[written.relative_to(folder).as_posix()] = record(written)
+        weights.append(path.relative_to(folder).as_posix())
+    return {"name": member.name, "recipe": member.recipe, "files": weights}
 
 
-def _load_member(spec: dict[str, Any], folder: Path) -> Member:
+def _load_member(spec: dict[str, Any], folder: Path, files: dict[str, dict] | None) -> Member:
+    """A member's models; with `files` (model.json's list), each file checked before it is read."""
     lexicon = bool(spec["recipe"].get("lexicon", False))
-    models: list[Fitted] = [
-        ProbeModel.load(folder / f) if f.endswith(".npz") else HeadModel.load(folder / f, lexicon)
-        for f in spec["files"]
-    ]
-    return Member(spec["name"], spec["recipe"], models)
+    models: list[Fitted] = []
+    for relative in spec["files"]:
+        path = inside(folder, relative)
+        if files is not None:
+            for part in (path, settings_path(path)):
+                verify(part, files.get(part.relative_to(folder).as_posix()), folder / MODEL_FILE)
+        probe = path.suffix == ".npz" or path.name.startswith("probe.")
+        models.append(ProbeModel.load(path) if probe else HeadModel.load(path, lexicon))
+    member = Member(spec["name"], spec["recipe"], models)
+    check_kind(member, folder / MODEL_FILE)
+    return member
+
+
+def inside(folder: Path, relative: Any) -> Path:
+    """`folder / relative`, refusing a name that leads out of the run folder."""
+    if not isinstance(relative, str) or Path(relative).is_absolute() or ".." in Path(relative).parts:
+        raise MmsentError(f"{MODEL_FILE} names a file outside the run folder: {relative!r}", folder)
+    return folder / relative
+
+
+def check_kind(member: Member, where: Path) -> None:
+    """A member's files must hold the model its recipe names (a swapped file is caught here)."""
+    wanted = member.recipe.get("head")
+    for model in member.models:
+        kind = PROBE if isinstance(model, ProbeModel) else model.hparams.get("head")
+        if wanted and kind != wanted:
+            raise MmsentError(
+                f"model {member.name!r} should be a {wanted!r} but its file holds a {kind!r}", where
+            )
 
 
 def slug(name: str) -> str:

@@ -3,15 +3,15 @@
 <out>/<name>/
   config.yaml            the resolved configuration
   run.json               version, data fingerprint, encoder identities, seeds,
-                         split sizes, heads trained, the best head
-  split.json             guids of the training and validation pairs
-  skipped.json           every pair left out, and why (only with --skip-bad)
-  heads/<head>/model.ckpt    best checkpoint (loads with labels + encoder ids)
-  heads/<head>/metrics.json  validation metrics
-  heads/<head>/val_predictions.csv
-  metrics.json, report.md    all heads side by side
-  predictions/<list>         the test list with tags filled in (best head)
-  predictions/<head>/<list>  the same list from every head
+                         folds, the candidates, the chosen model
+  model.json             the model the run answers with (`mmsent.model`): members,
+                         combination, calibration, every model file's SHA-256
+  models/<name>/         head.safetensors + head.json, or probe.safetensors + probe.json
+  metrics.json           every candidate's cross-validated scores and curves
+  report.md, report.html, audit.json
+  skipped.json           every pair left out, and why (only with --data.skip_bad)
+  predictions/<list>         the test list with tags filled in (the chosen model)
+  predictions/<model>/<list> the same list from every other model
 
 A run is written as <out>/<name>.partial and renamed to <out>/<name> by `finish`
 once complete, so a folder without the suffix is always a whole run. The partial

@@ -1,8 +1,11 @@
 """Fine-tuned backbones by name: `finetuned:<folder or file>` rebuilds the base and loads the tuned weights.
 
-Stage 1 of `mmsent finetune` saves `encoder.pt`: the base encoder's registry name,
-its options and the tuned state dict. The name accepts that file, the folder
-holding it, or a stage-1 Lightning checkpoint (`.ckpt`). The identity is the
+Stage 1 of `mmsent finetune` saves `encoder.safetensors` (the tuned state dict) and
+`encoder.json` beside it (the base encoder's registry name, its options, and the
+weights file's size and SHA-256, checked before the weights are read). The name
+accepts that file, the folder holding it, an `encoder.pt` of an older mmsent, or a
+stage-1 Lightning checkpoint (`.ckpt`); those two are read as weights only, never
+unpickled. The identity is the
 base's with the weights replaced by a hash of the tuned tensors, so features of
 tuned and frozen weights get different keys in the feature store and live side
 by side; the hash is of the tensors, not the file, so moving or re-saving the
@@ -12,19 +15,28 @@ weights keeps the key.
 from __future__ import annotations
 
 import hashlib
-import os
-import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from mmsent.encoders.base import Encoder, EncoderOutput
-from mmsent.errors import BadInput
+from mmsent.errors import BadInput, MmsentError
+from mmsent.files import write_json
+from mmsent.weightfiles import (
+    WEIGHTS,
+    load_legacy_checkpoint,
+    load_settings,
+    load_tensors,
+    record,
+    save_model,
+    settings_path,
+    verify,
+)
 
-TUNED_FILE = "encoder.pt"
-FORMAT = 1
+TUNED_FILE = "encoder.safetensors"  # settings beside it: encoder.json
+LEGACY_FILE = "encoder.pt"  # mmsent before safetensors: read as weights only
+FORMAT = 2
 
 
 def state_digest(state_dict: dict[str, torch.Tensor]) -> str:
@@ -48,46 +60,42 @@ def unwrap(encoder: Encoder) -> tuple[Encoder, str]:
 def save_tuned(
     encoder: Encoder, path: Path, options: dict[str, Any], extra: dict[str, Any] | None = None
 ) -> Path:
-    """Write `encoder.pt` (atomically): what `finetuned:<path>` needs to rebuild `encoder`."""
+    """Write `encoder.safetensors` and `encoder.json` (each atomically): what `finetuned:<path>`
+    needs to rebuild `encoder`. `path`: a folder, or the weights file's own name."""
     inner, base_name = unwrap(encoder)
-    payload = {
-        "format": FORMAT,
-        "base": base_name,
-        "modality": inner.modality,
-        "options": options,
-        "state_dict": {name: tensor.detach().cpu() for name, tensor in inner.state_dict().items()},
-        "extra": extra or {},
-    }
     path = Path(path)
-    target = path / TUNED_FILE if path.suffix not in (".pt", ".pth") else path
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    os.close(fd)
-    torch.save(payload, temp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temp, 0o666 & ~umask)  # mkstemp makes it private; the weights are as shareable as any output
-    os.replace(temp, target)
+    target = path if path.suffix == WEIGHTS else path / TUNED_FILE
+    state = {name: tensor.detach().cpu() for name, tensor in inner.state_dict().items()}
+    settings = {"format": FORMAT, "base": base_name, "modality": inner.modality, "options": options}
+    save_model(target, state, {**settings, "extra": extra or {}})
+    # The settings name the weights they go with, by size and SHA-256: written again with the record.
+    write_json(settings_path(target), {**settings, "extra": extra or {}, "weights": record(target)})
     return target
 
 
 def read_tuned(source: str) -> dict[str, Any]:
-    """The payload of `encoder.pt` (or of a stage-1 checkpoint, converted), with errors naming the file."""
+    """The settings and state dict of a tuned encoder (or of a stage-1 checkpoint, converted), with
+    errors naming the file. Nothing is unpickled."""
     path = Path(source).expanduser()
     if path.is_dir():
-        path = path / TUNED_FILE
+        path = path / TUNED_FILE if (path / TUNED_FILE).is_file() else path / LEGACY_FILE
     if not path.is_file():
-        raise BadInput(f"no fine-tuned encoder here (a folder with {TUNED_FILE}, or a .pt/.ckpt file)", path)
+        raise BadInput(
+            f"no fine-tuned encoder here (a folder with {TUNED_FILE}, or a {WEIGHTS}/.pt/.ckpt file)", path
+        )
     try:
-        if (
-            path.suffix == ".ckpt"
-        ):  # Lightning pickles hyperparameters: trusted files only, like any checkpoint
-            return _from_checkpoint(torch.load(path, map_location="cpu", weights_only=False), path)
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as error:
-        raise BadInput(f"unreadable fine-tuned weights ({error})", path) from None
-    if not isinstance(payload, dict) or payload.get("format") != FORMAT or "base" not in payload:
-        raise BadInput(f"not an {TUNED_FILE} written by mmsent finetune", path)
+        if path.suffix == WEIGHTS:
+            settings = load_settings(path)
+            verify(path, settings.get("weights"), settings_path(path))
+            payload = {**settings, "state_dict": load_tensors(path)}
+        elif path.suffix == ".ckpt":
+            return _from_checkpoint(load_legacy_checkpoint(path), path)
+        else:
+            payload = load_legacy_checkpoint(path)
+    except MmsentError as error:
+        raise BadInput(error.message, error.path or path) from None
+    if payload.get("format") not in (1, FORMAT) or "base" not in payload or "state_dict" not in payload:
+        raise BadInput("not a fine-tuned encoder written by mmsent finetune", path)
     return payload
 
 

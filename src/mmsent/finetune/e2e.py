@@ -162,7 +162,7 @@ def run_e2e(cfg: RunConfig, e2e: EndToEndConfig, progress: bool = True) -> dict[
     if global_rank() != 0:
         return {}
     history = finished_epochs(folder)
-    best = EndToEndModule.load_from_checkpoint(str(folder / BEST), map_location="cpu", weights_only=False)
+    best = EndToEndModule.load_from_checkpoint(str(folder / BEST), map_location="cpu", weights_only=True)
     device = "cuda" if torch.cuda.is_available() and cfg.train.accelerator != "cpu" else "cpu"
     best.to(device)
     probs = predict_proba(best, inputs(best, val_pairs, augment=False), e2e.batch_size * 2, e2e.workers)

@@ -1,7 +1,7 @@
 """`mmsent finetune`: the reference's two-stage recipe, as three stages that each resume.
 
   tune     stage 1: each backbone trained as a 3-way classifier on the training
-           split (best epoch by validation loss), saved as tuned/encoder.pt
+           split (best epoch by validation loss), saved as tuned/encoder.safetensors
   extract  stage 2: features of the train and test lists from the tuned
            backbones into the feature store (`finetuned:<folder>` keys, beside
            the frozen features); with a shard, only that part
@@ -9,10 +9,10 @@
 
 Everything lands in one work folder, <out>/<name> (name default "finetune"):
   tune-image/, tune-text/   best.ckpt, last.ckpt, log/, options.json,
-                            history.json, metrics.json, tuned/encoder.pt
+                            history.json, metrics.json, tuned/encoder.safetensors
   heads/                    a run folder (report.md, heads/, predictions/)
 Run the same command again after an interruption: finished stages are skipped
-(tuned/encoder.pt, stored features, heads/run.json say so) and an unfinished
+(tuned/encoder.safetensors + .json, stored features, heads/run.json say so) and an unfinished
 stage 1 continues from its last epoch.
 """
 
@@ -248,9 +248,7 @@ def tune_backbone(
         return {}
     history = finished_epochs(folder)
     best = best_epoch(history)
-    tuned = BackboneClassifier.load_from_checkpoint(
-        str(folder / BEST), map_location="cpu", weights_only=False
-    )
+    tuned = BackboneClassifier.load_from_checkpoint(str(folder / BEST), map_location="cpu", weights_only=True)
     metrics = {
         "encoder": name,
         "best_epoch": best.get("epoch"),

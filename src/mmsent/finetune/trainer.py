@@ -88,7 +88,9 @@ def fit_resumable(
         deterministic="warn",  # deterministic where the kernels allow it (not every GPU kernel does)
         log_every_n_steps=10,
     )
-    trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
+    # weights_only: a resumed checkpoint is read as tensors and plain values, never unpickled objects
+    ckpt_path = str(last) if last.is_file() else None
+    trainer.fit(module, train_loader, val_loader, ckpt_path=ckpt_path, weights_only=True)
     if trainer.interrupted or (global_rank() == 0 and not (folder / BEST).is_file()):
         raise MmsentError("training stopped before it finished; run the same command again to resume", folder)
     return trainer
@@ -96,7 +98,7 @@ def fit_resumable(
 
 def finished_epochs(folder: Path) -> list[dict[str, Any]]:
     """Per-epoch figures of the run in `folder`, from its last checkpoint."""
-    checkpoint = torch.load(folder / LAST, map_location="cpu", weights_only=False)
+    checkpoint = torch.load(folder / LAST, map_location="cpu", weights_only=True)
     return list(checkpoint.get("mmsent_history", []))
 
 

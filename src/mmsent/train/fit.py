@@ -178,7 +178,7 @@ def fit_lightning(recipe, table, train_rows, val_rows, seed, options, progress):
         trainer.fit(module, *loaders)
         history = logged_history(folder / "log" / "metrics.csv")
         if recipe.patience:
-            state = torch.load(best.best_model_path, map_location="cpu", weights_only=False)["state_dict"]
+            state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
             module.load_state_dict(state)
             epochs = 1 + min(range(len(history)), key=lambda i: history[i].get("val_loss", float("inf")))
         else:

@@ -7,14 +7,20 @@ pairs' order and labels, and the training and validation rows. Every fit is seed
 a fit read back is the fit that would have been made. Features made just now (an
 upload) have no store key and are never cached.
 
-  <cache>/<key>/fit.json        epochs kept, learning curve, seconds it took
-  <cache>/<key>/model.ckpt      (a head) or probe.npz (the linear probe)
+  <cache>/<key>/fit.json        epochs kept, learning curve, seconds it took, and the size and
+                                SHA-256 of each model file below
+  <cache>/<key>/head.safetensors + head.json     (a head) or
+  <cache>/<key>/probe.safetensors + probe.json   (the linear probe)
+
+A cache on a shared disk is someone else's file: nothing in it is unpickled, and an entry
+whose files differ from what its fit.json recorded is made again, never used.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -22,12 +28,16 @@ from pathlib import Path
 import numpy as np
 
 from mmsent import __version__
+from mmsent.errors import MmsentError
 from mmsent.features.table import FeatureTable
 from mmsent.files import make_folder, write_json
 from mmsent.model import HeadModel, ProbeModel
 from mmsent.train.spec import Recipe
+from mmsent.weightfiles import record, settings_path, verify
 
-FORMAT = 1
+log = logging.getLogger(__name__)
+
+FORMAT = 2  # 2: safetensors files checked against fit.json; 1: torch.save
 
 
 def fit_key(recipe: Recipe, table: FeatureTable, train_rows, val_rows, seed: int, engine: str) -> str | None:
@@ -43,18 +53,27 @@ def fit_key(recipe: Recipe, table: FeatureTable, train_rows, val_rows, seed: int
     return digest.hexdigest()
 
 
+def model_file(recipe: Recipe) -> str:
+    return "probe.safetensors" if recipe.is_probe else "head.safetensors"
+
+
 def load(root: Path, key: str, recipe: Recipe):
-    """(model, epochs, history, seconds) of a stored fit, or None."""
+    """(model, epochs, history, seconds) of a stored fit, or None: missing, or damaged (any file
+    that differs from what fit.json recorded), in which case the fit is made again."""
     folder = root / key
+    weights = folder / model_file(recipe)
     try:
         info = json.loads((folder / "fit.json").read_text(encoding="utf-8"))
-        if recipe.is_probe:
-            model = ProbeModel.load(folder / "probe.npz")
-        else:
-            model = HeadModel.load(folder / "model.ckpt", recipe.lexicon)
-    except Exception:  # missing, or damaged: the fit is made again, a damaged entry never trusted
+        for path in (weights, settings_path(weights)):
+            verify(path, info["files"][path.name], folder / "fit.json")
+        model = ProbeModel.load(weights) if recipe.is_probe else HeadModel.load(weights, recipe.lexicon)
+        return model, int(info["epochs"]), list(info["history"]), float(info["seconds"])
+    except FileNotFoundError:
         return None
-    return model, info["epochs"], info["history"], info["seconds"]
+    except (MmsentError, OSError, ValueError, KeyError, TypeError) as error:
+        if (folder / "fit.json").exists():
+            log.warning("fit cache entry %s is damaged (%s); the fit is made again", folder, error)
+        return None
 
 
 def save(root: Path, key: str, recipe: Recipe, model, epochs: int, history: list, seconds: float) -> None:
@@ -63,8 +82,10 @@ def save(root: Path, key: str, recipe: Recipe, model, epochs: int, history: list
     make_folder(root)
     partial = root / f"{key}.{os.getpid()}.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    model.save(partial / ("probe.npz" if isinstance(model, ProbeModel) else "model.ckpt"))
-    write_json(partial / "fit.json", {"epochs": epochs, "history": history, "seconds": seconds})
+    weights = model.save(partial / model_file(recipe))
+    files = {path.name: record(path) for path in (weights, settings_path(weights))}
+    info = {"format": FORMAT, "epochs": epochs, "history": history, "seconds": seconds, "files": files}
+    write_json(partial / "fit.json", info)
     if (root / key).exists() and load(root, key, recipe) is None:
         shutil.rmtree(root / key, ignore_errors=True)
     try:
