@@ -39,13 +39,13 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every summary here")
     args = parser.parse_args()
 
-    from mmsent.search.ensemble import cross_validate_ensemble
-
     from mmsent.config import RunConfig
+    from mmsent.ensemble import cross_validate_ensemble
     from mmsent.evaluate.calibration import cross_fitted
-    from mmsent.features.table import load_table
+    from mmsent.features.encode import load_table
     from mmsent.search.experiment import calibration_rows
     from mmsent.train.cv import cross_validate, cv_table, fold_scores, summarise
+    from mmsent.train.fit import PLAIN
     from mmsent.train.spec import read_recipes, spec_for
 
     started = time.perf_counter()
@@ -64,7 +64,7 @@ def main() -> None:
     members = [r for path in (args.ensemble_recipes or args.recipes) for r in read_recipes(path)]
     calibration = {}
     if members:
-        cv = cross_validate_ensemble(members, table, folds, args.seeds)
+        cv = cross_validate_ensemble(members, table, folds, args.seeds, PLAIN)
         for name, result in cv.members.items():
             rows[f"{name}, {len(args.seeds)} seeds"] = result.summary()
         for name in cv.combined:

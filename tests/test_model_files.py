@@ -23,6 +23,7 @@ from mmsent.cli.main import main
 from mmsent.errors import MmsentError
 from mmsent.features.table import FeatureTable
 from mmsent.model import MODEL_FILE, ProbeModel, load_run, spec_digest
+from mmsent.train.fit import fits_folder
 from mmsent.weightfiles import record
 
 
@@ -198,7 +199,7 @@ def test_the_fit_cache_never_runs_a_planted_pickle_and_remakes_damaged_entries(
     cfg = tiny_config(tiny_lab, tiny_encoders, tmp_path, max_epochs=3, patience=0)
     run, _ = pipeline.run_all(cfg, progress=False)
     answers = (run.path / "predictions" / "test_without_label.probabilities.csv").read_text()
-    fits = pipeline.fits_folder(cfg)
+    fits = fits_folder(cfg)
     entries = [p for p in fits.iterdir() if p.is_dir()]
     assert entries and all((p / "fit.json").is_file() for p in entries)
 

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 from conftest import make_lab, tiny_config
-from mmsent import LABELS, pipeline
+from mmsent import LABELS, lists, pipeline
 from mmsent.cli.main import main
 from mmsent.errors import MmsentError
 from mmsent.runs import RunFolder
 from mmsent.serve.classifier import Classifier
+from mmsent.train.fit import fits_folder
 
 
 def test_run_folder_says_what_the_run_was(tiny_run: Path):
@@ -63,7 +64,7 @@ def test_test_list_is_filled_in_order_with_header(tiny_run: Path, tiny_lab: Path
 
 def test_the_tiny_task_is_learned(tiny_run: Path, tiny_lab: Path):
     # Colour and words both carry the label: a working pipeline gets most test pairs right.
-    results = pipeline.evaluate(RunFolder.open(tiny_run), "test_with_label.txt", progress=False)
+    results = lists.evaluate(RunFolder.open(tiny_run), "test_with_label.txt", progress=False)
     assert max(m["accuracy"] for m in results.values()) >= 0.8
     assert (tiny_run / "evaluations" / "test_with_label.json").is_file()
 
@@ -74,7 +75,7 @@ def test_same_seed_same_numbers(tmp_path, tiny_lab, tiny_encoders):
     for name in ("a", "b"):
         cfg = tiny_config(tiny_lab, tiny_encoders, tmp_path, heads=["concat", "single_stream_light"])
         cfg.name = name
-        shutil.rmtree(pipeline.fits_folder(cfg), ignore_errors=True)  # train again, not read back
+        shutil.rmtree(fits_folder(cfg), ignore_errors=True)  # train again, not read back
         runs.append(pipeline.train(cfg, progress=False))
     first, second = (run.read_json("metrics.json") for run in runs)
     for metrics in (first, second):
@@ -182,7 +183,7 @@ def test_checkpoint_refuses_other_encoders(tiny_run: Path, tmp_path):
     with pytest.raises(
         MmsentError, match="trained on image features of .hf-resnet:.*not of .efficientnet-lite2."
     ):
-        pipeline.predict(RunFolder.open(copy), "test_without_label.txt", progress=False)
+        lists.predict(RunFolder.open(copy), "test_without_label.txt", progress=False)
 
 
 def test_classifier_agrees_with_the_stored_feature_path(tiny_run: Path, tiny_lab: Path):
@@ -291,7 +292,7 @@ def test_a_copied_run_predicts_from_anywhere_without_extracting(tiny_run: Path, 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
-    target, missing = pipeline.predict(RunFolder.open(copy), "test_without_label.txt", progress=False)
+    target, missing = lists.predict(RunFolder.open(copy), "test_without_label.txt", progress=False)
     assert target == copy / "predictions" / "test_without_label.txt" and not missing
     assert target.read_text() == (tiny_run / "predictions" / "test_without_label.txt").read_text()
     assert sorted(p.name for p in store.iterdir()) == before  # read back, nothing extracted again

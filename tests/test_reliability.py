@@ -20,6 +20,8 @@ from mmsent.cli.main import main
 from mmsent.config import CleanConfig
 from mmsent.data import audit, load_pairs
 from mmsent.errors import BadInput, MmsentError
+from mmsent.evaluate.predictions import write_val_predictions
+from mmsent.features.encode import encode, load_list
 from mmsent.serve.app import create_app
 from mmsent.serve.classifier import Classifier
 from test_data_helpers import jpeg_bytes, png_declaring, write_list, write_pair
@@ -340,7 +342,7 @@ def test_13_an_image_fault_names_the_list_line(tmp_path, tiny_encoders, fault):
         image.write_bytes(png_declaring(9000, 9000))
     cfg = tiny_config(lab, tiny_encoders, tmp_path)
     with pytest.raises(BadInput) as caught:
-        pipeline.encode(cfg, pipeline.load_list(cfg, cfg.data.train_list), progress=False)
+        encode(cfg, load_list(cfg, cfg.data.train_list), progress=False)
     assert str(caught.value).startswith(f"{lab / 'train.txt'}:{line}: guid {guid}: {image}")
 
 
@@ -351,7 +353,7 @@ def _val_predictions(path: Path) -> None:
     from mmsent.data import Pair
 
     pair = Pair("1", "t", "t", "ascii", Path("1.jpg"), Path("1.txt"), "positive", 2)
-    pipeline.write_val_predictions(path, [pair], np.array([[0.2, 0.3, 0.5]]))
+    write_val_predictions(path, [pair], np.array([[0.2, 0.3, 0.5]]))
 
 
 def _compare_report(path: Path) -> None:

@@ -13,7 +13,7 @@ from mmsent.cli.main import main
 from mmsent.config import TrainConfig
 from mmsent.errors import MmsentError
 from mmsent.features.encode import load_table
-from mmsent.train.fit import check_logger, fit
+from mmsent.train.fit import FitSettings, check_logger, fit
 from mmsent.train.spec import Recipe
 
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
@@ -39,7 +39,9 @@ def test_the_lightning_engine_writes_tensorboard_events(tmp_path, tiny_lab, tiny
 
     def fit_concat():
         recipe, cache = Recipe("concat", epochs=2, name="concat"), tmp_path / "fits"
-        return fit(recipe, table, rows[:24], rows[24:], engine="lightning", options=options, cache=cache)
+        return fit(
+            recipe, table, rows[:24], rows[24:], settings=FitSettings("lightning", options, cache=cache)
+        )
 
     fitted = fit_concat()
     events = list((tmp_path / "tb" / "concat").glob("version_0/events.out.tfevents.*"))

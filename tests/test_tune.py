@@ -12,7 +12,7 @@ from mmsent.features.encode import load_table
 from mmsent.features.lexicon import lexicon_features
 from mmsent.model import HeadModel, ProbeModel
 from mmsent.train.cv import cross_validate, cv_table
-from mmsent.train.fit import fit
+from mmsent.train.fit import FitSettings, fit
 from mmsent.train.spec import PROBE, Recipe, read_recipes, spec_for, write_recipes
 
 
@@ -99,8 +99,8 @@ def test_lightning_engine_trains_the_same_spec(table):
     from mmsent.config import TrainConfig
 
     options = TrainConfig(accelerator="cpu")
-    plain = fit(recipe, table, train, val, engine="plain")
-    lightning = fit(recipe, table, train, val, engine="lightning", options=options)
+    plain = fit(recipe, table, train, val, settings=FitSettings("plain"))
+    lightning = fit(recipe, table, train, val, settings=FitSettings("lightning", options))
     assert isinstance(lightning.model, HeadModel) and 1 <= lightning.epochs <= 6
     assert [e["epoch"] for e in lightning.history][: lightning.epochs] == list(range(lightning.epochs))
     # Same initial weights, same batches in the same order: the same learning curve and model.
@@ -162,8 +162,8 @@ def test_cross_validation_scores_every_pair_out_of_fold(table):
 def test_cross_validation_gives_the_same_numbers_side_by_side(table):
     recipe = Recipe("concat", {"hidden": 16}, lr=5e-3, batch_size=8, epochs=5)
     folds = table.folds(3, 0)
-    alone = cross_validate(recipe, table, folds, seeds=[0, 1], jobs=1)
-    together = cross_validate(recipe, table, folds, seeds=[0, 1], jobs=2)
+    alone = cross_validate(recipe, table, folds, [0, 1], FitSettings(jobs=1))
+    together = cross_validate(recipe, table, folds, [0, 1], FitSettings(jobs=2))
     np.testing.assert_array_equal(alone.oof, together.oof)
     assert alone.epochs == together.epochs and alone.histories == together.histories
 
@@ -171,26 +171,26 @@ def test_cross_validation_gives_the_same_numbers_side_by_side(table):
 def test_a_fit_made_before_is_read_back_and_a_changed_one_is_not(table, tmp_path):
     recipe = Recipe("concat", {"hidden": 16}, lr=5e-3, batch_size=8, epochs=3)
     train, val = table.folds(3, 0)[0]
-    cache = tmp_path / "fits"
-    first = fit(recipe, table, train, val, seed=1, cache=cache)
-    assert len(list(cache.iterdir())) == 1
-    again = fit(recipe, table, train, val, seed=1, cache=cache)
+    cache = FitSettings(cache=tmp_path / "fits")
+    first = fit(recipe, table, train, val, seed=1, settings=cache)
+    assert len(list(cache.cache.iterdir())) == 1
+    again = fit(recipe, table, train, val, seed=1, settings=cache)
     np.testing.assert_array_equal(again.predict_proba(table, val), first.predict_proba(table, val))
     assert again.history == first.history and again.epochs == first.epochs
-    fit(recipe, table, train, val, seed=2, cache=cache)  # another seed, another fit
+    fit(recipe, table, train, val, seed=2, settings=cache)  # another seed, another fit
     changed = Recipe("concat", {"hidden": 16}, lr=1e-2, batch_size=8, epochs=3)
-    fit(changed, table, train, val, seed=1, cache=cache)
-    fit(recipe, table, val, train, seed=1, cache=cache)  # other rows
-    probe = fit(Recipe(PROBE), table, train, seed=0, cache=cache)
-    assert len(list(cache.iterdir())) == 5
-    back = fit(Recipe(PROBE), table, train, seed=0, cache=cache)
+    fit(changed, table, train, val, seed=1, settings=cache)
+    fit(recipe, table, val, train, seed=1, settings=cache)  # other rows
+    probe = fit(Recipe(PROBE), table, train, seed=0, settings=cache)
+    assert len(list(cache.cache.iterdir())) == 5
+    back = fit(Recipe(PROBE), table, train, seed=0, settings=cache)
     np.testing.assert_array_equal(back.predict_proba(table, val), probe.predict_proba(table, val))
     # a damaged entry is made again, never trusted
-    for entry in cache.iterdir():
+    for entry in cache.cache.iterdir():
         (entry / "fit.json").write_text("{")
-    remade = fit(recipe, table, train, val, seed=1, cache=cache)
+    remade = fit(recipe, table, train, val, seed=1, settings=cache)
     np.testing.assert_allclose(remade.predict_proba(table, val), first.predict_proba(table, val), atol=1e-6)
     from mmsent.train import fit_cache
 
     key = fit_cache.fit_key(recipe, table, train, val, 1, "plain")
-    assert fit_cache.load(cache, key, recipe) is not None  # and the damaged entry was replaced
+    assert fit_cache.load(cache.cache, key, recipe) is not None  # and the damaged entry was replaced

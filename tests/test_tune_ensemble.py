@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import tiny_config
-from mmsent import LABELS, pipeline
+from mmsent import LABELS, lists
 from mmsent.cli.main import main
 from mmsent.errors import MmsentError
 from mmsent.features.encode import load_table
@@ -114,7 +114,7 @@ def test_ensemble_run_folder_is_complete(ensemble_run: Path, tiny_lab: Path):
 
 def test_ensemble_loads_evaluates_and_serves(ensemble_run: Path, tiny_lab: Path):
     run = RunFolder.open(ensemble_run)
-    results = pipeline.evaluate(run, "test_with_label.txt", progress=False)
+    results = lists.evaluate(run, "test_with_label.txt", progress=False)
     assert list(results) == ["ensemble", "cat", "text_only"] and results["ensemble"]["accuracy"] >= 0.6
     clf = Classifier.load(ensemble_run)
     guid, _ = (tiny_lab / "test_with_label.txt").read_text().splitlines()[1].split(",")

@@ -16,16 +16,17 @@ from pathlib import Path
 import numpy as np
 
 from mmsent.config import RunConfig
+from mmsent.data import split_pairs
 from mmsent.evaluate.metrics import classification_metrics
 from mmsent.evaluate.report import write_report
 from mmsent.features.encode import encode, load_list
 from mmsent.heads import ABLATION_HEADS, FUSION_HEADS
 from mmsent.model import PROBE
-from mmsent.pipeline import check_heads, split_pairs
 from mmsent.progress import overall_progress, step_done
 from mmsent.runs import RunFolder
-from mmsent.train.fit import check_logger, fit
-from mmsent.train.spec import spec_for
+from mmsent.train.cv import majority_scores
+from mmsent.train.fit import FitSettings, check_logger, fit
+from mmsent.train.spec import check_heads, spec_for
 
 log = logging.getLogger("mmsent")
 ALL_HEADS = (PROBE, *ABLATION_HEADS, *FUSION_HEADS)
@@ -40,7 +41,7 @@ def compare(cfg: RunConfig, seeds: list[int] | None = None, progress: bool = Tru
     cfg = dataclasses.replace(cfg, name=cfg.name or "compare")
     run = RunFolder.create(cfg)
     labelled = encode(cfg, load_list(cfg, cfg.data.train_list), progress)
-    train_pairs, val_pairs = split_pairs(cfg, labelled.pairs)
+    train_pairs, val_pairs = split_pairs(cfg.split, labelled.pairs)
     run.write_json("split.json", {"train": [p.guid for p in train_pairs], "val": [p.guid for p in val_pairs]})
     table = labelled.table()
     row_of = {p.guid: i for i, p in enumerate(table.pairs)}
@@ -48,8 +49,7 @@ def compare(cfg: RunConfig, seeds: list[int] | None = None, progress: bool = Tru
     val_rows = np.array([row_of[p.guid] for p in val_pairs])
     labels = table.labels.numpy()
 
-    majority = np.bincount(labels[train_rows], minlength=3).argmax()
-    baseline = classification_metrics(labels[val_rows], np.full(len(val_rows), majority))
+    baseline = majority_scores(labels, [(train_rows, val_rows)])[0]
     records = [{"head": MAJORITY, "seed": s, **baseline, "params": 0, "train_seconds": 0.0} for s in seeds]
     with overall_progress(len(heads) * len(seeds), "compare", progress):
         for head in heads:
@@ -76,7 +76,7 @@ def fit_and_score(cfg: RunConfig, head: str, seed: int, table, train_rows, val_r
     """One head trained with one seed on the training rows: its record on the validation rows."""
     log.info("compare: %s, seed %d", head, seed)
     spec = spec_for(head, cfg.train)
-    fitted = fit(spec, table, train_rows, val_rows, seed=seed, engine=cfg.train.engine, options=cfg.train)
+    fitted = fit(spec, table, train_rows, val_rows, seed=seed, settings=FitSettings.of(cfg))
     labels = table.labels.numpy()[val_rows]
     metrics = classification_metrics(labels, fitted.predict_proba(table, val_rows).argmax(axis=1))
     return {

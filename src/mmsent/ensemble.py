@@ -11,9 +11,7 @@ that a run folder saves and every answering path loads.
 
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -21,10 +19,10 @@ from sklearn.linear_model import LogisticRegression
 
 from mmsent.evaluate.calibration import cross_fitted, fit_calibration
 from mmsent.features.table import FeatureTable
-from mmsent.model import Ensemble, Member, apply_stacker, combine, stack_inputs
-from mmsent.progress import step_done
+from mmsent.model import Ensemble, apply_stacker, combine, stack_inputs
 from mmsent.train.cv import CVResult, Folds, Tables, cross_validate, fold_scores, fold_table
-from mmsent.train.fit import fit
+from mmsent.train.fit import FitSettings
+from mmsent.train.retrain import Candidate, retrain
 from mmsent.train.spec import Recipe
 
 Combine = Literal["mean", "stack"]
@@ -54,17 +52,15 @@ def cross_validate_ensemble(
     tables: Tables,
     folds: Folds,
     seeds: list[int],
+    settings: FitSettings,
     tolerance: float = 0.0,
     progress=None,
-    jobs: int = 1,
-    cache: Path | None = None,
 ) -> EnsembleCV:
-    """Every member cross-validated (seeds averaged; `jobs` and `cache` as in `cross_validate`),
-    then the mean and the stacked combination, each also temperature-scaled and fully calibrated;
-    all out-of-fold."""
+    """Every member cross-validated (seeds averaged) with `settings`, then the mean and the stacked
+    combination, each also temperature-scaled and fully calibrated; all out-of-fold."""
     members = {}
     for recipe in recipes:
-        members[recipe.name] = cross_validate(recipe, tables, folds, seeds, jobs=jobs, cache=cache)
+        members[recipe.name] = cross_validate(recipe, tables, folds, seeds, settings)
         if progress:
             progress(recipe.name, members[recipe.name])
     labels = fold_table(tables, 0).labels.numpy()
@@ -86,29 +82,16 @@ def build_ensemble(
     table: FeatureTable,
     seeds: list[int],
     how: Combine,
+    settings: FitSettings,
     tolerance: float = 0.0,
     bias: bool = True,
 ) -> Ensemble:
-    """Retrain every member on all labelled pairs; fit the stacker and calibration on the CV answers."""
+    """Retrain every member on all labelled pairs (`train.retrain`, as the main job does); fit the
+    stacker and the calibration on the CV answers."""
     labels = cv.labels
     probs = [cv.members[r.name].oof for r in recipes]
     stacker = fit_stacker(probs, labels) if how == "stack" else None
     calibration = fit_calibration(combine(probs, how, stacker), labels, tolerance, bias)
-    every_row = np.arange(len(table))
-    members = []
-    for recipe in recipes:
-        final = fixed_epochs(recipe, cv.members[recipe.name].epochs)
-        models = []
-        for seed in seeds:
-            models.append(fit(final, table, every_row, seed=seed).model)
-            step_done(what=f"retraining {recipe.name}")
-        members.append(Member(recipe.name, recipe.to_dict(), models))
-    return Ensemble(members, how, stacker, calibration)
-
-
-def fixed_epochs(recipe: Recipe, cv_epochs: list[int]) -> Recipe:
-    """A recipe that stopped early in CV retrains on all pairs for the median epoch count it kept."""
-    if not recipe.patience:
-        return recipe
-    data = {**recipe.to_dict(), "epochs": max(1, int(statistics.median(cv_epochs))), "patience": 0}
-    return Recipe.from_dict(data)
+    candidates = {r.name: Candidate(r, cv.members[r.name].epochs, seeds) for r in recipes}
+    members = retrain(candidates, table, settings)
+    return Ensemble([members[r.name] for r in recipes], how, stacker, calibration)

@@ -19,53 +19,24 @@ from pathlib import Path
 import numpy as np
 
 from mmsent import LABELS, __version__
-from mmsent.config import EncoderConfig, RunConfig
-from mmsent.data import Pair, fingerprint, kfold, train_val_split
-from mmsent.ensemble import fixed_epochs
+from mmsent.config import RunConfig
+from mmsent.data import fingerprint
 from mmsent.errors import MmsentError
-from mmsent.evaluate.metrics import classification_metrics, metrics_table
-from mmsent.evaluate.predictions import probabilities_path, write_filled_list
 from mmsent.evaluate.run_report import write_run_report
-from mmsent.features.encode import Encoded, encode, encode_lists, load_list, release_encoders, store_root
+from mmsent.features.encode import Encoded, encode, encode_lists, load_list, release_encoders
 from mmsent.features.table import FeatureTable
-from mmsent.files import write_text
-from mmsent.heads import create_head
-from mmsent.model import PROBE, Ensemble, Member, load_run
-from mmsent.progress import overall_progress, progress_note, step_done
+from mmsent.lists import predict
+from mmsent.model import PROBE, Ensemble
+from mmsent.progress import overall_progress, progress_note
 from mmsent.runs import RunFolder
-from mmsent.train.cv import CVResult, cross_validate, fold_scores, summarise
-from mmsent.train.fit import check_logger, choose_engine, fit, is_stored
-from mmsent.train.parallel import imap_tasks
-from mmsent.train.spec import spec_for
+from mmsent.train.cv import CVResult, cross_validate, fold_scores, majority_scores, summarise
+from mmsent.train.fit import FitSettings, check_logger
+from mmsent.train.retrain import Candidate, retrain
+from mmsent.train.spec import check_heads, spec_for
 
 log = logging.getLogger("mmsent")
 FUSION_MEAN = "mean of fusion models"  # the candidate that averages every model reading both modalities
 SINGLE_MODALITY = ("text_only", "image_only")
-
-
-def split_pairs(cfg: RunConfig, pairs: list[Pair]) -> tuple[list[Pair], list[Pair]]:
-    """One training/validation split, for the commands that train on one (compare, finetune)."""
-    if cfg.split.fold >= 0:
-        if not 0 <= cfg.split.fold < cfg.split.folds:
-            raise MmsentError(f"--split.fold must be in 0..{cfg.split.folds - 1}, got {cfg.split.fold}")
-        train_idx, val_idx = kfold(pairs, cfg.split.folds, cfg.split.seed)[cfg.split.fold]
-    else:
-        train_idx, val_idx = train_val_split(pairs, cfg.split.val_fraction, cfg.split.seed)
-    return [pairs[i] for i in train_idx], [pairs[i] for i in val_idx]
-
-
-def check_heads(names: list[str]) -> None:
-    """Fail before any slow step if a head name is unknown."""
-    for name in names:
-        if name != PROBE:
-            create_head(name, 8, 8)
-
-
-def write_val_predictions(path: Path, pairs: list[Pair], probs: np.ndarray) -> None:
-    lines = ["guid,label,predicted," + ",".join(f"p_{label}" for label in LABELS)]
-    for pair, p in zip(pairs, probs, strict=True):
-        lines.append(f"{pair.guid},{pair.label},{LABELS[int(p.argmax())]}," + ",".join(f"{v:.6f}" for v in p))
-    write_text(path, "\n".join(lines) + "\n")
 
 
 # ------------------------------------------------------------------------------ choosing
@@ -89,30 +60,14 @@ def fusion_names(results: dict[str, CVResult]) -> list[str]:
     return [name for name in results if name not in SINGLE_MODALITY]
 
 
-def majority_scores(labels: np.ndarray, folds) -> list[dict]:
-    """Always answering the training folds' most frequent class: the floor every model must clear."""
-    out = []
-    for train_rows, val_rows in folds:
-        majority = np.bincount(labels[train_rows], minlength=len(LABELS)).argmax()
-        out.append(classification_metrics(labels[val_rows], np.full(len(val_rows), majority)))
-    return out
-
-
 def select(cfg: RunConfig, table: FeatureTable, progress: bool = True) -> Selection:
     folds = table.folds(cfg.split.folds, cfg.split.seed)
-    engine = choose_engine(cfg.train.engine, cfg.train)
+    settings = FitSettings.of(cfg)
     results: dict[str, CVResult] = {}
     for i, head in enumerate(cfg.train.heads, 1):
         started = time.perf_counter()
         results[head] = cross_validate(
-            spec_for(head, cfg.train),
-            table,
-            folds,
-            seeds_for(head, cfg),
-            engine=engine,
-            options=cfg.train,
-            jobs=cfg.train.jobs if engine == "plain" else 1,
-            cache=fits_folder(cfg),
+            spec_for(head, cfg.train), table, folds, seeds_for(head, cfg), settings
         )
         summary = results[head].summary()
         progress_note(
@@ -138,55 +93,15 @@ def select(cfg: RunConfig, table: FeatureTable, progress: bool = True) -> Select
     return Selection(results, fusion_mean, ranked[0], summaries)
 
 
-def fits_folder(cfg: RunConfig) -> Path:
-    """Finished fits (`train.fit_cache`), beside the feature store: a run that changes nothing
-    trains nothing again."""
-    return store_root(cfg).parent / "fits"
-
-
 def seeds_for(head: str, cfg: RunConfig) -> list[int]:
     """A head is trained `repeats` times and its answers averaged; the probe's fit has no chance in it."""
     repeats = 1 if head == PROBE else max(1, cfg.train.repeats)
     return [cfg.train.seed + i for i in range(repeats)]
 
 
-def final_recipe(cfg: RunConfig, name: str, result: CVResult):
-    """The recipe a candidate is retrained with on every labelled pair: for the epoch count it kept
-    in CV when it stopped early, else as cross-validated."""
-    return fixed_epochs(spec_for(name, cfg.train), result.epochs)
-
-
-def final_member(cfg: RunConfig, table: FeatureTable, name: str, result: CVResult) -> Member:
-    """A candidate retrained on every labelled pair, once per seed it was cross-validated with."""
-    recipe, every = final_recipe(cfg, name, result), np.arange(len(table))
-    options = dict(engine=cfg.train.engine, options=cfg.train, cache=fits_folder(cfg))
-    models = [fit(recipe, table, every, seed=seed, **options).model for seed in seeds_for(name, cfg)]
-    return Member(name, recipe.to_dict(), models)
-
-
-def final_members(cfg: RunConfig, table: FeatureTable, results: dict[str, CVResult]) -> dict[str, Member]:
-    """Every candidate retrained on all labelled pairs, the candidates side by side."""
-    plain = choose_engine(cfg.train.engine, cfg.train) == "plain"
-    tasks = [(cfg, table, name, result) for name, result in results.items()]
-    answers = imap_tasks(final_member, tasks, cfg.train.jobs if plain else 1, quick=final_is_stored)
-    members: dict[str, Member] = {}
-    for name, member in zip(results, answers, strict=True):
-        members[name] = member
-        step_done(len(member.models), what=f"retraining {name}")
-    return members
-
-
 def planned_fits(cfg: RunConfig) -> int:
     """The fits `train` makes: every candidate in every fold, then on all pairs, once per seed."""
     return sum(len(seeds_for(head, cfg)) * (cfg.split.folds + 1) for head in cfg.train.heads)
-
-
-def final_is_stored(cfg: RunConfig, table: FeatureTable, name: str, result: CVResult) -> bool:
-    recipe, every = final_recipe(cfg, name, result), np.arange(len(table))
-    return all(
-        is_stored(recipe, table, every, None, seed, cfg.train.engine, cfg.train, fits_folder(cfg))
-        for seed in seeds_for(name, cfg)
-    )
 
 
 # ------------------------------------------------------------------------------ the steps
@@ -217,13 +132,17 @@ def train(
         )
     with overall_progress(planned_fits(cfg), "cross-validating", progress):
         selection = select(cfg, table, progress)
-        finals = final_members(cfg, table, selection.results)
+        candidates = {
+            name: Candidate(spec_for(name, cfg.train), result.epochs, seeds_for(name, cfg))
+            for name, result in selection.results.items()
+        }
+        finals = retrain(candidates, table, FitSettings.of(cfg))
     chosen = selection.chosen_members
     model = Ensemble(
         members=[finals[name] for name in chosen],
         others=[member for name, member in finals.items() if name not in chosen],
         name=selection.chosen,
-        reference=modality_means(table),
+        reference=table.modality_means(),
     )
     model.save(run.path)
     curves = {name: mean_curve(result.histories) for name, result in selection.results.items()}
@@ -274,12 +193,6 @@ def train(
     return run.finish() if own_run else run
 
 
-def modality_means(table: FeatureTable) -> dict[str, list[float]]:
-    """The training pairs' mean pooled vector of each modality: the stand-in that `explain` puts in
-    place of one modality to measure what it contributed."""
-    return {"image": table.image.mean(dim=0).tolist(), "text": table.text.mean(dim=0).tolist()}
-
-
 def mean_curve(histories: list[list[dict]]) -> dict[str, list[float]]:
     """Train and validation loss per epoch, averaged over the folds that reached that epoch."""
     longest = max((len(h) for h in histories), default=0)
@@ -290,92 +203,6 @@ def mean_curve(histories: list[list[dict]]) -> dict[str, list[float]]:
             if values:
                 curve[key].append(round(statistics.fmean(values), 5))
     return curve
-
-
-def load_run_config(run: RunFolder) -> RunConfig:
-    return run.run_config()
-
-
-def encode_for_run(run: RunFolder, list_name: str, root: Path | None, progress: bool) -> Encoded:
-    """A list's features under the run's encoders: the store the run recorded is used when it is
-    there (relocated runs keep working); otherwise the configured one, and what is missing is
-    extracted there."""
-    cfg = load_run_config(run)
-    if not store_root(cfg).is_dir():  # a run copied from another machine
-        default = EncoderConfig().cache
-        log.warning("the run's feature store %s is not here; using %s", store_root(cfg), default)
-        cfg.encoders.cache = default
-    return encode(cfg, load_list(cfg, list_name, root), progress)
-
-
-def predict(
-    run: RunFolder,
-    list_name: str,
-    root: Path | None = None,
-    head: str | None = None,
-    output: Path | None = None,
-    every_head: bool = False,
-    progress: bool = True,
-    overwrite: bool = False,
-    encoded: Encoded | None = None,
-) -> tuple[Path, list[str]]:
-    """Fill in the tags of a `guid,null` list with the run's model; returns (file, guids left null).
-
-    The run's model writes `output`, by default `predictions/<list>`; `head` names one of its
-    members or other candidates instead, by default into `predictions/<head>/<list>`, so the
-    run's own answers are never replaced by another's. Each filled-in list has its class
-    probabilities beside it (`evaluate.predictions.probabilities_path`). An existing `output`
-    is replaced only with `overwrite`. With `every_head`, each model also writes
-    `predictions/<name>/<list>`, from one extraction. `encoded`: the list's features when the
-    caller has them already (the main job), else they are read under the run's encoders.
-    """
-    model = load_run(run.path, expect_encoders=run.meta["encoders"])
-    chosen = model.answering_with(head) if head else model
-    name = Path(list_name).name
-    if output is not None and not overwrite:
-        for path in (output, probabilities_path(output)):
-            if path.exists():
-                raise MmsentError("exists already; pass --overwrite to replace it", path)
-    if encoded is None:
-        encoded = encode_for_run(run, list_name, root, progress)
-    table = encoded.table()
-    target = output or run.path / "predictions" / (Path(head) / name if head else name)
-    # files inside the run are its own to refresh; a file the user named is replaced only when asked
-    missing = write_answers(encoded, chosen.predict_proba(table), target, replace=overwrite or output is None)
-    if every_head:
-        for each, probs in model.member_proba(table).items():
-            write_answers(encoded, probs, run.path / "predictions" / each / name)
-    if encoded.skipped:
-        run.write_json(
-            Path("predictions") / f"{Path(list_name).stem}.skipped.json",
-            [s.to_dict() for s in encoded.skipped],
-        )
-    return target, missing
-
-
-def write_answers(encoded: Encoded, probs: np.ndarray, target: Path, replace: bool = True) -> list[str]:
-    """The filled-in list and its class probabilities; the guids left null."""
-    by_guid = {p.guid: row for p, row in zip(encoded.pairs, probs, strict=True)}
-    tags = {guid: LABELS[int(row.argmax())] for guid, row in by_guid.items()}
-    return write_filled_list(encoded.load.list_path, tags, target, replace=replace, probabilities=by_guid)
-
-
-def evaluate(run: RunFolder, list_name: str, root: Path | None = None, progress: bool = True) -> dict:
-    """Metrics of the run's model (and of each other model it holds) on another labelled list."""
-    model = load_run(run.path, expect_encoders=run.meta["encoders"])
-    encoded = encode_for_run(run, list_name, root, progress)
-    pairs = encoded.pairs
-    if not pairs or any(p.label is None for p in pairs):
-        raise MmsentError("evaluation needs a list whose every row has a label", encoded.load.list_path)
-    table = encoded.table()
-    labels = table.labels.numpy()
-    results = {model.name: classification_metrics(labels, model.predict_proba(table).argmax(axis=1))}
-    for name, probs in model.member_proba(table).items():
-        results.setdefault(name, classification_metrics(labels, probs.argmax(axis=1)))
-    stem = Path(list_name).stem
-    run.write_json(Path("evaluations") / f"{stem}.json", results)
-    run.write_text(Path("evaluations") / f"{stem}.md", metrics_table(results) + "\n")
-    return results
 
 
 def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
@@ -406,4 +233,4 @@ def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
     return run, run.path / filled.relative_to(partial)
 
 
-__all__ = ["evaluate", "predict", "run_all", "select", "split_pairs", "train"]
+__all__ = ["run_all", "select", "train"]

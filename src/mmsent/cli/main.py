@@ -84,11 +84,11 @@ def cmd_audit(args) -> int:
 
 def cmd_extract(args) -> int:
     cfg = resolve_config(args)
-    from mmsent import pipeline
+    from mmsent.features.encode import encode_lists, load_list
 
     names = (cfg.data.train_list, cfg.data.test_list)
-    loads = [pipeline.load_list(cfg, name) for name in names]
-    for list_name, encoded in zip(names, pipeline.encode_lists(cfg, loads, not args.quiet), strict=True):
+    loads = [load_list(cfg, name) for name in names]
+    for list_name, encoded in zip(names, encode_lists(cfg, loads, not args.quiet), strict=True):
         print(
             f"{list_name}: {len(encoded.pairs)} pairs; image store {encoded.image.key[:12]}, "
             f"text store {encoded.text.key[:12]}; {len(encoded.skipped)} skipped"
@@ -160,12 +160,12 @@ def finished_run(path: Path) -> Path:
 
 def cmd_evaluate(args) -> int:
     finished_run(args.run)
-    from mmsent import pipeline
+    from mmsent import lists
     from mmsent.evaluate.metrics import metrics_table
     from mmsent.runs import RunFolder
 
     run = RunFolder.open(args.run)
-    results = pipeline.evaluate(run, args.list, args.data, progress=not args.quiet)
+    results = lists.evaluate(run, args.list, args.data, progress=not args.quiet)
     data = {"run": run.path, "list": args.list, "model": run.meta.get("best_head"), "metrics": results}
     answer(args, data, metrics_table(results))
     return EXIT_OK
@@ -175,12 +175,12 @@ def cmd_predict(args) -> int:
     finished_run(args.run)
     if args.image is not None:
         return predict_pair(args)
-    from mmsent import pipeline
+    from mmsent import lists
     from mmsent.evaluate.predictions import probabilities_path
     from mmsent.runs import RunFolder
 
     run = RunFolder.open(args.run)
-    out, missing = pipeline.predict(
+    out, missing = lists.predict(
         run,
         args.list or run.config()["data"]["test_list"],
         args.data,

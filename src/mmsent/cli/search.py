@@ -213,6 +213,7 @@ def cmd_search(args) -> int:
     ft = finetune_text_config(args)
     from mmsent.features.encode import load_table
     from mmsent.search.optuna_search import POOLED_HEADS, tune
+    from mmsent.train.fit import FitSettings
 
     cfg = resolve_config(args, RunConfig(train=TrainConfig(heads=list(POOLED_HEADS))))
     started = time.perf_counter()
@@ -231,6 +232,7 @@ def cmd_search(args) -> int:
             max_epochs=args.max_epochs,
             seed=cfg.train.seed,
             fold_tables=cross_fitted_tables(args, ft, cfg, table),
+            settings=FitSettings.of(cfg),
         )
     print((result.folder / "report.md").read_text(encoding="utf-8"))
     print(f"study folder: {result.folder} ({result.trials} trials stored; run again to resume)")
@@ -242,8 +244,8 @@ def cmd_cv(args) -> int:
     cfg = resolve_config(args)
     ft = finetune_text_config(args)
     from mmsent.features.encode import load_table
-    from mmsent.pipeline import fits_folder
     from mmsent.search.experiment import cv_recipes, write_cv
+    from mmsent.train.fit import FitSettings
     from mmsent.train.spec import read_recipes, spec_for
 
     recipes = [r for path in args.recipes for r in read_recipes(path)]
@@ -257,7 +259,7 @@ def cmd_cv(args) -> int:
     splits = table.folds(args.folds, args.fold_seed)
     with overall(args, "cv", len(recipes) * args.folds * len(args.seeds), ft):
         tables = cross_fitted_tables(args, ft, cfg, table) or table
-        rows = cv_recipes(tables, recipes, splits, args.seeds, jobs=cfg.train.jobs, cache=fits_folder(cfg))
+        rows = cv_recipes(tables, recipes, splits, args.seeds, FitSettings.of(cfg))
     tuned = " (text backbone fine-tuned inside each fold's training pairs)" if ft else ""
     note = (
         f"Features: {table.encoder_names}{tuned}; {len(table)} labelled pairs; {args.folds}-fold grouped, "

@@ -12,7 +12,7 @@ from mmsent.data.pairs import (
     load_pairs,
     read_list,
 )
-from mmsent.data.split import duplicate_groups, group_ids, kfold, train_val_split
+from mmsent.data.split import duplicate_groups, group_ids, kfold, split_pairs, train_val_split
 from mmsent.data.texts import clean_text, decode_text
 
 __all__ = [
@@ -34,5 +34,6 @@ __all__ = [
     "open_image",
     "read_list",
     "render_audit",
+    "split_pairs",
     "train_val_split",
 ]

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
+from mmsent.config import SplitConfig
 from mmsent.data.images import image_digest
 from mmsent.data.pairs import Pair
 from mmsent.errors import MmsentError
@@ -110,3 +111,15 @@ def kfold(pairs: list[Pair], k: int, seed: int) -> list[tuple[list[int], list[in
         (sorted(train.tolist()), sorted(val.tolist()))
         for train, val in splitter.split(np.zeros(len(pairs)), labels, groups)
     ]
+
+
+def split_pairs(split: SplitConfig, pairs: list[Pair]) -> tuple[list[Pair], list[Pair]]:
+    """One training/validation split, for the commands that train on one (compare, finetune):
+    fold `split.fold` of the k-fold split when it is set, else a `val_fraction` carve-out."""
+    if split.fold >= 0:
+        if not 0 <= split.fold < split.folds:
+            raise MmsentError(f"--split.fold must be in 0..{split.folds - 1}, got {split.fold}")
+        train_idx, val_idx = kfold(pairs, split.folds, split.seed)[split.fold]
+    else:
+        train_idx, val_idx = train_val_split(pairs, split.val_fraction, split.seed)
+    return [pairs[i] for i in train_idx], [pairs[i] for i in val_idx]

@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from mmsent import LABELS
 from mmsent.data import read_list
 from mmsent.errors import MmsentError
@@ -60,3 +62,11 @@ def write_filled_list(
             table.append(",".join((row.guid, tags.get(row.guid, "null"), *cells)))
         write_text(sibling, "\n".join(table) + "\n", replace=replace)
     return missing
+
+
+def write_val_predictions(path: Path, pairs: Sequence, probs: np.ndarray) -> None:
+    """Each validation pair's label, the answer and the class probabilities, as CSV."""
+    lines = ["guid,label,predicted," + ",".join(f"p_{label}" for label in LABELS)]
+    for pair, p in zip(pairs, probs, strict=True):
+        lines.append(f"{pair.guid},{pair.label},{LABELS[int(p.argmax())]}," + ",".join(f"{v:.6f}" for v in p))
+    write_text(path, "\n".join(lines) + "\n")

@@ -65,6 +65,11 @@ class FeatureTable:
 
         return cls(pairs, stored(image), stored(text))
 
+    def modality_means(self) -> dict[str, list[float]]:
+        """The mean pooled vector of each modality: the stand-in that a model's `explain` puts in
+        place of one modality to measure what it contributed."""
+        return {"image": self.image.mean(dim=0).tolist(), "text": self.text.mean(dim=0).tolist()}
+
     def without(self, side: str, reference: np.ndarray) -> FeatureTable:
         """The same pairs with one modality's features replaced by `reference` (say, the training
         mean): its pooled vector everywhere, and a one-token sequence of it for heads that read tokens."""

@@ -23,13 +23,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from mmsent import LABELS, pipeline
+from mmsent import LABELS
 from mmsent.config import RunConfig
 from mmsent.data import Pair
 from mmsent.encoders import create_encoder
 from mmsent.encoders.augment import TrainTransform
 from mmsent.evaluate.metrics import classification_metrics
-from mmsent.evaluate.predictions import write_filled_list
+from mmsent.evaluate.predictions import write_filled_list, write_val_predictions
 from mmsent.features.encode import load_list
 from mmsent.finetune.blocks import (
     backbone_blocks,
@@ -48,6 +48,7 @@ from mmsent.heads import create_head, head_needs_tokens, shared_hparams
 from mmsent.heads.base import Features
 from mmsent.train.distributed import global_rank
 from mmsent.train.losses import class_weights_from_counts
+from mmsent.train.spec import check_heads
 
 log = logging.getLogger("mmsent")
 
@@ -113,7 +114,7 @@ def inputs(module: EndToEndModule, pairs: list[Pair], augment: bool) -> PairInpu
 def run_e2e(cfg: RunConfig, e2e: EndToEndConfig, progress: bool = True) -> dict[str, Any]:
     """Train, keep the best epoch, then write its validation metrics and the filled-in test list."""
     folder = workspace(cfg, default="e2e").root
-    pipeline.check_heads([e2e.head])
+    check_heads([e2e.head])
     train_pairs, val_pairs = labelled_split(cfg)
     train_pairs, skipped = readable_images(train_pairs, cfg.data.skip_bad)
     val_pairs, more = readable_images(val_pairs, cfg.data.skip_bad)
@@ -177,7 +178,7 @@ def run_e2e(cfg: RunConfig, e2e: EndToEndConfig, progress: bool = True) -> dict[
     write_json(folder / "history.json", history)
     write_json(folder / "metrics.json", metrics)
     write_json(folder / "skipped.json", skipped + more)
-    pipeline.write_val_predictions(folder / "val_predictions.csv", val_pairs, probs)
+    write_val_predictions(folder / "val_predictions.csv", val_pairs, probs)
     test = load_list(cfg, cfg.data.test_list)
     test_pairs, _ = readable_images(test.pairs, cfg.data.skip_bad)
     test_probs = predict_proba(best, inputs(best, test_pairs, augment=False), e2e.batch_size * 2, e2e.workers)

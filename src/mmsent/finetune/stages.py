@@ -33,7 +33,7 @@ import numpy as np
 
 from mmsent import pipeline
 from mmsent.config import RunConfig
-from mmsent.data import Pair, image_size
+from mmsent.data import Pair, image_size, split_pairs
 from mmsent.encoders.augment import TrainTransform
 from mmsent.encoders.base import Encoder
 from mmsent.encoders.finetuned import TUNED_FILE, save_tuned
@@ -45,9 +45,11 @@ from mmsent.finetune.classifier import BackboneClassifier
 from mmsent.finetune.config import FinetuneConfig
 from mmsent.finetune.data import LABEL_INDEX, PairInputs, loader
 from mmsent.finetune.trainer import BEST, best_epoch, check_options, finished_epochs, fit_resumable
+from mmsent.lists import predict
 from mmsent.runs import RunFolder
 from mmsent.train.distributed import alone, global_rank, launched_externally
 from mmsent.train.losses import class_weights_from_counts
+from mmsent.train.spec import check_heads
 
 log = logging.getLogger("mmsent")
 STAGES = ("tune", "extract", "heads")
@@ -78,7 +80,7 @@ def run_finetune(cfg: RunConfig, ft: FinetuneConfig, progress: bool = True) -> d
     check_choices("--ft.tune", ft.tune, ("image", "text"))
     work = workspace(cfg)
     shard = parse_shard(ft.shard) if ft.shard else None
-    pipeline.check_heads(cfg.train.heads)
+    check_heads(cfg.train.heads)
     summary: dict[str, Any] = {"work": str(work.root)}
     if "tune" in ft.stages:
         train_pairs, val_pairs = labelled_split(cfg)
@@ -130,7 +132,7 @@ def labelled_split(cfg: RunConfig) -> tuple[list[Pair], list[Pair]]:
     load = load_list(cfg, cfg.data.train_list)
     if any(p.label is None for p in load.pairs):
         raise MmsentError("the training list has rows tagged null", load.list_path)
-    return pipeline.split_pairs(cfg, load.pairs)
+    return split_pairs(cfg.split, load.pairs)
 
 
 def with_tuned_encoders(cfg: RunConfig, ft: FinetuneConfig, work: Workspace) -> RunConfig:
@@ -306,7 +308,7 @@ def train_heads(cfg: RunConfig, work: Workspace, progress: bool = True) -> dict[
             shutil.rmtree(folder)
         run = pipeline.train(dataclasses.replace(cfg, out=work.root, name=folder.name), progress)
     if not (folder / "predictions" / Path(cfg.data.test_list).name).is_file():
-        pipeline.predict(run, cfg.data.test_list, every_head=True, progress=progress)
+        predict(run, cfg.data.test_list, every_head=True, progress=progress)
     return run.read_json("metrics.json")
 
 

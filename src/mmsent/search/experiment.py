@@ -7,7 +7,7 @@ import logging
 import time
 from pathlib import Path
 
-from mmsent import LABELS, __version__, pipeline
+from mmsent import LABELS, __version__
 from mmsent.config import RunConfig, from_plain, to_plain
 from mmsent.data import fingerprint
 from mmsent.ensemble import Combine, build_ensemble, cross_validate_ensemble
@@ -16,11 +16,13 @@ from mmsent.evaluate.metrics import classification_metrics, confusion_table
 from mmsent.features.encode import load_table
 from mmsent.files import write_text
 from mmsent.finetune.config import BackboneTuning, FinetuneConfig, text_tuning
+from mmsent.lists import predict
 from mmsent.model import Ensemble
 from mmsent.progress import overall_progress
 from mmsent.runs import RunFolder
 from mmsent.search.crossfit import BACKBONE_STEP_WEIGHT, cross_fit_text, keep_final_backbone
-from mmsent.train.cv import Folds, Tables, cross_validate, cv_table, summarise
+from mmsent.train.cv import Folds, Tables, cross_validate, cv_table, majority_scores, summarise
+from mmsent.train.fit import FitSettings
 from mmsent.train.spec import PROBE, Recipe
 
 log = logging.getLogger("mmsent")
@@ -32,15 +34,14 @@ def cv_recipes(
     recipes: list[Recipe],
     splits: Folds,
     seeds: list[int],
-    jobs: int = 1,
-    cache: Path | None = None,
+    settings: FitSettings,
 ) -> dict[str, dict]:
-    """Mean and standard deviation over folds of each recipe (seeds averaged within a fold); with
-    `jobs` != 1 the fits train side by side, and with `cache` fits made before are read back."""
+    """Mean and standard deviation over folds of each recipe (seeds averaged within a fold), every
+    fit made with `settings` (engine, options, fit cache, jobs) as the main job makes it."""
     rows = {}
     for recipe in recipes:
         started = time.perf_counter()
-        result = cross_validate(recipe, tables, splits, seeds, jobs=jobs, cache=cache)
+        result = cross_validate(recipe, tables, splits, seeds, settings)
         rows[recipe.name] = {**result.summary(), "seconds": round(time.perf_counter() - started, 1)}
         log.info(
             "cv %s: accuracy %.4f, macro F1 %.4f",
@@ -72,7 +73,7 @@ def ensemble_run(
     fill in the test list, and write the report (CV table, calibration, reliability plot).
 
     With `finetune_text`, the text backbone is fine-tuned per fold and once on all pairs
-    (`tune.crossfit`), and the saved ensemble reads the final backbone's features.
+    (`search.crossfit`), and the saved ensemble reads the final backbone's features.
     """
     started = time.perf_counter()
     table = load_table(cfg, progress=progress)
@@ -87,9 +88,8 @@ def ensemble_run(
             cfg = keep_final_backbone(fitted, run.path / TEXT_BACKBONE)
             run.write_yaml("config.yaml", to_plain(cfg))  # predictions must read the tuned backbone
             run.write_json("text-backbones.json", fitted.stage1)
-        cv = cross_validate_ensemble(
-            recipes, tables, splits, seeds, tolerance, jobs=cfg.train.jobs, cache=pipeline.fits_folder(cfg)
-        )
+        settings = FitSettings.of(cfg)
+        cv = cross_validate_ensemble(recipes, tables, splits, seeds, settings, tolerance)
         summaries = {name: result.summary() for name, result in cv.members.items()}
         for name in cv.combined:
             summaries[f"ensemble: {name}"] = summarise(cv.fold_metrics(name))
@@ -97,11 +97,11 @@ def ensemble_run(
         chosen = f"ensemble: {how} + {'calibrated' if bias else 'temperature'}"
         # the floors every ensemble is judged against, on the same folds
         if not any(r.is_probe for r in recipes):
-            summaries[PROBE] = cross_validate(Recipe(PROBE), tables, splits).summary()
-        summaries["majority class"] = summarise(pipeline.majority_scores(cv.labels, splits))
-        ensemble = build_ensemble(cv, recipes, table, seeds, how, tolerance, bias)
+            summaries[PROBE] = cross_validate(Recipe(PROBE), tables, splits, settings=settings).summary()
+        summaries["majority class"] = summarise(majority_scores(cv.labels, splits))
+        ensemble = build_ensemble(cv, recipes, table, seeds, how, settings, tolerance, bias)
     ensemble.name = "ensemble"
-    ensemble.reference = pipeline.modality_means(table)
+    ensemble.reference = table.modality_means()
     ensemble.save(run.path)
     calibration = calibration_rows(cv, how)
     reliability_plot(
@@ -139,7 +139,7 @@ def ensemble_run(
     )
     write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble, table)
     if predict_test:
-        pipeline.predict(run, cfg.data.test_list, progress=progress)
+        predict(run, cfg.data.test_list, progress=progress)
     return run
 
 

@@ -31,6 +31,7 @@ from mmsent.files import write_bytes, write_text
 from mmsent.heads import head_defaults, head_needs_tokens
 from mmsent.progress import step_done
 from mmsent.train.cv import Tables, cross_validate
+from mmsent.train.fit import PLAIN, FitSettings
 from mmsent.train.spec import Recipe, write_recipes
 
 log = logging.getLogger("mmsent")
@@ -95,12 +96,15 @@ def tune(
     max_epochs: int = 40,
     seed: int = 0,
     fold_tables: list[FeatureTable] | None = None,
+    settings: FitSettings = PLAIN,
 ) -> SearchResult:
     """Search each head for `trials` more trials (or until `timeout` seconds, shared by the heads).
 
     `fold_tables`: one table per fold (text features of a backbone fine-tuned inside that fold,
     `tune.crossfit`), in place of `table` for training and validation. Each fold of each trial
-    is a step of the overall progress display, when the caller opened one."""
+    is a step of the overall progress display, when the caller opened one. Every fit is made with
+    `settings` (engine, options, fit cache), as the main job makes it; the folds of a trial train
+    one after another, since a trial may be pruned after any of them."""
     import optuna
 
     if objective not in OBJECTIVES:
@@ -142,7 +146,9 @@ def tune(
         left = None if deadline is None else max(0.0, (deadline - time.monotonic()) / (len(heads) - i))
         if trials > 0 and (left is None or left > 0):
             study.optimize(
-                lambda trial, head=head: run_trial(trial, head, tables, splits, objective, max_epochs),
+                lambda trial, head=head: run_trial(
+                    trial, head, tables, splits, objective, max_epochs, settings
+                ),
                 n_trials=trials,
                 timeout=left,
                 catch=(),
@@ -165,7 +171,9 @@ def load_trials(storage: str, head: str) -> list:
         return []
 
 
-def run_trial(trial, head: str, tables: Tables, splits, objective: str, max_epochs: int) -> float:
+def run_trial(
+    trial, head: str, tables: Tables, splits, objective: str, max_epochs: int, settings: FitSettings
+) -> float:
     import optuna
 
     recipe = suggest_recipe(trial, head, max_epochs)
@@ -178,7 +186,7 @@ def run_trial(trial, head: str, tables: Tables, splits, objective: str, max_epoc
             raise optuna.TrialPruned()
 
     started = time.perf_counter()
-    result = cross_validate(recipe, tables, splits, after_fold=report)
+    result = cross_validate(recipe, tables, splits, settings=settings, after_fold=report)
     summary = result.summary()
     trial.set_user_attr("summary", summary)
     trial.set_user_attr("recipe", recipe.to_dict())

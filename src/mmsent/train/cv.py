@@ -12,14 +12,13 @@ from __future__ import annotations
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from mmsent.evaluate.metrics import classification_metrics
 from mmsent.features.table import FeatureTable
 from mmsent.progress import step_done
-from mmsent.train.fit import fit, is_stored
+from mmsent.train.fit import PLAIN, FitSettings, fit, is_stored
 from mmsent.train.parallel import imap_tasks
 from mmsent.train.spec import Recipe
 
@@ -75,27 +74,24 @@ def cross_validate(
     tables: Tables,
     folds: Folds,
     seeds: Sequence[int] = (0,),
+    settings: FitSettings = PLAIN,
     after_fold: Callable[[int, list[dict]], None] | None = None,
-    engine: str = "plain",
-    options=None,
-    jobs: int = 1,
-    cache: Path | None = None,
 ) -> CVResult:
     """Out-of-fold probabilities and per-fold metrics of `recipe`; `after_fold(i, metrics so far)`
-    runs after each fold (a search prunes there by raising). With `jobs` != 1 and no `after_fold`,
-    the folds and seeds train side by side (`train.parallel`), to the same numbers; with `cache`,
-    fits made before are read back (`train.fit_cache`). Each fit is a step of the overall
-    progress display (`mmsent.progress`) when the command opened one."""
+    runs after each fold (a search prunes there by raising). With `settings.jobs` != 1 and no
+    `after_fold`, the folds and seeds train side by side (`train.parallel`), to the same numbers;
+    with `settings.cache`, fits made before are read back (`train.fit_cache`). Each fit is a step
+    of the overall progress display (`mmsent.progress`) when the command opened one."""
     labels = fold_table(tables, 0).labels.numpy()
     oof = np.zeros((len(labels), 3), dtype=np.float64)
     result = CVResult(recipe.name, folds, oof, labels)
     tasks = [
-        (recipe, fold_table(tables, i), rows, seed, engine, options, cache)
+        (recipe, fold_table(tables, i), rows, seed, settings)
         for i, rows in enumerate(folds)
         for seed in seeds
     ]
-    if after_fold is None and jobs != 1:
-        answers = imap_tasks(fit_fold, tasks, jobs, quick=stored_fold)
+    if after_fold is None and settings.jobs != 1:
+        answers = imap_tasks(fit_fold, tasks, settings.jobs, quick=stored_fold)
     else:
         answers = (fit_fold(*task) for task in tasks)  # lazily: a search may stop after any fold
     for i, (_, val_rows) in enumerate(folds):
@@ -112,15 +108,24 @@ def cross_validate(
     return result
 
 
-def stored_fold(recipe, table, rows, seed, engine, options, cache) -> bool:
-    return is_stored(recipe, table, rows[0], rows[1], seed, engine, options, cache)
+def stored_fold(recipe, table, rows, seed, settings) -> bool:
+    return is_stored(recipe, table, rows[0], rows[1], seed, settings)
 
 
-def fit_fold(recipe: Recipe, table: FeatureTable, rows: tuple, seed: int, engine: str, options, cache):
+def fit_fold(recipe: Recipe, table: FeatureTable, rows: tuple, seed: int, settings: FitSettings):
     """One fold and seed: the validation rows' probabilities, epochs kept, curve and seconds."""
     train_rows, val_rows = rows
-    fitted = fit(recipe, table, train_rows, val_rows, seed=seed, engine=engine, options=options, cache=cache)
+    fitted = fit(recipe, table, train_rows, val_rows, seed=seed, settings=settings)
     return fitted.predict_proba(table, val_rows), fitted.epochs, fitted.history, fitted.seconds
+
+
+def majority_scores(labels: np.ndarray, folds: Folds) -> list[dict]:
+    """Always answering the training folds' most frequent class: the floor every model must clear."""
+    out = []
+    for train_rows, val_rows in folds:
+        majority = np.bincount(labels[train_rows], minlength=3).argmax()
+        out.append(classification_metrics(labels[val_rows], np.full(len(val_rows), majority)))
+    return out
 
 
 def cv_table(rows: dict[str, dict[str, float]]) -> str:

@@ -9,7 +9,9 @@
 Both neural engines stop early on the validation rows' loss with the spec's
 patience and keep that epoch, or train exactly `epochs` epochs when patience is
 0; both record the learning curve. So one spec gives the same model in `run`,
-`compare`, `cv` and `ensemble`: they all call this.
+`compare`, `cv`, `ensemble`, `search` and `run --quality`: they all call this,
+with the same `FitSettings` (engine, options, fit cache, jobs) made from the run
+configuration by `FitSettings.of(cfg)`.
 """
 
 from __future__ import annotations
@@ -20,11 +22,14 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from mmsent.config import RunConfig
 from mmsent.errors import MmsentError
+from mmsent.features.encode import store_root
 from mmsent.features.table import FeatureTable
 from mmsent.model import Fitted, HeadModel
 from mmsent.train import fit_cache
@@ -33,10 +38,34 @@ from mmsent.train.spec import Recipe
 ENGINES = ("auto", "plain", "lightning")
 
 
+@dataclass(frozen=True)
+class FitSettings:
+    """How every fit of a command is made: the same for its cross-validation and its retraining."""
+
+    engine: str = "plain"  # "plain" | "lightning" (`choose_engine` has resolved "auto")
+    options: Any = None  # TrainConfig: devices, accelerator, precision, logger for Lightning
+    jobs: int = 1  # fits side by side (`train.parallel`; the plain engine only); 0: one per core
+    cache: Path | None = None  # finished fits (`train.fit_cache`) to read back and add to
+
+    @classmethod
+    def of(cls, cfg: RunConfig) -> FitSettings:
+        """The settings a run configuration asks for, the fit cache beside its feature store."""
+        engine = choose_engine(cfg.train.engine, cfg.train)
+        return cls(engine, cfg.train, cfg.train.jobs if engine == "plain" else 1, fits_folder(cfg))
+
+
+PLAIN = FitSettings()  # the plain loop in this process, no fit cache: what a test or a quick call wants
+
+
+def fits_folder(cfg: RunConfig) -> Path:
+    """Finished fits (`train.fit_cache`), beside the feature store: a run that changes nothing
+    trains nothing again."""
+    return store_root(cfg).parent / "fits"
+
+
 @dataclass
 class FitResult:
     model: Fitted
-    recipe: Recipe
     epochs: int  # epochs trained (the kept epoch when stopping early); 0 for the probe
     seconds: float
     history: list[dict] = field(default_factory=list)  # per epoch: train_loss, val_loss
@@ -65,18 +94,17 @@ def fit(
     val_rows: np.ndarray | None = None,
     *,
     seed: int = 0,
-    engine: str = "plain",
-    options=None,  # TrainConfig: devices, accelerator, precision for the Lightning engine
+    settings: FitSettings = PLAIN,
     progress: bool = False,
-    cache: Path | None = None,  # a folder of finished fits (`train.fit_cache`) to read and add to
 ) -> FitResult:
-    engine = fit_engine(recipe, engine, options)
+    options, cache = settings.options, settings.cache
+    engine = fit_engine(recipe, settings.engine, options)
     key = None if cache is None else fit_cache.fit_key(recipe, table, train_rows, val_rows, seed, engine)
     # a fit asked to log to TensorBoard trains again, so that its curves are written
     stored = None if key is None or logs_to_tensorboard(options) else fit_cache.load(cache, key, recipe)
     if stored is not None:
         model, epochs, history, seconds = stored
-        return FitResult(model, recipe, epochs, seconds, history)
+        return FitResult(model, epochs, seconds, history)
     started = time.perf_counter()
     history: list[dict] = []
     if engine == "probe":
@@ -94,7 +122,7 @@ def fit(
     seconds = time.perf_counter() - started
     if key is not None:
         fit_cache.save(cache, key, recipe, model, epochs, history, seconds)
-    return FitResult(model, recipe, epochs, seconds, history)
+    return FitResult(model, epochs, seconds, history)
 
 
 def check_logger(options, engine: str) -> None:
@@ -121,13 +149,13 @@ def fit_engine(recipe: Recipe, engine: str, options) -> str:
     return "probe" if recipe.is_probe else choose_engine(engine, options)
 
 
-def is_stored(recipe, table, train_rows, val_rows, seed, engine, options, cache) -> bool:
+def is_stored(recipe, table, train_rows, val_rows, seed: int, settings: FitSettings) -> bool:
     """True when `fit` with these arguments reads its result back rather than training."""
-    if cache is None:
+    if settings.cache is None:
         return False
-    engine = fit_engine(recipe, engine, options)
+    engine = fit_engine(recipe, settings.engine, settings.options)
     key = fit_cache.fit_key(recipe, table, train_rows, val_rows, seed, engine)
-    return key is not None and (Path(cache) / key / "fit.json").is_file()
+    return key is not None and (Path(settings.cache) / key / "fit.json").is_file()
 
 
 def fit_lightning(recipe, table, train_rows, val_rows, seed, options, progress):
@@ -202,4 +230,4 @@ def logged_history(metrics_csv: Path) -> list[dict]:
     return [epochs[e] for e in sorted(epochs)]
 
 
-__all__ = ["ENGINES", "FitResult", "HeadModel", "choose_engine", "fit"]
+__all__ = ["ENGINES", "FitResult", "FitSettings", "HeadModel", "PLAIN", "choose_engine", "fit", "fits_folder"]

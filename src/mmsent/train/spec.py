@@ -26,6 +26,13 @@ from mmsent.heads import create_head, head_defaults, head_needs_tokens, shared_h
 PROBE = "linear_probe"
 
 
+def check_heads(names: list[str]) -> None:
+    """Fail before any slow step if a head name is unknown."""
+    for name in names:
+        if name != PROBE:
+            create_head(name, 8, 8)
+
+
 @dataclass
 class Recipe:
     head: str = "concat"
