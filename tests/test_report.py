@@ -128,3 +128,22 @@ def test_bad_records_raise(change, words):
 def test_unknown_sort_key_raises():
     with pytest.raises(MmsentError, match="sort"):
         summarise(records(), sort_by="loss")
+
+
+def test_without_matplotlib_plots_say_which_extra_to_install(monkeypatch, tmp_path):
+    import sys
+
+    import numpy as np
+
+    from mmsent.errors import MmsentError
+    from mmsent.evaluate.calibration import reliability_plot
+    from mmsent.evaluate.report import pyplot
+
+    for name in [m for m in sys.modules if m == "matplotlib" or m.startswith("matplotlib.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if the extra were not installed
+    with pytest.raises(MmsentError, match=r"pip install 'mmsent\[report\]'"):
+        pyplot()
+    probs = np.full((4, 3), 1 / 3)
+    with pytest.raises(MmsentError, match="mmsent\\[report\\]"):
+        reliability_plot({"mean": probs}, np.zeros(4, dtype=int), tmp_path / "r.png")

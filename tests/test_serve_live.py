@@ -17,7 +17,7 @@ import uvicorn
 from PIL import Image
 
 from mmsent import LABELS
-from mmsent.model import Ensemble
+from mmsent.model import Predictor
 from mmsent.serve.app import create_app
 from mmsent.serve.classifier import Classifier
 
@@ -71,7 +71,7 @@ def fused_classifier(run: Path) -> Classifier:
     averaged; the single-modality heads beside it), whichever model won on the tiny run."""
     loaded = Classifier.load(run)
     every = {m.name: m for m in [*loaded.model.members, *loaded.model.others]}
-    fused = Ensemble(
+    fused = Predictor(
         [every["linear_probe"], every["concat"]],
         others=[every["text_only"], every["image_only"]],
         name="mean of fusion models",

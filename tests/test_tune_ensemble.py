@@ -136,6 +136,16 @@ def test_saved_ensemble_reproduces_itself(ensemble_run: Path, work, tiny_lab, ti
     probs = ensemble.predict_proba(table)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-6)
     assert ensemble.calibration.temperature > 0 and len(ensemble.stacker["coef"]) == 3
+    # Loaded back, it gives the very answers the run wrote for the test list...
+    written = (ensemble_run / "predictions" / "test_without_label.probabilities.csv").read_text().splitlines()
+    test = lists.encode_for_run(RunFolder.open(ensemble_run), "test_without_label.txt", None, False).table()
+    by_guid = dict(zip((p.guid for p in test.pairs), ensemble.predict_proba(test), strict=True))
+    for line in written[1:]:
+        guid, _, *values = line.split(",")
+        np.testing.assert_allclose([float(v) for v in values], by_guid[guid], atol=1e-6)
+    # ...and saved again and reloaded, the same numbers to the last bit.
+    ensemble.save(work / "resaved")
+    np.testing.assert_array_equal(load_run(work / "resaved").predict_proba(table), probs)
     broken = Path(shutil.copytree(ensemble_run, work / "broken"))
     (broken / "model.json").write_text("{}")
     with pytest.raises(MmsentError, match="malformed"):

@@ -76,15 +76,14 @@ class EncoderConfig:
     tokens: bool = True
     """also store token sequences (needed by the transformer heads)"""
     cache: Path = Path("~/.cache/mmsent/features")
-    """feature store, per user: features are extracted once per encoder and data, then reused by every run"""
+    """feature store: features extracted once per encoder and data, reused by every run"""
 
 
 @dataclass
 class TrainConfig:
     heads: list[str] = field(default_factory=lambda: ["linear_probe", "text_only", "image_only", "concat"])
-    """the candidates the main job cross-validates (linear_probe: logistic regression on both pooled vectors;
-    text_only image_only concat gated_image gated_text single_stream dual_stream ...); the mean of those
-    that read both modalities is a candidate too"""
+    """the candidates cross-validated (linear_probe, text_only, image_only, concat, gated_image,
+    gated_text, single_stream, dual_stream, ...); the mean of those reading both modalities is one too"""
     seed: int = 0
     """seed of weight initialisation and batch order"""
     repeats: int = 3
@@ -144,9 +143,8 @@ class RunConfig:
     name: str = ""
     """folder under `out` that the command writes; empty: its default (for run and train, a timestamp)"""
     quality: bool = False
-    """the tuned ensemble shipped in mmsent/search/quality.yaml instead of the candidates: cross-validated
-    and retrained on all labelled pairs, with the text backbone fine-tuned inside each fold (more accurate:
-    ~24 min on 2 CPU cores against ~15 s warm)"""
+    """the tuned ensemble of mmsent/search/quality.yaml, its text backbone fine-tuned inside each fold,
+    instead of the candidates (more accurate; ~24 min on 2 CPU cores)"""
 
 
 def to_plain(cfg) -> dict:

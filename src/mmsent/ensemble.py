@@ -5,7 +5,7 @@ their mean or by a stacked multinomial logistic regression on their
 log-probabilities; a calibration (temperature, class bias) comes last. An
 ensemble is scored by cross-validation like any recipe (stacker and calibration
 fitted on the other folds' out-of-fold answers only), then every member is
-retrained on all labelled pairs (`build_ensemble`) into the `mmsent.model.Ensemble`
+retrained on all labelled pairs (`build_ensemble`) into the `mmsent.model.Predictor`
 that a run folder saves and every answering path loads.
 """
 
@@ -19,7 +19,7 @@ from sklearn.linear_model import LogisticRegression
 
 from mmsent.evaluate.calibration import cross_fitted, fit_calibration
 from mmsent.features.table import FeatureTable
-from mmsent.model import Ensemble, apply_stacker, combine, stack_inputs
+from mmsent.model import Predictor, apply_stacker, combine, stack_inputs
 from mmsent.train.cv import CVResult, Folds, Tables, cross_validate, fold_scores, fold_table
 from mmsent.train.fit import FitSettings
 from mmsent.train.retrain import Candidate, retrain
@@ -85,7 +85,7 @@ def build_ensemble(
     settings: FitSettings,
     tolerance: float = 0.0,
     bias: bool = True,
-) -> Ensemble:
+) -> Predictor:
     """Retrain every member on all labelled pairs (`train.retrain`, as the main job does); fit the
     stacker and the calibration on the CV answers."""
     labels = cv.labels
@@ -94,4 +94,4 @@ def build_ensemble(
     calibration = fit_calibration(combine(probs, how, stacker), labels, tolerance, bias)
     candidates = {r.name: Candidate(r, cv.members[r.name].epochs, seeds) for r in recipes}
     members = retrain(candidates, table, settings)
-    return Ensemble([members[r.name] for r in recipes], how, stacker, calibration)
+    return Predictor([members[r.name] for r in recipes], how, stacker, calibration)

@@ -3,17 +3,18 @@
     model = load_run("runs/my-run")          # a Predictor
     probs = model.predict_proba(table)       # [N, 3], rows of a FeatureTable, LABELS order
     model.member_proba(table)                # each member's own answer, by name
-    model.explain(table)                     # per pair: what the heads can say of themselves
+    model.explain(table)                     # per pair: what each modality moved, and the head's readout
 
-A trained run answers with an `Ensemble`: one or more members, each the mean of
+A trained run answers with a `Predictor`: one or more members, each the mean of
 one or more fitted models (a head per seed, or a linear probe), combined by
 their mean or a stacked logistic regression, then calibrated. A single chosen
-head is an ensemble of one member, so `mmsent predict`, `mmsent evaluate`, the
+model is a predictor of one member, so `mmsent predict`, `mmsent evaluate`, the
 Python API and the service all go through the same `predict_proba`.
 
 Features come in as a `FeatureTable`: the feature store's rows for a list, or
 the rows a raw upload was just encoded to (`FeatureTable.from_arrays`).
-Nothing here imports Lightning: a head checkpoint is read as a state dict.
+Nothing here imports Lightning, and nothing is unpickled: model files are
+safetensors and JSON (`mmsent.weightfiles`), checked before they are read.
 """
 
 from __future__ import annotations
@@ -295,8 +296,8 @@ class Member:
 
 
 @dataclass
-class Ensemble:
-    """The Predictor: members combined (mean or stacked), then calibrated.
+class Predictor:
+    """A run's model: members combined (mean or stacked), then calibrated.
 
     `others` are models trained beside the answer (the main job's other candidates):
     their own answers are shown next to the ensemble's, never mixed into it."""
@@ -356,7 +357,7 @@ class Ensemble:
                 break
         return out
 
-    def answering_with(self, name: str) -> Ensemble:
+    def answering_with(self, name: str) -> Predictor:
         """The same models, answering with the one called `name` (a member or another candidate)."""
         if name == self.name:
             return self
@@ -364,7 +365,7 @@ class Ensemble:
         if name not in every:
             raise MmsentError(f"this run has no model {name!r}; it has {', '.join([self.name, *every])}")
         others = [m for n, m in every.items() if n != name]
-        return Ensemble([every[name]], others=others, name=name, reference=self.reference)
+        return Predictor([every[name]], others=others, name=name, reference=self.reference)
 
     @property
     def encoders(self) -> dict[str, Any]:
@@ -392,7 +393,7 @@ class Ensemble:
         return write_text(folder / MODEL_FILE, json.dumps(spec, indent=2) + "\n")
 
     @classmethod
-    def load(cls, folder: Path) -> Ensemble:
+    def load(cls, folder: Path) -> Predictor:
         path = folder / MODEL_FILE
         try:
             spec = json.loads(path.read_text(encoding="utf-8"))
@@ -501,12 +502,12 @@ def slug(name: str) -> str:
 # -------------------------------------------------------------------------- run folders
 
 
-def load_run(path: str | Path, expect_encoders: dict[str, dict] | None = None) -> Ensemble:
+def load_run(path: str | Path, expect_encoders: dict[str, dict] | None = None) -> Predictor:
     """The model a run folder answers with. `expect_encoders`: refuse a model trained on other
     encoders' features (identities as in run.json)."""
     folder = Path(path)
     if (folder / MODEL_FILE).is_file():
-        model = Ensemble.load(folder)
+        model = Predictor.load(folder)
     elif (folder / LEGACY_ENSEMBLE_FILE).is_file():
         model = _load_legacy_ensemble(folder)
     elif (folder / "run.json").is_file():
@@ -518,7 +519,7 @@ def load_run(path: str | Path, expect_encoders: dict[str, dict] | None = None) -
     return model
 
 
-def check_encoders(model: Ensemble, expected: dict[str, dict], where: Path) -> None:
+def check_encoders(model: Predictor, expected: dict[str, dict], where: Path) -> None:
     for member in [*model.members, *model.others]:
         for fitted in member.models:
             trained_on = getattr(fitted, "encoders", None) or {}
@@ -532,7 +533,7 @@ def check_encoders(model: Ensemble, expected: dict[str, dict], where: Path) -> N
                     )
 
 
-def _load_legacy_ensemble(folder: Path) -> Ensemble:
+def _load_legacy_ensemble(folder: Path) -> Predictor:
     path = folder / LEGACY_ENSEMBLE_FILE
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
@@ -547,16 +548,16 @@ def _load_legacy_ensemble(folder: Path) -> Ensemble:
             )
             for m in spec["members"]
         ]
-        return Ensemble(members, spec["combine"], spec.get("stacker"), Calibration(**spec["calibration"]))
+        return Predictor(members, spec["combine"], spec.get("stacker"), Calibration(**spec["calibration"]))
     except (ValueError, KeyError, TypeError) as error:
         raise MmsentError(f"{LEGACY_ENSEMBLE_FILE} is malformed ({error})", path) from None
 
 
-def _load_legacy_heads(folder: Path) -> Ensemble:
+def _load_legacy_heads(folder: Path) -> Predictor:
     meta = json.loads((folder / "run.json").read_text(encoding="utf-8"))
     heads = {
         h: Member(h, {"head": h}, [HeadModel.load(folder / "heads" / h / "model.ckpt")])
         for h in meta["heads"]
     }
     best = meta["best_head"]
-    return Ensemble([heads[best]], others=[m for h, m in heads.items() if h != best], name=best)
+    return Predictor([heads[best]], others=[m for h, m in heads.items() if h != best], name=best)

@@ -4,8 +4,9 @@
 and the mean of those that read both modalities) by grouped, stratified k-fold
 cross-validation on the stored features, chooses the best by mean accuracy over
 folds (macro F1 breaks ties), retrains it and the others on all labelled pairs,
-and saves them as one `mmsent.model.Ensemble`. `predict` and `evaluate` load
-that model back with `load_run`, as the Python API and the service do.
+and saves them as one `mmsent.model.Predictor`; then fills in the test list
+(`mmsent.lists`), which loads that model back with `load_run`, as the Python
+API and the service do. Nothing but the command line imports this module.
 """
 
 from __future__ import annotations
@@ -18,17 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mmsent import LABELS, __version__
 from mmsent.config import RunConfig
-from mmsent.data import fingerprint
 from mmsent.errors import MmsentError
 from mmsent.evaluate.run_report import write_run_report
 from mmsent.features.encode import Encoded, encode, encode_lists, load_list, release_encoders
 from mmsent.features.table import FeatureTable
 from mmsent.lists import predict
-from mmsent.model import PROBE, Ensemble
+from mmsent.model import PROBE, Predictor
 from mmsent.progress import overall_progress, progress_note
-from mmsent.runs import RunFolder
+from mmsent.runs import RunFolder, run_record
 from mmsent.train.cv import CVResult, cross_validate, fold_scores, majority_scores, summarise
 from mmsent.train.fit import FitSettings, check_logger
 from mmsent.train.retrain import Candidate, retrain
@@ -138,7 +137,7 @@ def train(
         }
         finals = retrain(candidates, table, FitSettings.of(cfg))
     chosen = selection.chosen_members
-    model = Ensemble(
+    model = Predictor(
         members=[finals[name] for name in chosen],
         others=[member for name, member in finals.items() if name not in chosen],
         name=selection.chosen,
@@ -155,25 +154,18 @@ def train(
             "curves": curves,
         },
     )
-    run.write_json(
-        "run.json",
-        {
-            "mmsent_version": __version__,
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "data": str(Path(cfg.data.root).resolve()),
-            "store": str(Path(cfg.encoders.cache).expanduser().resolve()),
-            "data_fingerprint": fingerprint(labelled.pairs),
-            "encoders": table.identities,
-            "feature_keys": {"image": labelled.image.key, "text": labelled.text.key},
-            "labels": list(LABELS),
-            "seeds": {"folds": cfg.split.seed, "train": cfg.train.seed},
-            "folds": cfg.split.folds,
-            "pairs": len(table),
-            "heads": list(selection.results),
-            "best_head": selection.chosen,
-            "train_seconds": round(time.perf_counter() - started, 2),
-        },
+    record = run_record(
+        cfg,
+        table,
+        kind="main job",
+        fold_seed=cfg.split.seed,
+        train_seeds=cfg.train.seed,
+        folds=cfg.split.folds,
+        models=list(selection.results),
+        chosen=selection.chosen,
+        seconds=time.perf_counter() - started,
     )
+    run.write_json("run.json", record)
     run.write_json("skipped.json", [s.to_dict() for s in labelled.skipped])
     audit = run.read_json("audit.json") if (run.path / "audit.json").is_file() else None
     write_run_report(

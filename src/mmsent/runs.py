@@ -51,6 +51,42 @@ def located(cfg: RunConfig) -> RunConfig:
     return dataclasses.replace(cfg, data=data, encoders=encoders)
 
 
+def run_record(
+    cfg: RunConfig,
+    table,
+    *,
+    kind: str,
+    fold_seed: int,
+    train_seeds: Any,
+    folds: int,
+    models: list[str],
+    chosen: str,
+    seconds: float,
+) -> dict[str, Any]:
+    """What run.json says of a run, the same keys whichever command made it (`kind`: "main job",
+    "ensemble"). `table`: the labelled pairs' FeatureTable it was trained on."""
+    from mmsent import LABELS, __version__
+    from mmsent.data import fingerprint
+
+    return {
+        "mmsent_version": __version__,
+        "kind": kind,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "data": str(Path(cfg.data.root).expanduser().resolve()),
+        "store": str(Path(cfg.encoders.cache).expanduser().resolve()),
+        "data_fingerprint": fingerprint(table.pairs),
+        "encoders": table.identities,
+        "feature_keys": {"image": table.image_store.key, "text": table.text_store.key},
+        "labels": list(LABELS),
+        "seeds": {"folds": fold_seed, "train": train_seeds},
+        "folds": folds,
+        "pairs": len(table),
+        "heads": models,  # every model the run holds (the key predates models that are not heads)
+        "best_head": chosen,  # the one it answers with
+        "train_seconds": round(seconds, 2),
+    }
+
+
 @dataclass
 class RunFolder:
     path: Path
@@ -111,9 +147,6 @@ class RunFolder:
         if path.name.endswith(PARTIAL) or not (path / "run.json").is_file():
             raise MmsentError("not a finished mmsent run folder (no run.json)", path)
         return cls(path)
-
-    def head_dir(self, head: str) -> Path:
-        return self.path / "heads" / head
 
     def write_json(self, name: str | Path, data: Any) -> Path:
         return write_json(self.path / name, data)

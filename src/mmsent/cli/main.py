@@ -28,7 +28,7 @@ from typing import Any
 
 from mmsent import __version__
 from mmsent.cli.finetune import add_commands as finetune_commands
-from mmsent.cli.options import EXTRACTION, HEAD_TRAINING, add_run_options, resolve_config
+from mmsent.cli.options import EXTRACTION, HEAD_TRAINING, SINGLE_SPLIT, add_run_options, resolve_config
 from mmsent.cli.parser import CommandParser, HelpFormatter, add_command, add_global_flags
 from mmsent.cli.search import add_commands as search_commands
 from mmsent.config import DEFAULT_DATA, CleanConfig, RunConfig, TrainConfig
@@ -317,7 +317,7 @@ def add_commands(commands) -> None:
         "mmsent train --train.heads concat gated_image --train.max_epochs 30 --name try2",
         usage="%(prog)s [options]",
     )
-    add_run_options(train, HEAD_TRAINING)
+    add_run_options(train, HEAD_TRAINING, omit=SINGLE_SPLIT)
 
     run = add_command(
         commands,
@@ -333,7 +333,7 @@ def add_commands(commands) -> None:
         "answer with the best, report them all, fill in the test list.",
         usage="%(prog)s [options]",
     )
-    add_run_options(run, (*HEAD_TRAINING, "quality"))
+    add_run_options(run, (*HEAD_TRAINING, "quality"), omit=SINGLE_SPLIT)
     add_json_flag(run)
 
     compare = add_command(
@@ -347,7 +347,7 @@ def add_commands(commands) -> None:
     add_run_options(
         compare,
         HEAD_TRAINING,
-        omit=("train.seed",),
+        omit=("train.seed", "train.jobs", "train.repeats"),  # one fit per head and --seeds, in turn
         defaults={"train.heads": "every head", "name": "compare"},
     )
     compare.add_argument(

@@ -31,6 +31,8 @@ EXTRACTION = ("data", "encoders")
 OUTPUT = ("out", "name")
 DEVICES = ("train.devices", "train.accelerator", "train.num_nodes", "train.precision")
 HEAD_TRAINING = (*EXTRACTION, "split", "train", *OUTPUT)  # what `mmsent train` reads
+# The single split of `compare` and `finetune`: the main job cross-validates and never reads them.
+SINGLE_SPLIT = ("split.val_fraction", "split.fold")
 
 SHORT_NAMES = {"data.root": "--data", "encoders.cache": "--cache"}
 # Shown by every command's plain --help where the command takes them; the rest wait for --help-all.

@@ -15,7 +15,7 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     """Examples keep their lines; option names get a wider column than argparse's 24."""
 
     def __init__(self, prog: str) -> None:
-        super().__init__(prog, max_help_position=32)
+        super().__init__(prog, max_help_position=24)
 
 
 class CommandParser(argparse.ArgumentParser):

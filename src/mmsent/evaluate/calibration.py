@@ -112,11 +112,11 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
 
 
 def reliability_plot(curves: dict[str, np.ndarray], labels: np.ndarray, path: Path, bins: int = 10) -> Path:
-    """Accuracy against confidence per bin, one line per set of probabilities, with the ECE in the legend."""
-    import matplotlib
+    """Accuracy against confidence per bin, one line per set of probabilities, with the ECE in the legend.
+    Without matplotlib (an optional extra) an MmsentError says which to install."""
+    from mmsent.evaluate.report import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     figure, axis = plt.subplots(figsize=(5.5, 5))
     axis.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="perfect calibration")

@@ -167,6 +167,21 @@ def _html_table(header: list[str], body: list[list[str]]) -> str:
 # ---------------------------------------------------------------- plots
 
 
+MATPLOTLIB_MISSING = "no plots: they need matplotlib (pip install 'mmsent[report]')"
+
+
+def pyplot():
+    """matplotlib's pyplot on the Agg back end, or an MmsentError naming the extra to install."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # an optional dependency: mmsent[report]
+        raise MmsentError(MATPLOTLIB_MISSING) from None
+    return plt
+
+
 def figure_class():
     try:
         from matplotlib.figure import Figure

@@ -13,12 +13,10 @@ predictions/<test list>. Running the same command again resumes from last.ckpt.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
@@ -39,15 +37,14 @@ from mmsent.finetune.blocks import (
     split_decay,
 )
 from mmsent.finetune.config import EndToEndConfig
-from mmsent.finetune.data import LABEL_INDEX, PairInputs, collate_inputs, loader
+from mmsent.finetune.data import LABEL_INDEX, PairInputs, collate_inputs
 from mmsent.finetune.module import ClassifierModule
 from mmsent.finetune.optim import make_optimizer, make_schedule
 from mmsent.finetune.stages import labelled_split, readable_images, split_digest, workspace, write_json
-from mmsent.finetune.trainer import BEST, best_epoch, check_options, finished_epochs, fit_resumable
+from mmsent.finetune.trainer import best_epoch, fit_backbone
 from mmsent.heads import create_head, head_needs_tokens, shared_hparams
 from mmsent.heads.base import Features
-from mmsent.train.distributed import global_rank
-from mmsent.train.losses import class_weights_from_counts
+from mmsent.train.losses import class_weights_for
 from mmsent.train.spec import check_heads
 
 log = logging.getLogger("mmsent")
@@ -118,52 +115,43 @@ def run_e2e(cfg: RunConfig, e2e: EndToEndConfig, progress: bool = True) -> dict[
     train_pairs, val_pairs = labelled_split(cfg)
     train_pairs, skipped = readable_images(train_pairs, cfg.data.skip_bad)
     val_pairs, more = readable_images(val_pairs, cfg.data.skip_bad)
-    folder.mkdir(parents=True, exist_ok=True)
-    check_options(
+    head_hparams = shared_hparams(e2e.head, cfg.train.hidden, cfg.train.dropout, cfg.train.input_dropout)
+    options = {
+        "encoders": [cfg.encoders.image, cfg.encoders.text, cfg.encoders.max_text_tokens],
+        "e2e": {k: v for k, v in asdict(e2e).items() if k != "workers"},
+        "head_hparams": head_hparams,
+        "seed": cfg.train.seed,
+        "data": str(cfg.data.root),
+        "split": split_digest(train_pairs, val_pairs),
+    }
+
+    def build() -> EndToEndModule:
+        weights = class_weights_for([LABEL_INDEX[p.label] for p in train_pairs], cfg.train.class_weights)
+        image, text = cfg.encoders.image, cfg.encoders.text
+        return EndToEndModule(
+            image, text, cfg.encoders.max_text_tokens, e2e.head, head_hparams, asdict(e2e), weights
+        )
+
+    fitted = fit_backbone(
         folder,
-        {
-            "encoders": [cfg.encoders.image, cfg.encoders.text, cfg.encoders.max_text_tokens],
-            "e2e": {k: v for k, v in asdict(e2e).items() if k != "workers"},
-            "head_hparams": shared_hparams(
-                e2e.head, cfg.train.hidden, cfg.train.dropout, cfg.train.input_dropout
-            ),
-            "seed": cfg.train.seed,
-            "data": str(cfg.data.root),
-            "split": split_digest(train_pairs, val_pairs),
-        },
-    )
-    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    counts = np.bincount([LABEL_INDEX[p.label] for p in train_pairs], minlength=3)
-    power = cfg.train.class_weights
-    weights = (class_weights_from_counts(counts) ** power).tolist() if power > 0 else None
-    module = EndToEndModule(
-        cfg.encoders.image,
-        cfg.encoders.text,
-        cfg.encoders.max_text_tokens,
-        e2e.head,
-        shared_hparams(e2e.head, cfg.train.hidden, cfg.train.dropout, cfg.train.input_dropout),
-        asdict(e2e),
-        weights,
-    )
-    distributed = cfg.train.devices * cfg.train.num_nodes > 1
-    common = dict(seed=cfg.train.seed, workers=e2e.workers, distributed=distributed)
-    started = time.perf_counter()
-    fit_resumable(
-        module,
-        loader(inputs(module, train_pairs, e2e.augment), e2e.batch_size, train=True, **common),
-        loader(inputs(module, val_pairs, augment=False), e2e.batch_size * 2, train=False, **common),
-        folder,
+        options,
+        build,
+        inputs,
+        train_pairs,
+        val_pairs,
         cfg.train,
+        batch_size=e2e.batch_size,
+        workers=e2e.workers,
+        augment=e2e.augment,
         epochs=e2e.epochs,
         patience=e2e.patience,
         accumulate=e2e.accumulate,
         find_unused=e2e.head in ("text_only", "image_only"),
         progress=progress,
     )
-    if global_rank() != 0:
+    if fitted is None:
         return {}
-    history = finished_epochs(folder)
-    best = EndToEndModule.load_from_checkpoint(str(folder / BEST), map_location="cpu", weights_only=True)
+    history, best = fitted.history, fitted.best
     device = "cuda" if torch.cuda.is_available() and cfg.train.accelerator != "cpu" else "cpu"
     best.to(device)
     probs = predict_proba(best, inputs(best, val_pairs, augment=False), e2e.batch_size * 2, e2e.workers)
@@ -173,7 +161,7 @@ def run_e2e(cfg: RunConfig, e2e: EndToEndConfig, progress: bool = True) -> dict[
         "head": e2e.head,
         "best_epoch": best_epoch(history).get("epoch"),
         "epochs_run": len(history),
-        "train_seconds": round(time.perf_counter() - started, 1),
+        "train_seconds": round(fitted.seconds, 1),
     }
     write_json(folder / "history.json", history)
     write_json(folder / "metrics.json", metrics)

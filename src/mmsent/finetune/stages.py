@@ -28,9 +28,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import lightning as L
-import numpy as np
-
 from mmsent import pipeline
 from mmsent.config import RunConfig
 from mmsent.data import Pair, image_size, split_pairs
@@ -43,12 +40,12 @@ from mmsent.features.shards import parse_shard
 from mmsent.files import write_text
 from mmsent.finetune.classifier import BackboneClassifier
 from mmsent.finetune.config import FinetuneConfig
-from mmsent.finetune.data import LABEL_INDEX, PairInputs, loader
-from mmsent.finetune.trainer import BEST, best_epoch, check_options, finished_epochs, fit_resumable
+from mmsent.finetune.data import LABEL_INDEX, PairInputs
+from mmsent.finetune.trainer import best_epoch, fit_backbone
 from mmsent.lists import predict
 from mmsent.runs import RunFolder
 from mmsent.train.distributed import alone, global_rank, launched_externally
-from mmsent.train.losses import class_weights_from_counts
+from mmsent.train.losses import class_weights_for
 from mmsent.train.spec import check_heads
 
 log = logging.getLogger("mmsent")
@@ -197,7 +194,6 @@ def tune_backbone(
         train_pairs, skipped = readable_images(train_pairs, cfg.data.skip_bad)
         val_pairs, more = readable_images(val_pairs, cfg.data.skip_bad)
         skipped += more
-    folder.mkdir(parents=True, exist_ok=True)
     options = {
         "encoder": name,
         "max_tokens": max_tokens,
@@ -206,28 +202,6 @@ def tune_backbone(
         "data": str(cfg.data.root),
         "split": split_digest(train_pairs, val_pairs),
     }
-    check_options(folder, options)
-    L.seed_everything(cfg.train.seed, workers=True, verbose=False)
-    counts = np.bincount([LABEL_INDEX[p.label] for p in train_pairs], minlength=3)
-    weights = class_weights_from_counts(counts).tolist() if tuning.class_weights else None
-    module = BackboneClassifier(name, max_tokens, asdict(tuning), weights)
-    distributed = cfg.train.devices * cfg.train.num_nodes > 1
-    train_loader = loader(
-        training_inputs(module.encoder, train_pairs, tuning.augment),
-        tuning.batch_size,
-        train=True,
-        seed=cfg.train.seed,
-        workers=tuning.workers,
-        distributed=distributed,
-    )
-    val_loader = loader(
-        training_inputs(module.encoder, val_pairs, augment=False),
-        tuning.batch_size * 2,
-        train=False,
-        seed=cfg.train.seed,
-        workers=tuning.workers,
-        distributed=distributed,
-    )
     log.info(
         "stage 1 (%s): %s, %d training / %d validation pairs",
         modality,
@@ -235,22 +209,30 @@ def tune_backbone(
         len(train_pairs),
         len(val_pairs),
     )
-    started = time.perf_counter()
-    fit_resumable(
-        module,
-        train_loader,
-        val_loader,
+
+    def build() -> BackboneClassifier:
+        weights = class_weights_for([LABEL_INDEX[p.label] for p in train_pairs], float(tuning.class_weights))
+        return BackboneClassifier(name, max_tokens, asdict(tuning), weights)
+
+    fitted = fit_backbone(
         folder,
+        options,
+        build,
+        lambda module, pairs, augment: training_inputs(module.encoder, pairs, augment),
+        train_pairs,
+        val_pairs,
         cfg.train,
+        batch_size=tuning.batch_size,
+        workers=tuning.workers,
+        augment=tuning.augment,
         epochs=tuning.epochs,
         patience=tuning.patience,
         progress=progress,
     )
-    if global_rank() != 0:
+    if fitted is None:
         return {}
-    history = finished_epochs(folder)
+    history, tuned = fitted.history, fitted.best
     best = best_epoch(history)
-    tuned = BackboneClassifier.load_from_checkpoint(str(folder / BEST), map_location="cpu", weights_only=True)
     metrics = {
         "encoder": name,
         "best_epoch": best.get("epoch"),
@@ -259,10 +241,10 @@ def tune_backbone(
         "val_macro_f1": best.get("val_macro_f1"),
         "epochs_run": len(history),
         "epoch_seconds": sum(entry["seconds"] for entry in history),
-        "this_call_seconds": round(time.perf_counter() - started, 1),
+        "this_call_seconds": round(fitted.seconds, 1),
         "train_pairs": len(train_pairs),
         "val_pairs": len(val_pairs),
-        **module.trainable_summary(),
+        **tuned.trainable_summary(),
     }
     write_json(folder / "history.json", history)
     write_json(folder / "metrics.json", metrics)

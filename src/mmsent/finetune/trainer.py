@@ -10,6 +10,9 @@ other options is refused rather than mixing two runs in one checkpoint.
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +23,7 @@ from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from mmsent.config import TrainConfig
 from mmsent.errors import MmsentError
 from mmsent.files import write_text
+from mmsent.finetune.data import loader
 from mmsent.train.distributed import global_rank
 from mmsent.train.lightning import make_trainer
 
@@ -94,6 +98,58 @@ def fit_resumable(
     if trainer.interrupted or (global_rank() == 0 and not (folder / BEST).is_file()):
         raise MmsentError("training stopped before it finished; run the same command again to resume", folder)
     return trainer
+
+
+@dataclass
+class BackboneFit:
+    best: L.LightningModule  # the module at its best epoch, on the CPU
+    history: list[dict[str, Any]]  # per epoch, every epoch this folder has trained
+    seconds: float  # this call's training time
+
+
+def fit_backbone(
+    folder: Path,
+    options: dict[str, Any],
+    build: Callable[[], L.LightningModule],
+    inputs: Callable[[L.LightningModule, list, bool], Any],
+    train_pairs: list,
+    val_pairs: list,
+    cfg: TrainConfig,
+    *,
+    batch_size: int,
+    workers: int,
+    augment: bool,
+    epochs: int,
+    patience: int,
+    accumulate: int = 1,
+    find_unused: bool = False,
+    progress: bool = True,
+) -> BackboneFit | None:
+    """The skeleton every backbone training shares (stage-1 tuning, end-to-end): check the folder's
+    options, seed, `build()` the module, feed it `inputs(module, pairs, augment)` through the
+    loaders, train with resume, and read the best epoch back. None on ranks other than 0."""
+    folder.mkdir(parents=True, exist_ok=True)
+    check_options(folder, options)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    module = build()
+    common = dict(seed=cfg.seed, workers=workers, distributed=cfg.devices * cfg.num_nodes > 1)
+    started = time.perf_counter()
+    fit_resumable(
+        module,
+        loader(inputs(module, train_pairs, augment), batch_size, train=True, **common),
+        loader(inputs(module, val_pairs, False), batch_size * 2, train=False, **common),
+        folder,
+        cfg,
+        epochs=epochs,
+        patience=patience,
+        accumulate=accumulate,
+        find_unused=find_unused,
+        progress=progress,
+    )
+    if global_rank() != 0:
+        return None
+    best = type(module).load_from_checkpoint(str(folder / BEST), map_location="cpu", weights_only=True)
+    return BackboneFit(best, finished_epochs(folder), time.perf_counter() - started)
 
 
 def finished_epochs(folder: Path) -> list[dict[str, Any]]:

@@ -12,14 +12,14 @@ from mmsent.ensemble import cross_validate_ensemble
 from mmsent.evaluate.calibration import Calibration, expected_calibration_error, fit_calibration
 from mmsent.features.encode import load_table
 from mmsent.features.table import FeatureTable
-from mmsent.model import Ensemble
+from mmsent.model import Predictor
 from mmsent.train.cv import CVResult, cross_validate, cv_table
 from mmsent.train.spec import Recipe, read_recipes, spec_for, write_recipes
 
 __all__ = [
     "CVResult",
     "Calibration",
-    "Ensemble",
+    "Predictor",
     "FeatureTable",
     "Recipe",
     "cross_validate",

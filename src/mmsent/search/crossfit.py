@@ -10,7 +10,7 @@ same way on all labelled pairs.
 Backbones live beside the features they make, in the feature store's folder:
   <cache>/text-backbones/<key>/tune-text/   metrics.json, history.json, tuned/
 The key digests everything a backbone depends on (base encoder, stage-1 options, seeds,
-and the guid, label and cleaned text of each training pair), so `cv`, `tune`, `ensemble`
+and the guid, label and cleaned text of each training pair), so `cv`, `search`, `ensemble`
 and `run --quality` share finished backbones, and a run that was cut short resumes: a
 backbone half-trained goes on from its last epoch. Training checkpoints are removed once a
 backbone is exported. A saved ensemble keeps its own copy of its final backbone.

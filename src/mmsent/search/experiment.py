@@ -7,19 +7,19 @@ import logging
 import time
 from pathlib import Path
 
-from mmsent import LABELS, __version__
+from mmsent import LABELS
 from mmsent.config import RunConfig, from_plain, to_plain
-from mmsent.data import fingerprint
 from mmsent.ensemble import Combine, build_ensemble, cross_validate_ensemble
+from mmsent.errors import MmsentError
 from mmsent.evaluate.calibration import expected_calibration_error, nll, reliability_plot
 from mmsent.evaluate.metrics import classification_metrics, confusion_table
 from mmsent.features.encode import load_table
 from mmsent.files import write_text
 from mmsent.finetune.config import BackboneTuning, FinetuneConfig, text_tuning
 from mmsent.lists import predict
-from mmsent.model import Ensemble
+from mmsent.model import Predictor
 from mmsent.progress import overall_progress
-from mmsent.runs import RunFolder
+from mmsent.runs import RunFolder, run_record
 from mmsent.search.crossfit import BACKBONE_STEP_WEIGHT, cross_fit_text, keep_final_backbone
 from mmsent.train.cv import Folds, Tables, cross_validate, cv_table, majority_scores, summarise
 from mmsent.train.fit import FitSettings
@@ -104,11 +104,14 @@ def ensemble_run(
     ensemble.reference = table.modality_means()
     ensemble.save(run.path)
     calibration = calibration_rows(cv, how)
-    reliability_plot(
-        {name: cv.combined[name] for name in (how, f"{how} + temperature", f"{how} + calibrated")},
-        cv.labels,
-        run.path / "reliability.png",
-    )
+    try:
+        reliability_plot(
+            {name: cv.combined[name] for name in (how, f"{how} + temperature", f"{how} + calibrated")},
+            cv.labels,
+            run.path / "reliability.png",
+        )
+    except MmsentError as missing:  # matplotlib is optional: the report's tables say it all
+        log.warning("%s", missing)
     run.write_json("cv.json", {"folds": folds, "fold_seed": fold_seed, "seeds": seeds, "models": summaries})
     run.write_json(
         "metrics.json",
@@ -119,24 +122,18 @@ def ensemble_run(
             "calibration": calibration,
         },
     )
-    run.write_json(
-        "run.json",
-        {
-            "mmsent_version": __version__,
-            "kind": "ensemble",
-            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "data": str(cfg.data.root),
-            "data_fingerprint": fingerprint(table.pairs),
-            "encoders": table.identities,
-            "feature_keys": {"image": table.image_store.key, "text": table.text_store.key},
-            "labels": list(LABELS),
-            "seeds": {"folds": fold_seed, "train": seeds},
-            "split_sizes": {"train": len(table), "val": 0},
-            "heads": [m.name for m in ensemble.members],
-            "best_head": "ensemble",
-            "train_seconds": round(time.perf_counter() - started, 2),
-        },
+    record = run_record(
+        cfg,
+        table,
+        kind="ensemble",
+        fold_seed=fold_seed,
+        train_seeds=seeds,
+        folds=folds,
+        models=[m.name for m in ensemble.members],
+        chosen="ensemble",
+        seconds=time.perf_counter() - started,
     )
+    run.write_json("run.json", record)
     write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble, table)
     if predict_test:
         predict(run, cfg.data.test_list, progress=progress)
@@ -180,7 +177,7 @@ def calibration_rows(cv, how: str) -> dict[str, dict]:
     return rows
 
 
-def write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble: Ensemble, table) -> None:
+def write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble: Predictor, table) -> None:
     oof = cv.combined[chosen.removeprefix("ensemble: ")]
     lines = [
         f"# mmsent ensemble `{run.path.name}`",
@@ -225,8 +222,7 @@ def write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble: Ens
         + ", ".join(f"{label} {b:+.2f}" for label, b in zip(LABELS, c.bias, strict=True))
         + " (added to log-probabilities).",
         "",
-        "![reliability](reliability.png)",
-        "",
+        *(["![reliability](reliability.png)", ""] if (run.path / "reliability.png").is_file() else []),
         "Confusion matrix of the saved recipe, out-of-fold:",
         "",
         confusion_table(classification_metrics(cv.labels, oof.argmax(axis=1))),

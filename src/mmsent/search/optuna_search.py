@@ -1,4 +1,4 @@
-"""Hyperparameter search with Optuna over stored features: `mmsent tune`.
+"""Hyperparameter search with Optuna over stored features: `mmsent search`.
 
 One study per head, all in one SQLite file, so a search stopped by its budget
 (or by hand) resumes where it was. A trial is a recipe scored by k-fold
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from mmsent.errors import MmsentError
+from mmsent.evaluate.report import pyplot
 from mmsent.features.table import FeatureTable
 from mmsent.files import write_bytes, write_text
 from mmsent.heads import head_defaults, head_needs_tokens
@@ -101,7 +102,7 @@ def tune(
     """Search each head for `trials` more trials (or until `timeout` seconds, shared by the heads).
 
     `fold_tables`: one table per fold (text features of a backbone fine-tuned inside that fold,
-    `tune.crossfit`), in place of `table` for training and validation. Each fold of each trial
+    `search.crossfit`), in place of `table` for training and validation. Each fold of each trial
     is a step of the overall progress display, when the caller opened one. Every fit is made with
     `settings` (engine, options, fit cache), as the main job makes it; the folds of a trial train
     one after another, since a trial may be pruned after any of them."""
@@ -238,18 +239,20 @@ def write_search(out: Path, studies: dict, setup: dict) -> SearchResult:
         write_recipes(
             out / "best_recipes.yaml",
             list(best.values()),
-            note=f"best recipe per head from `mmsent tune` ({json.dumps(setup)})",
+            note=f"best recipe per head from `mmsent search` ({json.dumps(setup)})",
         )
     write_search_report(out, studies, best, summaries, setup)
     return SearchResult(out, best, summaries, count)
 
 
 def plot_study(study, out: Path, head: str) -> None:
-    """Optimisation history and parameter importance (fANOVA), as PNG files."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """Optimisation history and parameter importance (fANOVA), as PNG files; without matplotlib
+    (an optional extra) a warning says which to install and the search goes on."""
+    try:
+        plt = pyplot()
+    except MmsentError as missing:
+        log.warning("%s", missing)
+        return
     from optuna.visualization import matplotlib as oplt
 
     with warnings.catch_warnings():
@@ -282,7 +285,7 @@ def write_search_report(out: Path, studies: dict, best: dict, summaries: dict, s
     import optuna
 
     lines = [
-        "# mmsent tune",
+        "# mmsent search",
         "",
         f"Features: {setup['encoders']}"
         + (f" (text backbone {setup['text_backbone']})" if "text_backbone" in setup else "")

@@ -269,7 +269,7 @@ def describe(prediction: dict[str, Any], classifier) -> dict[str, Any]:
 
 
 def fusion_summary(explanation: dict[str, Any]) -> dict[str, Any] | None:
-    """How much each modality moved the answer (by ablation: `mmsent.model.Ensemble.explain`), side by
+    """How much each modality moved the answer (by ablation: `mmsent.model.Predictor.explain`), side by
     side, with the image's share of the two effects' sizes; None for a model saved without the
     ablation reference (its head readout, under `explanation.readout`, is no substitute: it says
     how strong each input is, not which one supported the answer)."""

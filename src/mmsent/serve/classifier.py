@@ -31,7 +31,7 @@ from mmsent.data import clean_text, open_image
 from mmsent.data.images import MAX_PIXELS, decode_image
 from mmsent.errors import BadInput, MmsentError
 from mmsent.features.table import FeatureTable
-from mmsent.model import Ensemble, load_run
+from mmsent.model import Predictor, load_run
 from mmsent.runs import RunFolder
 
 ImageInput = str | Path | bytes | Image.Image
@@ -51,7 +51,7 @@ class Prediction:
     head: str  # the answering model's name (the run's choice, or the one `load(answer=...)` named)
     per_head: dict[str, dict[str, Any]] = field(default_factory=dict)  # every model's own answer
     # By ablation: `image_effect` / `text_effect`, how much each side moved the answered class's
-    # probability (Ensemble.explain); `readout`: the head's own gate or attention figures, labelled.
+    # probability (Predictor.explain); `readout`: the head's own gate or attention figures, labelled.
     explanation: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -105,7 +105,7 @@ def as_image(image: ImageInput, name: str = "image", draft_size: int | None = No
 class Classifier:
     """A run's model (`mmsent.model.load_run`) with the encoders and text cleaning it was trained with."""
 
-    def __init__(self, run: RunFolder, cfg: RunConfig, image_encoder, text_encoder, model: Ensemble):
+    def __init__(self, run: RunFolder, cfg: RunConfig, image_encoder, text_encoder, model: Predictor):
         self.run, self.cfg = run, cfg
         self.image_encoder, self.text_encoder = image_encoder, text_encoder
         self.model = model

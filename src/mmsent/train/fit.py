@@ -97,6 +97,8 @@ def fit(
     settings: FitSettings = PLAIN,
     progress: bool = False,
 ) -> FitResult:
+    if recipe.patience and val_rows is None and not recipe.is_probe:
+        raise ValueError("early stopping (patience > 0) needs validation rows")
     options, cache = settings.options, settings.cache
     engine = fit_engine(recipe, settings.engine, options)
     key = None if cache is None else fit_cache.fit_key(recipe, table, train_rows, val_rows, seed, engine)
@@ -168,8 +170,6 @@ def fit_lightning(recipe, table, train_rows, val_rows, seed, options, progress):
     from mmsent.train.lightning import make_trainer, tensorboard_logger
     from mmsent.train.loop import build_module
 
-    if recipe.patience and val_rows is None:
-        raise ValueError("early stopping (patience > 0) needs validation rows")
     L.seed_everything(seed, workers=True, verbose=False)
     module = build_module(recipe, table, table.labels[torch.as_tensor(train_rows)])
     with tempfile.TemporaryDirectory(prefix="mmsent-fit-") as scratch:

@@ -23,7 +23,7 @@ import torch
 
 from mmsent.features.table import FeatureTable
 from mmsent.model import HEAD_THREADS, HeadModel, torch_threads
-from mmsent.train.losses import class_weights_from_counts
+from mmsent.train.losses import class_weights_for
 from mmsent.train.module import HeadModule
 from mmsent.train.spec import Recipe
 
@@ -33,13 +33,6 @@ class LoopResult:
     model: HeadModel
     epochs: int  # epochs trained (the kept epoch, when stopping early)
     history: list[dict] = field(default_factory=list)  # per epoch: train_loss, val_loss
-
-
-def class_weights(recipe: Recipe, labels: torch.Tensor) -> list[float] | None:
-    if recipe.class_weights <= 0:
-        return None
-    weights = class_weights_from_counts(np.bincount(labels.numpy(), minlength=3)) ** recipe.class_weights
-    return (weights / weights.mean()).tolist()
 
 
 def build_module(recipe: Recipe, table: FeatureTable, train_labels: torch.Tensor) -> HeadModule:
@@ -56,7 +49,7 @@ def build_module(recipe: Recipe, table: FeatureTable, train_labels: torch.Tensor
         lr=recipe.lr,
         weight_decay=recipe.weight_decay,
         loss=recipe.loss,
-        class_weights=class_weights(recipe, train_labels),
+        class_weights=class_weights_for(train_labels.numpy(), recipe.class_weights),
         label_smoothing=recipe.label_smoothing,
         max_epochs=recipe.epochs,
         encoders={**table.identities, "lexicon": recipe.lexicon},
@@ -71,8 +64,6 @@ def fit_plain(
     seed: int = 0,
 ) -> LoopResult:
     """Train `recipe` on `train_rows` of `table`; `val_rows` for early stopping and the curve."""
-    if recipe.patience and val_rows is None:
-        raise ValueError("early stopping (patience > 0) needs validation rows")
     with torch_threads(HEAD_THREADS):
         return _fit(recipe, table, train_rows, val_rows, seed)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Literal
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -74,6 +75,18 @@ def make_loss(
             raise MmsentError(f"focal loss gamma must be >= 0, got {gamma}")
         return FocalLoss(class_weights, gamma=gamma, label_smoothing=label_smoothing)
     raise MmsentError(f"unknown loss {kind!r}; choose 'ce' or 'focal'")
+
+
+def class_weights_for(labels: Sequence[int], power: float) -> list[float] | None:
+    """The loss's class weights for training labels (class indices): inverse frequency raised to
+    `power` (0: none, so None; 1: full), scaled to mean 1. Every trainer weighs classes this way."""
+    if power <= 0:
+        return None
+    weights = class_weights_from_counts(
+        np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(LABELS))
+    )
+    weights = weights.double() ** float(power)
+    return (weights / weights.mean()).tolist()
 
 
 def class_weights_from_counts(

@@ -20,19 +20,13 @@ def processes(jobs: int) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def map_tasks(
-    func: Callable[..., Any], tasks: Sequence[tuple], jobs: int = 0, quick: Callable[..., bool] | None = None
-) -> list[Any]:
-    """[func(*task) for task in tasks], in order, on up to `jobs` processes. Tasks for which
-    `quick(*task)` is true (a fit read back from disk) run here: starting a process costs more."""
-    return list(imap_tasks(func, tasks, jobs, quick))
-
-
 def imap_tasks(
     func: Callable[..., Any], tasks: Sequence[tuple], jobs: int = 0, quick: Callable[..., bool] | None = None
 ) -> Iterator[Any]:
-    """`map_tasks`, each answer given as soon as it and those before it are done (so a caller
-    can count them off on the progress display)."""
+    """`func(*task)` for each task, in order, on up to `jobs` processes, each answer given as soon
+    as it and those before it are done (so a caller can count them off on the progress display).
+    Tasks for which `quick(*task)` is true (a fit read back from disk) run here: starting a
+    process costs more."""
     slow = [i for i, task in enumerate(tasks) if quick is None or not quick(*task)]
     answers: Iterator[Any] = iter(())
     if min(processes(jobs), len(slow)) > 1:

@@ -105,7 +105,7 @@ class Recipe:
 
 
 def read_recipes(path: str | Path) -> list[Recipe]:
-    """Recipes from a YAML file: a list of mappings, or {"recipes": [...]} (what `mmsent tune` writes)."""
+    """Recipes from a YAML file: a list of mappings, or {"recipes": [...]} (what `mmsent search` writes)."""
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
