@@ -80,6 +80,9 @@ def test_one_spelling_per_option():
         ["cv", "--quality"],
         ["train", "--quality"],
         ["compare", "--train.seed", "1"],  # compare has --seeds
+        ["compare", "--train.jobs", "2"],  # compare trains one fit after another
+        ["run", "--split.fold", "1"],  # the main job cross-validates: no single split
+        ["train", "--split.val_fraction", "0.2"],
         ["tune"],  # the search is `search`
     ],
 )
@@ -88,9 +91,27 @@ def test_what_a_command_does_not_take_is_a_usage_error(capsys, argv):
     assert "error:" in capsys.readouterr().err
 
 
-def test_a_near_miss_names_the_spelling_to_use(capsys):
-    assert main(["run", "--skip-bad"]) == 2
-    assert "did you mean --data.skip_bad?" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    "argv, meant",
+    [
+        (["run", "--skip-bad"], "--data.skip_bad"),  # an old spelling
+        (["predict", "r", "--imgae", "x.jpg"], "--image"),  # typos
+        (["predict", "r", "--jsn"], "--json"),
+        (["serve", "r", "--prot", "80"], "--port"),
+        (["run", "--train.lrr", "3"], "--train.lr"),
+        (["rnu"], "run"),  # a command
+        (["evalute", "r"], "evaluate"),
+    ],
+)
+def test_a_near_miss_names_the_spelling_to_use(capsys, argv, meant):
+    assert main(argv) == 2
+    assert f"did you mean {meant}?" in capsys.readouterr().err
+
+
+def test_an_unknown_command_far_from_any_lists_them(capsys):
+    assert main(["frobnicate"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'frobnicate'" in err and "run" in err and "did you mean" not in err
 
 
 def test_only_run_takes_quality():

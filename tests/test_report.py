@@ -147,3 +147,51 @@ def test_without_matplotlib_plots_say_which_extra_to_install(monkeypatch, tmp_pa
     probs = np.full((4, 3), 1 / 3)
     with pytest.raises(MmsentError, match="mmsent\\[report\\]"):
         reliability_plot({"mean": probs}, np.zeros(4, dtype=int), tmp_path / "r.png")
+
+
+def summary(accuracy: float, neutral_recall: float = 0.2) -> dict:
+    return {
+        "accuracy": accuracy, "accuracy_std": 0.01, "macro_f1": accuracy - 0.1, "macro_f1_std": 0.01,
+        "positive_recall": 0.9, "neutral_recall": neutral_recall, "negative_recall": 0.6,
+    }  # fmt: skip
+
+
+def test_a_near_tie_is_called_a_tie_and_a_clear_lead_is_not():
+    from mmsent.evaluate.run_report import why_chosen
+
+    tied = why_chosen({"concat": summary(0.7214), "linear_probe": summary(0.7200)}, "concat", ["concat"])
+    assert "in a tie with linear_probe" in tied and "0.0014" in tied
+    clear = why_chosen({"concat": summary(0.74), "linear_probe": summary(0.72)}, "concat", ["concat"])
+    assert "tie" not in clear and "0.0200 ahead of linear_probe" in clear
+
+
+def test_a_rising_validation_curve_is_named_as_over_fitting():
+    from mmsent.evaluate.run_report import overfitting
+
+    curves = {
+        "image_only": {
+            "train_loss": [1.0, 0.8, 0.6, 0.5, 0.4, 0.3],
+            "val_loss": [0.9, 0.8, 0.85, 0.9, 0.95, 1.0],
+        },
+        "concat": {"train_loss": [1.0, 0.8, 0.7, 0.65], "val_loss": [0.9, 0.8, 0.78, 0.77]},
+    }
+    notes = overfitting(curves)
+    assert len(notes) == 1 and "**image_only** over-fits" in notes[0] and "lowest at epoch 2" in notes[0]
+
+
+def test_limitations_name_the_hardest_class_and_the_optimism_of_cv():
+    from mmsent.evaluate.model_card import limitations
+
+    text = "\n".join(limitations({"concat": summary(0.72, neutral_recall=0.22)}, "concat"))
+    assert "Neutral is the hardest class" in text and "22% of the neutral pairs" in text
+    assert "optimistic" in text
+
+
+def test_every_run_has_a_model_card_and_its_report_has_limitations(tiny_run):
+    card = (tiny_run / "MODEL_CARD.md").read_text()
+    chosen = json.loads((tiny_run / "run.json").read_text())["best_head"]
+    assert (
+        card.startswith(f"# Model card: {chosen}") and "## Limitations" in card and "majority class" in card
+    )
+    assert "## Limitations" in (tiny_run / "report.md").read_text()
+    assert "first-child" not in (tiny_run / "report.html").read_text()

@@ -29,7 +29,7 @@ from typing import Any
 from mmsent import __version__
 from mmsent.cli.finetune import add_commands as finetune_commands
 from mmsent.cli.options import EXTRACTION, HEAD_TRAINING, SINGLE_SPLIT, add_run_options, resolve_config
-from mmsent.cli.parser import CommandParser, HelpFormatter, add_command, add_global_flags
+from mmsent.cli.parser import CommandParser, HelpFormatter, TopParser, add_command, add_global_flags
 from mmsent.cli.search import add_commands as search_commands
 from mmsent.config import DEFAULT_DATA, CleanConfig, RunConfig, TrainConfig
 from mmsent.errors import MmsentError
@@ -434,7 +434,7 @@ def add_json_flag(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = TopParser(
         prog="mmsent",
         description="Sentiment (positive / neutral / negative) of tweet image + text pairs.",
         epilog="`mmsent COMMAND --help` shows a command's options and an example.\n\nexit codes:\n"

@@ -8,6 +8,8 @@ the command and after it.
 from __future__ import annotations
 
 import argparse
+import difflib
+import re
 import textwrap
 
 
@@ -18,9 +20,25 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         super().__init__(prog, max_help_position=24)
 
 
+class TopParser(argparse.ArgumentParser):
+    """`mmsent` itself: an unknown command names the nearest one (`mmsent rnu`: did you mean run?)."""
+
+    def error(self, message: str):
+        choice = re.match(r"argument COMMAND: invalid choice: '([^']*)'", message)
+        if choice:
+            known = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+            names = list(known[0].choices) if known else []
+            close = difflib.get_close_matches(choice.group(1), names, n=1, cutoff=0.6)
+            message = f"unknown command {choice.group(1)!r}" + (
+                f" (did you mean {close[0]}?)" if close else f"; the commands are {', '.join(names)}"
+            )
+        super().error(message)
+
+
 class CommandParser(argparse.ArgumentParser):
     """A command's parser: an unknown option is its own error (with its usage), not the top
-    parser's, and a near miss names the spelling it takes (`--skip-bad`: `--data.skip_bad`)."""
+    parser's, and a near miss names the spelling it takes (`--skip-bad`: `--data.skip_bad`,
+    `--imgae`: `--image`)."""
 
     def parse_known_args(self, args=None, namespace=None):
         namespace, extras = super().parse_known_args(args, namespace)
@@ -41,6 +59,8 @@ class CommandParser(argparse.ArgumentParser):
             same = [o for o in names if plain[o] == typed]
             if not same and "." not in typed:
                 same = [o for o in names if plain[o].rpartition(".")[2] == typed]
+            if not same:  # a typo: the closest spelling, by edit similarity
+                same = difflib.get_close_matches("--" + typed, names, n=1, cutoff=0.6)
             if same:
                 return f" (did you mean {' or '.join(same)}?)"
         return ""

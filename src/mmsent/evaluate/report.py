@@ -258,7 +258,6 @@ h1 { font-size: 1.5em; } h2 { font-size: 1.2em; margin-top: 1.6em; }
 table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.92em; }
 th, td { border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: right; }
 th { background: #f2f2f2; } .name { text-align: left; }
-tbody tr:first-child { font-weight: 600; }
 dl { display: grid; grid-template-columns: max-content auto; gap: 0.2em 1em; }
 dt { font-weight: 600; } dd { margin: 0; font-family: ui-monospace, monospace; }
 img { max-width: 100%; height: auto; } .note { color: #555; font-size: 0.9em; }

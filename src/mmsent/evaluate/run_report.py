@@ -18,6 +18,7 @@ import numpy as np
 
 from mmsent.errors import MmsentError
 from mmsent.evaluate.metrics import classification_metrics, confusion_table, per_class_table
+from mmsent.evaluate.model_card import limitations, write_model_card
 from mmsent.evaluate.report import CSS, data_uri, figure_class, plot_confusions, save_figure
 from mmsent.files import write_text
 
@@ -41,12 +42,31 @@ def cv_rows(summaries: dict[str, dict], chosen: str) -> list[str]:
     return lines
 
 
+# Two candidates whose mean accuracies differ by less than this are a tie, not a choice.
+TIE = 0.005
+
+
+def runner_up(summaries: dict[str, dict], chosen: str) -> str | None:
+    models = [n for n in summaries if n != chosen and n != "majority class"]
+    return max(models, key=lambda n: (summaries[n]["accuracy"], summaries[n]["macro_f1"]), default=None)
+
+
 def why_chosen(summaries: dict[str, dict], chosen: str, members: list[str]) -> str:
     s = summaries[chosen]
-    text = (
-        f"The run answers with **{chosen}**: the highest mean accuracy over the folds "
-        f"({s['accuracy']:.4f} ± {s['accuracy_std']:.4f}; macro F1 {s['macro_f1']:.4f})."
-    )
+    second = runner_up(summaries, chosen)
+    lead = s["accuracy"] - summaries[second]["accuracy"] if second else 1.0
+    if lead < TIE:
+        text = (
+            f"The run answers with **{chosen}**, in a tie with {second}: its mean accuracy over the folds "
+            f"({s['accuracy']:.4f} ± {s['accuracy_std']:.4f}) leads by {lead:.4f}, far inside the fold "
+            f"standard deviation; either would serve as well, and the rule (highest mean) picked this one."
+        )
+    else:
+        text = (
+            f"The run answers with **{chosen}**: the highest mean accuracy over the folds "
+            f"({s['accuracy']:.4f} ± {s['accuracy_std']:.4f}; macro F1 {s['macro_f1']:.4f}), "
+            f"{lead:.4f} ahead of {second}."
+        )
     if len(members) > 1:
         text += f" It averages the probabilities of {', '.join(members)}."
     if chosen in ("text_only", "image_only"):
@@ -62,6 +82,24 @@ def why_chosen(summaries: dict[str, dict], chosen: str, members: list[str]) -> s
             f"({'more' if abs(gain) > s['accuracy_std'] else 'not more'} than the fold standard deviation)."
         )
     return text + " The score of the chosen model is slightly optimistic: the same folds chose it."
+
+
+def overfitting(curves: dict[str, dict[str, list[float]]]) -> list[str]:
+    """One sentence per model whose mean validation loss climbs well past its lowest epoch."""
+    notes = []
+    for name, curve in curves.items():
+        val = curve.get("val_loss") or []
+        if len(val) < 3:
+            continue
+        best = min(range(len(val)), key=val.__getitem__)
+        if best < len(val) - 2 and val[-1] > val[best] * 1.05:
+            notes.append(
+                f"- **{name}** over-fits: its validation loss is lowest at epoch {best + 1} "
+                f"({val[best]:.3f}) and rises to {val[-1]:.3f} by epoch {len(val)}. With early stopping "
+                "(`--train.patience`) each fold keeps its best epoch and the final model trains for "
+                "their median; without it, fewer epochs (`--train.max_epochs`) would serve it better."
+            )
+    return notes
 
 
 def audit_lines(findings: dict) -> list[str]:
@@ -147,6 +185,9 @@ def write_run_report(
         pass
     for title, path in images.items():
         lines += [f"## {title}", "", f"![{title}]({path.name})", ""]
+    if notes := overfitting(curves):
+        lines += ["## Over-fitting", "", *notes, ""]
+    lines += limitations(summaries, chosen)
     if audit:
         lines += audit_lines(audit)
     if skipped:
@@ -155,7 +196,12 @@ def write_run_report(
     markdown = "\n".join(lines) + "\n"
     write_text(folder / "report.md", markdown)
     write_text(folder / "report.html", to_html(markdown, f"mmsent run {name}", folder))
-    return {"markdown": folder / "report.md", "html": folder / "report.html"}
+    write_model_card(folder, meta, summaries, chosen, members)
+    return {
+        "markdown": folder / "report.md",
+        "html": folder / "report.html",
+        "card": folder / "MODEL_CARD.md",
+    }
 
 
 def to_html(markdown: str, title: str, folder: Path) -> str:
