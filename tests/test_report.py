@@ -10,7 +10,7 @@ import pytest
 
 from mmsent import LABELS
 from mmsent.errors import MmsentError
-from mmsent.evaluate.report import summarise, write_report
+from mmsent.evaluate.report import summarise_records, write_report
 
 # head -> per seed: (accuracy, weighted F1, macro F1, neutral F1)
 SCORES = {
@@ -50,7 +50,7 @@ def by_hand(head: str, column: int) -> tuple[float, float]:
 
 
 def test_summary_by_hand():
-    rows = summarise(records())
+    rows = summarise_records(records())
     # Mean macro F1: dual_stream 0.6367 > concat 0.6000 > text_only 0.5600.
     assert [r["head"] for r in rows] == ["dual_stream", "concat", "text_only"]
     for row in rows:
@@ -64,12 +64,12 @@ def test_summary_by_hand():
         positive = [0.80, 0.79, 0.78]
         assert row["per_class_f1"]["positive"]["mean"] == pytest.approx(statistics.mean(positive))
     assert rows[0]["params"] == 900_000
-    by_accuracy = [r["head"] for r in summarise(records(), sort_by="accuracy")]
+    by_accuracy = [r["head"] for r in summarise_records(records(), sort_by="accuracy")]
     assert by_accuracy == ["concat", "dual_stream", "text_only"]  # 0.7100 > 0.6967 > 0.6633
 
 
 def test_one_seed_has_no_spread():
-    (row,) = summarise([record("concat", 3, SCORES["concat"][0])])
+    (row,) = summarise_records([record("concat", 3, SCORES["concat"][0])])
     assert row["macro_f1_mean"] == 0.60 and row["macro_f1_std"] is None
 
 
@@ -122,12 +122,12 @@ def test_bad_records_raise(change, words):
     rs = records()
     change(rs)
     with pytest.raises(MmsentError, match=words):
-        summarise(rs)
+        summarise_records(rs)
 
 
 def test_unknown_sort_key_raises():
     with pytest.raises(MmsentError, match="sort"):
-        summarise(records(), sort_by="loss")
+        summarise_records(records(), sort_by="loss")
 
 
 def test_without_matplotlib_plots_say_which_extra_to_install(monkeypatch, tmp_path):

@@ -233,11 +233,11 @@ def predict_pair(args) -> int:
     classifier = Classifier.load(args.run, answer=args.head)
     prediction = classifier.predict(args.image, text).to_dict()
     data = {"run": args.run, "image": args.image, **prediction}
-    answer(args, data, describe(prediction))
+    answer(args, data, prediction_text(prediction))
     return EXIT_OK
 
 
-def describe(prediction: dict[str, Any]) -> str:
+def prediction_text(prediction: dict[str, Any]) -> str:
     """A prediction for a person: the label and its probabilities, each model's answer, the explanation."""
     lines = [f"{prediction['label']}  ({probabilities(prediction)}; answered by {prediction.get('head')})"]
     each = prediction.get("per_head") or {}

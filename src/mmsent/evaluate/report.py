@@ -75,7 +75,9 @@ def _spread(values: list[float]) -> dict[str, float | None]:
     }
 
 
-def summarise(records: Sequence[Mapping[str, Any]], sort_by: str = "macro_f1") -> list[dict[str, Any]]:
+def summarise_records(
+    records: Sequence[Mapping[str, Any]], sort_by: str = "macro_f1"
+) -> list[dict[str, Any]]:
     """One row per head, best first by the mean of `sort_by` (macro_f1, accuracy or weighted_f1)."""
     if sort_by not in SORT_KEYS:
         raise MmsentError(f"cannot sort the report by {sort_by!r}; choose one of {SORT_KEYS}")
@@ -272,7 +274,7 @@ def write_report(
     sort_by: str = "macro_f1",
 ) -> dict[str, Path]:
     """Writes report.md, report.html, summary.json, confusion.png and per_class_f1.png."""
-    rows = summarise(records, sort_by=sort_by)
+    rows = summarise_records(records, sort_by=sort_by)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {
@@ -372,4 +374,4 @@ def _json_default(value: Any) -> Any:
     return str(value)  # paths and anything else a note may hold
 
 
-__all__ = ["plot_confusions", "plot_per_class_f1", "summarise", "write_report"]
+__all__ = ["plot_confusions", "plot_per_class_f1", "summarise_records", "write_report"]
