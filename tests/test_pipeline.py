@@ -263,7 +263,7 @@ def test_one_model_answers_every_path_alike(tiny_run: Path, tiny_lab: Path):
 
     run = RunFolder.open(tiny_run)
     model = load_run(tiny_run)
-    encoded = pipeline.encode_for_run(run, "test_without_label.txt", None, progress=False)
+    encoded = lists.encode_for_run(run, "test_without_label.txt", None, progress=False)
     table = encoded.table()
     stored = {model.name: model.predict_proba(table), **model.member_proba(table)}
     guids = [p.guid for p in encoded.pairs][:3]

@@ -230,11 +230,11 @@ def test_8_a_bad_test_list_row_stops_the_run_before_any_training(
     with open(lab / "test_without_label.txt", "a") as handle:
         handle.write("12;null\n")
     trained = []
-    from mmsent.train import cv
+    from mmsent.train import cv, retrain
 
     never = lambda *args, **kwargs: trained.append(args) or 1 / 0  # noqa: E731
-    monkeypatch.setattr(cv, "fit", never)
-    monkeypatch.setattr(pipeline, "fit", never)
+    monkeypatch.setattr(cv, "fit", never)  # every fit of the main job goes through these two
+    monkeypatch.setattr(retrain, "fit", never)
     assert main(["run", *cli_common(lab, tmp_path, tiny_encoders), "--name", "bad"]) == 3
     assert f"{lab / 'test_without_label.txt'}:5:" in capsys.readouterr().err
     assert trained == [] and not (tmp_path / "runs").exists()
