@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import minimize_scalar
 
 from mmsent.files import write_bytes
 
@@ -51,6 +50,8 @@ def fit_temperature(probs: np.ndarray, labels: np.ndarray) -> float:
 
     def loss(log_t: float) -> float:
         return nll(Calibration(float(np.exp(log_t))).apply(np.exp(log_p)), labels)
+
+    from scipy.optimize import minimize_scalar  # fitting only: answering needs no scipy
 
     return float(np.exp(minimize_scalar(loss, bounds=(-3, 3), method="bounded").x))
 
