@@ -181,6 +181,21 @@ def from_plain(cls, data: dict | None, prefix: str = ""):
     return cls(**values)
 
 
+def expanded(value, name: str = "") -> Path:
+    """A configured path with `~` expanded, here where the configuration is read and nowhere
+    later: a `~` left in would be a folder named `~` to mmsent, and the home folder to the
+    libraries that expand it themselves (Lightning's checkpoints)."""
+    from mmsent.errors import MmsentError
+
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # ~user of no such user, or no home folder to expand `~` to
+        raise MmsentError(f"option {name}: cannot expand {str(value)!r} (no such home folder)") from None
+    if path.parts and path.parts[0].startswith("~"):
+        raise MmsentError(f"option {name}: cannot expand {str(value)!r} (no such home folder)")
+    return path
+
+
 def checked(value, hint, name: str):
     """`value` as type `hint`, or MmsentError naming the option."""
     from mmsent.errors import MmsentError
@@ -196,7 +211,7 @@ def checked(value, hint, name: str):
             value = [value]
         return [checked(v, typing.get_args(hint)[0], name) for v in value]
     if hint is Path:
-        return Path(value)
+        return expanded(value, name)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from mmsent import LABELS, __version__
-from mmsent.config import EncoderConfig, RunConfig
+from mmsent.config import EncoderConfig, RunConfig, expanded
 from mmsent.data import Pair, fingerprint, kfold, train_val_split
 from mmsent.ensemble import fixed_epochs
 from mmsent.errors import MmsentError
@@ -302,7 +302,7 @@ def encode_for_run(run: RunFolder, list_name: str, root: Path | None, progress: 
     extracted there."""
     cfg = load_run_config(run)
     if not store_root(cfg).is_dir():  # a run copied from another machine
-        default = EncoderConfig().cache
+        default = expanded(EncoderConfig().cache)
         log.warning("the run's feature store %s is not here; using %s", store_root(cfg), default)
         cfg.encoders.cache = default
     return encode(cfg, load_list(cfg, list_name, root), progress)
