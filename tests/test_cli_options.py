@@ -6,7 +6,7 @@ import pytest
 from mmsent.cli.main import build_parser, main
 from mmsent.cli.options import HEAD_TRAINING, config_fields, picked, resolve_config
 from mmsent.config import RunConfig
-from mmsent.errors import MmsentError
+from mmsent.errors import UsageError
 from mmsent.finetune.config import EndToEndConfig, FinetuneConfig
 
 
@@ -43,7 +43,7 @@ def test_every_configured_path_has_its_home_folder_expanded(tmp_path, monkeypatc
     cfg = parse("--config", str(config), "--data", "~/lab", "--cache", "~/store")
     assert (cfg.data.root, cfg.encoders.cache) == (tmp_path / "lab", tmp_path / "store")
     assert (cfg.out, cfg.train.log_dir) == (tmp_path / "runs", tmp_path / "tb")
-    with pytest.raises(MmsentError, match="encoders.cache: cannot expand '~no-such-user-here/x'"):
+    with pytest.raises(UsageError, match="argument --cache: cannot expand '~no-such-user-here/x'"):
         parse("--cache", "~no-such-user-here/x")
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from mmsent import LABELS, __version__
 from mmsent.config import EncoderConfig, RunConfig, expanded
-from mmsent.data import Pair, fingerprint, kfold, train_val_split
+from mmsent.data import LoadResult, Pair, fingerprint, kfold, train_val_split
 from mmsent.ensemble import fixed_epochs
 from mmsent.errors import MmsentError
 from mmsent.evaluate.metrics import classification_metrics, metrics_table
@@ -202,8 +202,16 @@ def train(
     started = time.perf_counter()
     # before the run folder: bad input leaves nothing behind
     load = labelled.load if labelled is not None else load_list(cfg, cfg.data.train_list)
-    own_run = run is None
-    run = run or RunFolder.create(cfg)
+    if run is not None:  # part of a larger job (run_all), which owns the folder
+        return train_into(run, cfg, load, labelled, progress, started)
+    with RunFolder.create(cfg) as run:
+        return train_into(run, cfg, load, labelled, progress, started).finish()
+
+
+def train_into(
+    run: RunFolder, cfg: RunConfig, load: LoadResult, labelled: Encoded | None, progress: bool, started: float
+) -> RunFolder:
+    """`train`'s work, written into `run`."""
     if labelled is None:
         labelled = encode(cfg, load, progress)
     release_encoders()  # training needs only the stored features
@@ -271,7 +279,7 @@ def train(
         audit,
         labelled.skipped,
     )
-    return run.finish() if own_run else run
+    return run
 
 
 def modality_means(table: FeatureTable) -> dict[str, list[float]]:
@@ -329,6 +337,8 @@ def predict(
     `predictions/<name>/<list>`, from one extraction. `encoded`: the list's features when the
     caller has them already (the main job), else they are read under the run's encoders.
     """
+    if output is not None and not Path(output).parent.is_dir():  # a mistyped folder is not made
+        raise MmsentError("no such folder for --output (it is not created)", Path(output).parent)
     model = load_run(run.path, expect_encoders=run.meta["encoders"])
     chosen = model.answering_with(head) if head else model
     name = Path(list_name).name
@@ -386,24 +396,30 @@ def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
     check_logger(cfg.train, cfg.train.engine)
     # a bad row stops us before any training
     loads = [load_list(cfg, list_name) for list_name in (cfg.data.train_list, cfg.data.test_list)]
-    run = RunFolder.create(cfg)
-    findings = audit(
-        Path(cfg.data.root), [cfg.data.train_list, cfg.data.test_list], cfg.data.clean, progress=progress
-    )
-    run.write_json("audit.json", findings)
-    if findings["problems"]:
-        log.warning("the audit found %d problems; see %s", len(findings["problems"]), run.path / "audit.json")
-    # Both lists' features first (train then lets the encoders go): extracting the test list after
-    # training would fork an image-decoding worker from a process grown by training (the cold run's
-    # peak). Each list is encoded once: opening a store hashes every image and array it holds.
-    labelled, unlabelled = encode_lists(cfg, loads, progress)
-    train(cfg, progress, run, labelled)
-    filled, missing = predict(run, cfg.data.test_list, every_head=True, progress=progress, encoded=unlabelled)
-    if missing:
-        log.warning("%d rows of %s could not be predicted and stay null", len(missing), cfg.data.test_list)
-    partial = run.path
-    run.finish()
-    return run, run.path / filled.relative_to(partial)
+    with RunFolder.create(cfg) as run:
+        findings = audit(
+            Path(cfg.data.root), [cfg.data.train_list, cfg.data.test_list], cfg.data.clean, progress=progress
+        )
+        run.write_json("audit.json", findings)
+        if findings["problems"]:
+            log.warning(
+                "the audit found %d problems; see %s", len(findings["problems"]), run.path / "audit.json"
+            )
+        # Both lists' features first (train then lets the encoders go): extracting the test list after
+        # training would fork an image-decoding worker from a process grown by training (the cold run's
+        # peak). Each list is encoded once: opening a store hashes every image and array it holds.
+        labelled, unlabelled = encode_lists(cfg, loads, progress)
+        train(cfg, progress, run, labelled)
+        filled, missing = predict(
+            run, cfg.data.test_list, every_head=True, progress=progress, encoded=unlabelled
+        )
+        if missing:
+            log.warning(
+                "%d rows of %s could not be predicted and stay null", len(missing), cfg.data.test_list
+            )
+        partial = run.path
+        run.finish()
+        return run, run.path / filled.relative_to(partial)
 
 
 __all__ = ["evaluate", "predict", "run_all", "select", "split_pairs", "train"]
