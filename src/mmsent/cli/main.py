@@ -218,7 +218,9 @@ def check_predict(args, parser: argparse.ArgumentParser) -> None:
 def pair_text(args) -> str:
     """The pair's text, from --text or --text-file (read as the lab's text files are)."""
     if args.text_file is None:
-        if not args.text.strip():
+        from mmsent.data.texts import is_blank
+
+        if is_blank(args.text):
             raise MmsentError("the text is empty", "--text")
         return args.text
     from mmsent.data import decode_text
