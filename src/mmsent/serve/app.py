@@ -21,7 +21,9 @@ decode as the feature store.
 
 Only JPEG, PNG, WebP, GIF, BMP and TIFF are decoded, told from their first bytes (anything
 else is a 415 before any decoder runs). Text fields must be UTF-8 without NUL characters,
-and each field of the single endpoint comes once (checked on the raw parts, see FormCheck).
+and each field of the single endpoint comes once (checked on the raw parts, see FormCheck);
+a text field over MAX_TEXT_FIELD_BYTES is a 413 as it streams in. Each request's headers must
+arrive within a deadline (`mmsent.serve.protocol`), so trickling clients hold no socket for long.
 
 Memory bound. An upload is spooled by the form parser (1 MB per file in memory, the rest
 on disk) and read from there only when decoded; a request body is at most 11 MB (single)
@@ -101,7 +103,8 @@ STATUS_CODES = {
     f"{MAX_TEXT_FIELD_BYTES // MB} MB, a picture over {MAX_PIXELS // 1_000_000} "
     f"megapixels decoded, a request over {REQUEST_PIXELS // 1_000_000} megapixels in all, a body over "
     f"{MAX_SINGLE_BODY // MB} MB (batch: {MAX_BATCH_BODY // MB} MB), or more than {MAX_BATCH} pairs.",
-    415: "Not a multipart/form-data body, or an image part whose bytes are no JPEG, PNG, WebP, GIF, BMP "
+    415: "Not a multipart/form-data body (a url-encoded form cannot carry the picture), or an image "
+    "part whose bytes are no JPEG, PNG, WebP, GIF, BMP "
     "or TIFF (whatever content type it was sent as).",
     422: "A field is missing, repeated or empty; a picture in an accepted format is truncated or "
     f"corrupt; a text is not UTF-8, holds NUL characters or is over {MAX_TEXT_CHARS} characters; "
