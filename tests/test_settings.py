@@ -87,22 +87,25 @@ def test_a_failed_run_removes_its_partial_folder(tmp_path, tiny_encoders, monkey
     assert list((tmp_path / "runs").iterdir()) == []  # no failed.partial filling the disk
 
 
+@pytest.mark.parametrize("engine", ["plain", "lightning"])
 def test_sigterm_exits_143_with_one_line_and_leaves_the_partial_folder(
-    tmp_path, tiny_encoders, monkeypatch, capsys
+    engine, tmp_path, tiny_encoders, monkeypatch, capsys
 ):
     from mmsent.train import loop
+    from mmsent.train.module import HeadModule
 
     lab = make_lab(tmp_path / "lab", n_per_class=4, n_test=3)
-    original = loop.validation_loss
+    target, name = (loop, "validation_loss") if engine == "plain" else (HeadModule, "training_step")
+    original = getattr(target, name)
 
     def terminated(*args, **kwargs):
         os.kill(os.getpid(), signal.SIGTERM)  # what `kill` and job schedulers send
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(loop, "validation_loss", terminated)
+    monkeypatch.setattr(target, name, terminated)
     before = signal.getsignal(signal.SIGTERM)
     command = ["run", *cli_common(lab, tmp_path, tiny_encoders), "--name", "stopped", "--train.jobs", "1"]
-    assert main(command) == 143
+    assert main([*command, "--train.engine", engine]) == 143
     err = capsys.readouterr().err.strip()
     assert err.splitlines()[-1] == "mmsent: terminated (SIGTERM)" and "Traceback" not in err
     # Interrupted, not failed: the folder stays for the next run of the name to clear.
