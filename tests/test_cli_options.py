@@ -6,6 +6,7 @@ import pytest
 from mmsent.cli.main import build_parser, main
 from mmsent.cli.options import HEAD_TRAINING, config_fields, picked, resolve_config
 from mmsent.config import RunConfig
+from mmsent.errors import UsageError
 from mmsent.finetune.config import EndToEndConfig, FinetuneConfig
 
 
@@ -28,7 +29,22 @@ def help_text(capsys, *argv) -> str:
 
 
 def test_defaults_when_nothing_is_given():
-    assert parse() == RunConfig()
+    cfg = parse()
+    # The one difference: the default store's `~` is expanded where the configuration is read.
+    assert cfg.encoders.cache == Path.home() / ".cache" / "mmsent" / "features"
+    cfg.encoders.cache = RunConfig().encoders.cache
+    assert cfg == RunConfig()
+
+
+def test_every_configured_path_has_its_home_folder_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    config = tmp_path / "c.yaml"
+    config.write_text("out: ~/runs\ntrain:\n  log_dir: ~/tb\n")
+    cfg = parse("--config", str(config), "--data", "~/lab", "--cache", "~/store")
+    assert (cfg.data.root, cfg.encoders.cache) == (tmp_path / "lab", tmp_path / "store")
+    assert (cfg.out, cfg.train.log_dir) == (tmp_path / "runs", tmp_path / "tb")
+    with pytest.raises(UsageError, match="argument --cache: cannot expand '~no-such-user-here/x'"):
+        parse("--cache", "~no-such-user-here/x")
 
 
 def test_yaml_then_flags_take_precedence(tmp_path):

@@ -141,6 +141,7 @@ def test_filled_in_list_keeps_the_lab_format_and_probabilities_sit_beside_it(
     tiny_run, tiny_lab, tmp_path, capsys
 ):
     target = tmp_path / "out" / "filled.txt"
+    target.parent.mkdir()  # --output makes no folders
     assert main(["predict", str(tiny_run), "--output", str(target), "--quiet", "--json"]) == 0
     got, _ = json_out(capsys)
     sibling = tmp_path / "out" / "filled.probabilities.csv"
@@ -230,7 +231,7 @@ def test_json_output_keeps_library_prints_off_stdout(monkeypatch, capsys, tmp_pa
 
 
 def test_every_exit_code_is_in_the_help_and_the_readme(capsys):
-    assert set(cli.EXIT_CODES) == {0, 1, 2, 3, 4, 130}
+    assert set(cli.EXIT_CODES) == {0, 1, 2, 3, 4, 130, 143}
     assert main(["--help"]) == 0
     shown = capsys.readouterr().out.split("exit codes:")[1]
     for code, meaning in cli.EXIT_CODES.items():

@@ -25,7 +25,7 @@ def test_decode_prefers_utf8_over_gb18030():
         (b"", "empty"),
         (b"  \r\n\t", "empty"),
         (b"\xef\xbb\xbf \n", "empty"),
-        (b"ok \xff\xff", "neither UTF-8 nor GB18030"),
+        (b"ok \x81\xff", "neither UTF-8 nor GB18030"),  # 0x81: no cp1252 character; 0xff: no GB18030
         (b"abc\x00def", "NUL"),
     ],
 )

@@ -146,6 +146,16 @@ def test_features_match_a_direct_forward_pass(store, images):
     assert np.allclose(stored.tokens, direct.tokens.numpy(), atol=1e-2)
 
 
+def test_key_follows_the_image_decoders_version(store, images, monkeypatch):
+    """The decoder turning pictures upright (EXIF) changed the pixels of stored images: features
+    stored by an older decoder are not found again, so they are extracted anew."""
+    from mmsent.features import store as store_module
+
+    current = store.key(TinyImageEncoder(), images)
+    monkeypatch.setattr(store_module, "DECODER_VERSION", store_module.DECODER_VERSION - 1)
+    assert store.key(TinyImageEncoder(), images) != current
+
+
 def test_key_follows_image_bytes_encoder_identity_and_tokens_flag(store, images):
     encoder = TinyImageEncoder()
     base = store.key(encoder, images)

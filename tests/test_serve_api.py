@@ -257,7 +257,7 @@ def truncated_jpeg() -> bytes:
 
 
 BAD_SINGLE = {
-    "no image": ({"data": {"text": "hello"}}, 422, "no image"),
+    "no image": ({"files": {"text": (None, "hello")}}, 422, "no image"),
     "no text": ({"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}}, 422, "no text"),
     "empty text": ({"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}, "data": {"text": ""}}, 422, "text"),
     "blank text": (
@@ -309,8 +309,26 @@ BAD_SINGLE = {
         415,
         "text/plain",
     ),
-    "image as a plain field": ({"data": {"image": "not a file", "text": "hi"}}, 422, "image"),
+    "image as a plain field": (
+        {"files": {"image": (None, "not a file"), "text": (None, "hi")}},
+        422,
+        "image",
+    ),
     "json body": ({"json": {"image": "abc", "text": "hi"}}, 415, "multipart/form-data"),
+    "url-encoded form": ({"data": {"text": "hi"}}, 415, "application/x-www-form-urlencoded"),
+    "10 MB text field": (
+        {"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}, "data": {"text": "a" * (10 * 1024 * 1024)}},
+        413,
+        "text field 'text' is over 1 MB",
+    ),
+    "invisible text": (
+        {
+            "files": {"image": ("a.jpg", jpeg(), "image/jpeg")},
+            "data": {"text": "\u200b\u200c\u200d\u2060\ufeff"},
+        },
+        422,
+        "text is empty",
+    ),
     "multipart without boundary": (
         {"content": b"x", "headers": {"content-type": "multipart/form-data"}},
         400,
@@ -443,6 +461,7 @@ def test_a_bug_in_the_model_is_a_500_with_a_json_error_not_a_crash(classifier):
 REFUSED = {
     "empty text": (jpeg(), "", "text", "text is empty"),
     "blank text": (jpeg(), " \n\t", "text", "text is empty"),
+    "invisible text": (jpeg(), "\u200b \u200c\u200d\u2060\ufeff", "text", "text is empty"),
     "text with NUL": (jpeg(), "a\x00b", "text", "NUL"),
     "text too long": (jpeg(), "a" * (MAX_TEXT_CHARS + 1), "text", f"limit is {MAX_TEXT_CHARS}"),
     "not an image": (b"plain words, no picture", "hello", "image", "not an image"),

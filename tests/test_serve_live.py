@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -20,6 +21,7 @@ from mmsent import LABELS
 from mmsent.model import Predictor
 from mmsent.serve.app import create_app
 from mmsent.serve.classifier import Classifier
+from mmsent.serve.protocol import server_options
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -46,24 +48,32 @@ def jpeg(colour: tuple[int, int, int], size: tuple[int, int] = (80, 60)) -> byte
     return out.getvalue()
 
 
-@pytest.fixture(scope="module")
-def server(tiny_run) -> Iterator[str]:
-    """uvicorn in a thread, on a loopback socket bound here (port 0: no race for a free port)."""
+@contextmanager
+def running(app, **options) -> Iterator[str]:
+    """uvicorn in a thread, on a loopback socket bound here (port 0: no race for a free port),
+    with the options `mmsent serve` uses unless `options` says otherwise."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    app = create_app(fused_classifier(tiny_run))
-    instance = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    instance = uvicorn.Server(uvicorn.Config(app, log_level="warning", **(server_options() | options)))
     thread = threading.Thread(target=instance.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
     while not instance.started:
         assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    instance.should_exit = True
-    thread.join(timeout=10)
-    sock.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        instance.should_exit = True
+        thread.join(timeout=10)
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_run) -> Iterator[str]:
+    with running(create_app(fused_classifier(tiny_run))) as url:
+        yield url
 
 
 def fused_classifier(run: Path) -> Classifier:
@@ -114,6 +124,34 @@ def test_load_8_concurrent_clients_400_requests_no_error_no_mixups(server):
                 expected[which]["probabilities"][label], abs=1e-5
             )
     print(f"\n400 requests from 8 clients in {elapsed:.1f} s ({400 / elapsed:.0f} req/s)")
+
+
+def received_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (socket.timeout if it never does)."""
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_a_client_that_never_finishes_its_headers_is_disconnected(tiny_run):
+    # A short header deadline, and a keep-alive timeout long past the socket's: only the deadline closes.
+    options = server_options(header_timeout=0.5) | {"timeout_keep_alive": 120}
+    with running(create_app(Classifier.load(tiny_run)), **options) as url:
+        port = int(url.rsplit(":", 1)[1])
+        half = b"POST /v1/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Ty"
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as slow:
+            slow.sendall(half)
+            assert received_until_closed(slow) == b""  # closed, no answer
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as silent:
+            assert received_until_closed(silent) == b""  # connected, never sent a byte
+        # One request answered, then half of the next: the deadline starts again after each answer.
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as kept:
+            kept.sendall(b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n" + half)
+            answered = received_until_closed(kept)
+            assert answered.startswith(b"HTTP/1.1 200") and answered.count(b"HTTP/1.1") == 1
+        with httpx.Client(base_url=url, timeout=60) as client:  # a client that sends in time is served
+            assert predict(client, PAIRS[0]).status_code == 200
 
 
 def effect_sentence(label: str, fusion: dict) -> str:

@@ -269,3 +269,35 @@ def test_cv_and_search_reuse_the_cross_fitted_backbones(
     assert "this study was made with other settings" in capsys.readouterr().err
     assert main([*args, "--ft.text.epochs", "2"]) != 0
     assert "--ft.text.epochs only applies with --finetune-text" in capsys.readouterr().err
+
+
+def test_run_quality_with_the_default_cache_writes_under_home(
+    work, tiny_lab, tiny_encoders, monkeypatch, tmp_path
+):
+    """The default store `~/.cache/mmsent/features` is the home folder's, for mmsent and for
+    Lightning's checkpoints alike: the quality path finishes, and no folder named `~` appears."""
+    import yaml
+
+    from mmsent.search import experiment
+
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir(), cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    shipped = yaml.safe_load(experiment.QUALITY_FILE.read_text())
+    quick = dict(
+        shipped,
+        folds=2,
+        seeds=[0],
+        recipes=[dict(shipped["recipes"][1], epochs=2)],
+        finetune_text={"epochs": 1, "batch_size": 8},
+    )
+    spec = tmp_path / "quality.yaml"
+    spec.write_text(yaml.safe_dump(quick))
+    monkeypatch.setattr(experiment, "QUALITY_FILE", spec)
+    args = flags(tiny_lab, tiny_encoders, work, "quality-home")
+    args = args[: args.index("--cache")] + args[args.index("--cache") + 2 :]  # the default store
+    assert main(["run", *args, "--quality"]) == 0
+    assert not (cwd / "~").exists() and list(cwd.iterdir()) == []
+    backbones = home / ".cache" / "mmsent" / "features" / "text-backbones"
+    assert len(list(backbones.glob("*/tune-text/tuned/encoder.pt"))) == 3  # two folds and all pairs

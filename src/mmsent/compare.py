@@ -39,37 +39,44 @@ def compare(cfg: RunConfig, seeds: list[int] | None = None, progress: bool = Tru
     check_heads(heads)
     check_logger(cfg.train, cfg.train.engine)
     cfg = dataclasses.replace(cfg, name=cfg.name or "compare")
-    run = RunFolder.create(cfg)
-    labelled = encode(cfg, load_list(cfg, cfg.data.train_list), progress)
-    train_pairs, val_pairs = split_pairs(cfg.split, labelled.pairs)
-    run.write_json("split.json", {"train": [p.guid for p in train_pairs], "val": [p.guid for p in val_pairs]})
-    table = labelled.table()
-    row_of = {p.guid: i for i, p in enumerate(table.pairs)}
-    train_rows = np.array([row_of[p.guid] for p in train_pairs])
-    val_rows = np.array([row_of[p.guid] for p in val_pairs])
-    labels = table.labels.numpy()
+    with RunFolder.create(cfg) as run:
+        labelled = encode(cfg, load_list(cfg, cfg.data.train_list), progress)
+        train_pairs, val_pairs = split_pairs(cfg.split, labelled.pairs)
+        run.write_json(
+            "split.json", {"train": [p.guid for p in train_pairs], "val": [p.guid for p in val_pairs]}
+        )
+        table = labelled.table()
+        row_of = {p.guid: i for i, p in enumerate(table.pairs)}
+        train_rows = np.array([row_of[p.guid] for p in train_pairs])
+        val_rows = np.array([row_of[p.guid] for p in val_pairs])
+        labels = table.labels.numpy()
 
-    baseline = majority_scores(labels, [(train_rows, val_rows)])[0]
-    records = [{"head": MAJORITY, "seed": s, **baseline, "params": 0, "train_seconds": 0.0} for s in seeds]
-    with overall_progress(len(heads) * len(seeds), "compare", progress):
-        for head in heads:
-            for seed in seeds:
-                records.append(fit_and_score(cfg, head, seed, table, train_rows, val_rows))
-                run.write_json("records.json", records)  # after every fit: a stopped compare keeps it
-                step_done(what=f"{head}, seed {seed}")
+        baseline = majority_scores(labels, [(train_rows, val_rows)])[0]
+        records = [
+            {"head": MAJORITY, "seed": s, **baseline, "params": 0, "train_seconds": 0.0} for s in seeds
+        ]
+        with overall_progress(len(heads) * len(seeds), "compare", progress):
+            for head in heads:
+                for seed in seeds:
+                    records.append(fit_and_score(cfg, head, seed, table, train_rows, val_rows))
+                    run.write_json("records.json", records)  # after every fit: a stopped compare keeps it
+                    step_done(what=f"{head}, seed {seed}")
 
-    notes = {
-        "data": str(cfg.data.root),
-        "encoders": table.encoder_names,
-        "split": f"{len(train_pairs)} training / {len(val_pairs)} validation pairs (seed {cfg.split.seed})",
-        "seeds": ", ".join(map(str, seeds)),
-        "selection": f"epoch of lowest validation loss (patience {cfg.train.patience}); "
-        f"loss {cfg.train.loss}, class weights {cfg.train.class_weights}",
-    }
-    files = write_report(records, run.path, title="mmsent compare: fusion heads and ablations", notes=notes)
-    partial = run.path
-    run.finish()
-    return {kind: run.path / path.relative_to(partial) for kind, path in files.items()}
+        notes = {
+            "data": str(cfg.data.root),
+            "encoders": table.encoder_names,
+            "split": f"{len(train_pairs)} training / {len(val_pairs)} validation pairs "
+            f"(seed {cfg.split.seed})",
+            "seeds": ", ".join(map(str, seeds)),
+            "selection": f"epoch of lowest validation loss (patience {cfg.train.patience}); "
+            f"loss {cfg.train.loss}, class weights {cfg.train.class_weights}",
+        }
+        files = write_report(
+            records, run.path, title="mmsent compare: fusion heads and ablations", notes=notes
+        )
+        partial = run.path
+        run.finish()
+        return {kind: run.path / path.relative_to(partial) for kind, path in files.items()}
 
 
 def fit_and_score(cfg: RunConfig, head: str, seed: int, table, train_rows, val_rows) -> dict:

@@ -9,12 +9,54 @@ string under each field documents it: it is the field's `--help` text.
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
+
+from mmsent.errors import BadSetting
 
 DEFAULT_DATA = Path("../shared/datasets/mvsa-lab5")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The values a numeric setting may take (besides being finite: no NaN, no infinity),
+    checked where the configuration is read, before a run makes any folder."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False  # `low` itself is not allowed
+    high_open: bool = False
+
+    def allows(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            return False
+        return self.high is None or (value < self.high or (not self.high_open and value == self.high))
+
+    def __str__(self) -> str:
+        low, high = (
+            f"{b:.0f}" if float(b).is_integer() else f"{b:g}" for b in (self.low or 0, self.high or 0)
+        )
+        if self.low is None and self.high is None:
+            return "(finite)"
+        if self.high is None:
+            return f"{'>' if self.low_open else '>='} {low}"
+        if self.low is None:
+            return f"{'<' if self.high_open else '<='} {high}"
+        return f"in {'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+# The kinds of numbers settings are; a field's annotation says which (plain int and float: any finite).
+Count = Annotated[int, Limits(1)]  # sizes and numbers of things: at least one
+Natural = Annotated[int, Limits(0)]  # zero allowed (0 means "none" or "off")
+Seed = Annotated[int, Limits(0, 2**32 - 1)]  # what NumPy and PyTorch both take
+Positive = Annotated[float, Limits(0, low_open=True)]
+NonNegative = Annotated[float, Limits(0)]
+Share = Annotated[float, Limits(0, 1, high_open=True)]  # dropout, label smoothing: 1 would leave nothing
 
 
 @dataclass
@@ -48,14 +90,18 @@ class DataConfig:
 
 @dataclass
 class SplitConfig:
-    folds: int = 5
+    folds: Annotated[int, Limits(2)] = 5
     """cross-validation folds (grouped, stratified): the main job chooses its model by them"""
-    seed: int = 0
+    seed: Seed = 0
     """seed of the folds and of the single split"""
-    val_fraction: float = 0.15
+    val_fraction: Annotated[float, Limits(0, 1, low_open=True, high_open=True)] = 0.15
     """share of the labelled pairs held out by the single split of `compare` and `finetune`"""
-    fold: int = -1
+    fold: Annotated[int, Limits(-1)] = -1
     """>= 0: that fold of `folds` is the single split's validation instead (0..folds-1)"""
+
+    def check(self, prefix: str) -> None:
+        if self.fold >= self.folds:
+            raise BadSetting(f"{prefix}fold", f"must be below {prefix}folds ({self.folds}), not {self.fold}")
 
 
 @dataclass
@@ -64,19 +110,26 @@ class EncoderConfig:
     """image encoder: efficientnet-lite0, hf-resnet:<hub id or folder>, finetuned:<folder>, ..."""
     text: str = "minilm"
     """text encoder: minilm, mbert, hf-text:<hub id or folder>, finetuned:<folder>, ..."""
-    max_text_tokens: int = 64
+    max_text_tokens: Count = 64
     """tweets are cut to this many tokens"""
     runtime: Literal["onnx", "onnx-int8", "torch"] = "onnx"
     """where extraction and serving run the encoders: ONNX Runtime (exported once, several times faster
     on CPU, features at cosine >= 0.999 of PyTorch's), its int8 form, or PyTorch (fine-tuning always is)"""
-    batch_size: int = 32
+    batch_size: Count = 32
     """pairs per forward pass when extracting features"""
-    workers: int = 1
+    workers: Natural = 1
     """image-decoding processes, overlapping the forward pass (0: decode in the main process)"""
     tokens: bool = True
     """also store token sequences (needed by the transformer heads)"""
     cache: Path = Path("~/.cache/mmsent/features")
     """feature store: features extracted once per encoder and data, reused by every run"""
+
+    def check(self, prefix: str) -> None:
+        cache = Path(self.cache)
+        blocking = next((p for p in (cache, *cache.parents) if p.exists() and not p.is_dir()), None)
+        if blocking is not None:
+            what = "it" if blocking == cache else f"{str(blocking)!r} in it"
+            raise BadSetting(f"{prefix}cache", f"must name a folder, but {what} is a file: {str(cache)!r}")
 
 
 @dataclass
@@ -84,42 +137,42 @@ class TrainConfig:
     heads: list[str] = field(default_factory=lambda: ["linear_probe", "text_only", "image_only", "concat"])
     """the candidates cross-validated (linear_probe, text_only, image_only, concat, gated_image,
     gated_text, single_stream, dual_stream, ...); the mean of those reading both modalities is one too"""
-    seed: int = 0
+    seed: Seed = 0
     """seed of weight initialisation and batch order"""
-    repeats: int = 3
+    repeats: Count = 3
     """each head candidate is trained this many times (seeds seed, seed+1, ...), its answers averaged"""
-    max_epochs: int = 15
+    max_epochs: Count = 15
     """most epochs a head trains (with patience 0: exactly this many, cosine schedule to zero)"""
-    patience: int = 0
+    patience: Natural = 0
     """> 0: keep the epoch of lowest validation loss, stop after this many epochs without a better one"""
-    batch_size: int = 128
+    batch_size: Count = 128
     """pairs per training step"""
-    lr: float = 3e-4
+    lr: Positive = 3e-4
     """learning rate (AdamW)"""
-    weight_decay: float = 0.05
+    weight_decay: NonNegative = 0.05
     """AdamW weight decay"""
-    hidden: int = 64
+    hidden: Count = 64
     """width of the classifier's hidden layer (heads that have one)"""
-    dropout: float = 0.5
+    dropout: Share = 0.5
     """dropout before the classifier"""
-    input_dropout: float = 0.2
+    input_dropout: Share = 0.2
     """dropout on the pooled input features while training (heads on pooled vectors)"""
     loss: Literal["ce", "focal"] = "ce"
     """cross-entropy, or focal loss (down-weights easy pairs)"""
-    class_weights: float = 0.0
+    class_weights: NonNegative = 0.0
     """weight the loss by the inverse class frequency to this power: 0 none, 1 full"""
-    label_smoothing: float = 0.0
+    label_smoothing: Share = 0.0
     """share of each target spread over the other classes"""
-    jobs: int = 1
+    jobs: Natural = 1
     """processes that train folds and seeds side by side with the plain engine (0: one per CPU core;
     each holds its own copy of torch and the features, ~650 MB, so 1 keeps a run under 2 GB)"""
     engine: Literal["auto", "plain", "lightning"] = "auto"
     """training loop: plain (fast, one CPU process), lightning (DDP, GPU); auto picks by devices"""
-    devices: int = 1
+    devices: Count = 1
     """processes (GPUs, or CPU processes) per node; >1: distributed data parallel"""
     accelerator: str = "auto"
     """Lightning accelerator: auto, cpu, gpu, ..."""
-    num_nodes: int = 1
+    num_nodes: Count = 1
     """machines taking part in distributed training"""
     precision: Literal["auto", "32-true", "bf16-mixed", "16-mixed"] = "auto"
     """numeric precision; auto: bf16 or fp16 mixed on a GPU, 32-bit elsewhere"""
@@ -130,6 +183,10 @@ class TrainConfig:
     log_dir: Path = Path("runs/tensorboard")
     """where --train.logger tensorboard writes, a folder per model and fit (tensorboard --logdir PATH);
     such fits train again rather than being read back from the fit cache"""
+
+    def check(self, prefix: str) -> None:
+        if not self.heads:
+            raise BadSetting(f"{prefix}heads", "must name at least one model")
 
 
 @dataclass
@@ -163,9 +220,10 @@ def to_plain(cfg) -> dict:
 
 
 def from_plain(cls, data: dict | None, prefix: str = ""):
-    """Rebuild a config dataclass from `to_plain` output (nested sections included),
-    checking each value's type so a bad YAML value is named rather than crashing later."""
-    hints = typing.get_type_hints(cls)
+    """Rebuild a config dataclass from `to_plain` output (nested sections included), checking
+    each value's type and range (`Limits`) so a bad value is named (BadSetting) rather than
+    failing later, half-way through a run."""
+    hints = typing.get_type_hints(cls, include_extras=True)
     values = {}
     for f in dataclasses.fields(cls):
         if data is None or f.name not in data:
@@ -176,27 +234,53 @@ def from_plain(cls, data: dict | None, prefix: str = ""):
             if dataclasses.is_dataclass(hint)
             else checked(value, hint, prefix + f.name)
         )
-    return cls(**values)
+    config = cls(**values)
+    if hasattr(config, "check"):  # rules between fields
+        config.check(prefix)
+    return config
+
+
+def validated(config):
+    """`config` (a dataclass built in Python) checked as if it had been read: BadSetting if not."""
+    from_plain(type(config), to_plain(config))
+    return config
+
+
+def expanded(value, name: str = "") -> Path:
+    """A configured path with `~` expanded, here where the configuration is read and nowhere
+    later: a `~` left in would be a folder named `~` to mmsent, and the home folder to the
+    libraries that expand it themselves (Lightning's checkpoints)."""
+    try:
+        path = Path(value).expanduser()
+    except RuntimeError:  # ~user of no such user, or no home folder to expand `~` to
+        path = Path(value)
+    if path.parts and path.parts[0].startswith("~"):
+        raise BadSetting(name, f"cannot expand {str(value)!r} (no such home folder)")
+    return path
 
 
 def checked(value, hint, name: str):
-    """`value` as type `hint`, or MmsentError naming the option."""
-    from mmsent.errors import MmsentError
-
+    """`value` as type `hint` (within its Limits, if annotated with them), or BadSetting naming it."""
+    limits = None
+    if typing.get_origin(hint) is Annotated:
+        hint, limits = typing.get_args(hint)[:2]
     origin = typing.get_origin(hint)
     if origin is Literal:
         if value not in typing.get_args(hint):
             choices = ", ".join(map(str, typing.get_args(hint)))
-            raise MmsentError(f"option {name} must be one of {choices}, not {value!r}")
+            raise BadSetting(name, f"must be one of {choices}, not {value!r}")
         return value
     if origin is list:
         if not isinstance(value, list):
             value = [value]
         return [checked(v, typing.get_args(hint)[0], name) for v in value]
     if hint is Path:
-        return Path(value)
+        return expanded(value, name)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+        value = float(value)
     if not isinstance(value, hint) or (hint is int and isinstance(value, bool)):
-        raise MmsentError(f"option {name} must be {hint.__name__}, not {value!r}")
+        raise BadSetting(name, f"must be {hint.__name__}, not {value!r}")
+    if hint in (int, float) and not (limits or Limits()).allows(value):
+        kind = "a number" if hint is float else "a whole number"
+        raise BadSetting(name, f"must be {kind} {limits or Limits()}, not {value!r}")
     return value

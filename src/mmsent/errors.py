@@ -27,3 +27,15 @@ class MmsentError(Exception):
 
 class BadInput(MmsentError):
     """A data file is missing, unreadable or malformed."""
+
+
+class BadSetting(MmsentError):
+    """A setting given a value it cannot take; `option` is its dotted name (train.lr)."""
+
+    def __init__(self, option: str, problem: str, path: str | Path | None = None):
+        self.option, self.problem = option, problem
+        super().__init__(f"option {option} {problem}", path)
+
+
+class UsageError(MmsentError):
+    """A bad value typed on the command line: the command's usage and one line, exit 2 (as argparse)."""

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from mmsent import LABELS
-from mmsent.config import EncoderConfig
+from mmsent.config import EncoderConfig, expanded
 from mmsent.errors import MmsentError
 from mmsent.evaluate.metrics import classification_metrics, metrics_table
 from mmsent.evaluate.predictions import probabilities_path, write_filled_list
@@ -32,7 +32,7 @@ def encode_for_run(run: RunFolder, list_name: str, root: Path | None, progress: 
     extracted there."""
     cfg = run.run_config()
     if not store_root(cfg).is_dir():  # a run copied from another machine
-        default = EncoderConfig().cache
+        default = expanded(EncoderConfig().cache)
         log.warning("the run's feature store %s is not here; using %s", store_root(cfg), default)
         cfg.encoders.cache = default
     return encode(cfg, load_list(cfg, list_name, root), progress)
@@ -59,6 +59,8 @@ def predict(
     `predictions/<name>/<list>`, from one extraction. `encoded`: the list's features when the
     caller has them already (the main job), else they are read under the run's encoders.
     """
+    if output is not None and not Path(output).parent.is_dir():  # a mistyped folder is not made
+        raise MmsentError("no such folder for --output (it is not created)", Path(output).parent)
     model = load_run(run.path, expect_encoders=run.meta["encoders"])
     chosen = model.answering_with(head) if head else model
     name = Path(list_name).name

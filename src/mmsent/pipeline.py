@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from mmsent.config import RunConfig
+from mmsent.data import LoadResult
 from mmsent.errors import MmsentError
 from mmsent.evaluate.run_report import write_run_report
 from mmsent.features.encode import Encoded, encode, encode_lists, load_list, release_encoders
@@ -116,8 +117,16 @@ def train(
     started = time.perf_counter()
     # before the run folder: bad input leaves nothing behind
     load = labelled.load if labelled is not None else load_list(cfg, cfg.data.train_list)
-    own_run = run is None
-    run = run or RunFolder.create(cfg)
+    if run is not None:  # part of a larger job (run_all), which owns the folder
+        return train_into(run, cfg, load, labelled, progress, started)
+    with RunFolder.create(cfg) as run:
+        return train_into(run, cfg, load, labelled, progress, started).finish()
+
+
+def train_into(
+    run: RunFolder, cfg: RunConfig, load: LoadResult, labelled: Encoded | None, progress: bool, started: float
+) -> RunFolder:
+    """`train`'s work, written into `run`."""
     if labelled is None:
         labelled = encode(cfg, load, progress)
     release_encoders()  # training needs only the stored features
@@ -182,7 +191,7 @@ def train(
         audit,
         labelled.skipped,
     )
-    return run.finish() if own_run else run
+    return run
 
 
 def mean_curve(histories: list[list[dict]]) -> dict[str, list[float]]:
@@ -205,24 +214,30 @@ def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
     check_logger(cfg.train, cfg.train.engine)
     # a bad row stops us before any training
     loads = [load_list(cfg, list_name) for list_name in (cfg.data.train_list, cfg.data.test_list)]
-    run = RunFolder.create(cfg)
-    findings = audit(
-        Path(cfg.data.root), [cfg.data.train_list, cfg.data.test_list], cfg.data.clean, progress=progress
-    )
-    run.write_json("audit.json", findings)
-    if findings["problems"]:
-        log.warning("the audit found %d problems; see %s", len(findings["problems"]), run.path / "audit.json")
-    # Both lists' features first (train then lets the encoders go): extracting the test list after
-    # training would fork an image-decoding worker from a process grown by training (the cold run's
-    # peak). Each list is encoded once: opening a store hashes every image and array it holds.
-    labelled, unlabelled = encode_lists(cfg, loads, progress)
-    train(cfg, progress, run, labelled)
-    filled, missing = predict(run, cfg.data.test_list, every_head=True, progress=progress, encoded=unlabelled)
-    if missing:
-        log.warning("%d rows of %s could not be predicted and stay null", len(missing), cfg.data.test_list)
-    partial = run.path
-    run.finish()
-    return run, run.path / filled.relative_to(partial)
+    with RunFolder.create(cfg) as run:
+        findings = audit(
+            Path(cfg.data.root), [cfg.data.train_list, cfg.data.test_list], cfg.data.clean, progress=progress
+        )
+        run.write_json("audit.json", findings)
+        if findings["problems"]:
+            log.warning(
+                "the audit found %d problems; see %s", len(findings["problems"]), run.path / "audit.json"
+            )
+        # Both lists' features first (train then lets the encoders go): extracting the test list after
+        # training would fork an image-decoding worker from a process grown by training (the cold run's
+        # peak). Each list is encoded once: opening a store hashes every image and array it holds.
+        labelled, unlabelled = encode_lists(cfg, loads, progress)
+        train(cfg, progress, run, labelled)
+        filled, missing = predict(
+            run, cfg.data.test_list, every_head=True, progress=progress, encoded=unlabelled
+        )
+        if missing:
+            log.warning(
+                "%d rows of %s could not be predicted and stay null", len(missing), cfg.data.test_list
+            )
+        partial = run.path
+        run.finish()
+        return run, run.path / filled.relative_to(partial)
 
 
 __all__ = ["run_all", "select", "train"]

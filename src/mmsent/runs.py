@@ -16,8 +16,10 @@
 A run is written as <out>/<name>.partial and renamed to <out>/<name> by `finish`
 once complete, so a folder without the suffix is always a whole run. The partial
 folder holds the process id of its writer; a partial folder whose writer is gone
-(a failed or interrupted run) is cleared by the next run of that name, so it
-never blocks the name.
+(an interrupted run: Ctrl-C, SIGTERM) is cleared by the next run of that name, so
+it never blocks the name. A run that fails removes its own folder at once (`with
+RunFolder.create(cfg) as run:`): on a full disk, failed runs piling up would only
+fill it further.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from mmsent.config import RunConfig, from_plain, to_plain
+from mmsent.config import RunConfig, from_plain, to_plain, validated
 from mmsent.errors import MmsentError
 from mmsent.files import make_folder, process_alive, sync_folder, write_json, write_text
 
@@ -90,12 +92,14 @@ def run_record(
 @dataclass
 class RunFolder:
     path: Path
+    finished: bool = True  # False from `create` until `finish`
 
     @classmethod
     def create(cls, cfg: RunConfig, partial: bool = True) -> RunFolder:
         """A new run folder for `cfg`: <out>/<name>.partial until `finish` (see the module docstring).
 
         `partial=False` writes <out>/<name> directly, for runs whose files name the folder itself."""
+        validated(cfg)  # a bad setting is named before any folder is made
         out = make_folder(cfg.out)
         if cfg.name:
             path = out / cfg.name
@@ -111,11 +115,21 @@ class RunFolder:
             path = _partial(path)
             _clear_abandoned(path)
         make_folder(path)
-        run = cls(path)
+        run = cls(path, finished=False)
         if partial:
             (path / WRITER).write_text(str(os.getpid()), encoding="utf-8")
         run.write_yaml("config.yaml", to_plain(located(cfg)))
         return run
+
+    def __enter__(self) -> RunFolder:
+        return self
+
+    def __exit__(self, kind, error, trace) -> None:
+        """A run that failed (an Exception) takes its unfinished folder with it; one stopped from
+        outside (KeyboardInterrupt; Lightning's SystemExit) leaves it for the next run to clear."""
+        if isinstance(error, Exception) and not self.finished and self.path.is_dir():
+            log.info("removing %s: the run failed", self.path)
+            shutil.rmtree(self.path, ignore_errors=True)
 
     @property
     def name(self) -> str:
@@ -123,6 +137,7 @@ class RunFolder:
 
     def finish(self) -> RunFolder:
         """Rename a complete <name>.partial to <name>; from now on it is a whole run."""
+        self.finished = True  # complete: kept, even where it cannot take its name below
         if not self.path.name.endswith(PARTIAL):
             return self
         final = self.path.with_name(self.name)

@@ -3,7 +3,8 @@
 Exit codes (EXIT_CODES; also in `mmsent --help` and the README): 0 done; 1 `audit --strict`
 found problems; 2 the command line is wrong (argparse); 3 bad data or settings (MmsentError,
 one line naming the file); 4 an error inside mmsent (one line; `-v` shows the traceback);
-130 interrupted (Ctrl-C).
+130 interrupted (Ctrl-C); 143 terminated (SIGTERM): both leave the run's partial folder for
+the next run to clear, while a run that fails removes its own.
 
 `--json` (predict, evaluate, run, audit): the command's answer as one JSON object on stdout;
 everything else it prints goes to stderr meanwhile, so stdout parses whatever runs below.
@@ -19,6 +20,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import signal
 import sys
 import time
@@ -32,9 +34,10 @@ from mmsent.cli.options import EXTRACTION, HEAD_TRAINING, SINGLE_SPLIT, add_run_
 from mmsent.cli.parser import CommandParser, HelpFormatter, TopParser, add_command, add_global_flags
 from mmsent.cli.search import add_commands as search_commands
 from mmsent.config import DEFAULT_DATA, CleanConfig, RunConfig, TrainConfig
-from mmsent.errors import MmsentError
+from mmsent.errors import MmsentError, UsageError
 
-EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, EXIT_INPUT, EXIT_INTERNAL = 0, 1, 2, 3, 4
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143  # 128 + the signal's number, as a shell reports them
 EXIT_CODES = {
     EXIT_OK: "done",
     EXIT_PROBLEMS: "`mmsent audit --strict` found problems",
@@ -42,6 +45,7 @@ EXIT_CODES = {
     EXIT_INPUT: "bad data or settings: one line naming the file (and line) at fault",
     EXIT_INTERNAL: "an error inside mmsent: one line; -v shows the traceback",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C)",
+    EXIT_TERMINATED: "terminated (SIGTERM, e.g. `kill` or a job scheduler stopping it)",
 }
 
 
@@ -214,7 +218,9 @@ def check_predict(args, parser: argparse.ArgumentParser) -> None:
 def pair_text(args) -> str:
     """The pair's text, from --text or --text-file (read as the lab's text files are)."""
     if args.text_file is None:
-        if not args.text.strip():
+        from mmsent.data.texts import is_blank
+
+        if is_blank(args.text):
             raise MmsentError("the text is empty", "--text")
         return args.text
     from mmsent.data import decode_text
@@ -397,7 +403,8 @@ def add_commands(commands) -> None:
         "--output",
         type=Path,
         metavar="FILE",
-        help="output file (default: <run>/predictions/<list>; with --head, <run>/predictions/<head>/<list>); "
+        help="output file, in an existing folder (default: <run>/predictions/<list>; with --head, "
+        "<run>/predictions/<head>/<list>); "
         "the class probabilities go beside it, in <name>.probabilities.csv",
     )
     predict.add_argument(
@@ -462,15 +469,20 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as done:  # --help and --version (0), or a usage error (2): argparse printed it
         return done.code if isinstance(done.code, int) else EXIT_USAGE
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
-    interrupted = []
+    stopped_by: list[int] = []
+    main_process = os.getpid()
 
-    def on_interrupt(signum, frame):
-        interrupted.append(signum)
-        signal.default_int_handler(signum, frame)  # raises KeyboardInterrupt
+    def on_signal(signum, frame):
+        if signum == signal.SIGTERM and os.getpid() != main_process:
+            # A forked worker (a pool being closed) inherits this handler: it ends as it always did.
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        stopped_by.append(signum)
+        raise KeyboardInterrupt  # SIGTERM too: unwinds as Ctrl-C does, rather than a silent death
 
     # Lightning turns a KeyboardInterrupt during training into sys.exit(1) (and ignores SIGINT
     # from then on); noting the signal here tells that exit from a real one.
-    previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
     try:
         if not getattr(args, "json", False):
             return args.func(args)
@@ -478,6 +490,10 @@ def main(argv: list[str] | None = None) -> int:
         args.stdout = sys.stdout
         with contextlib.redirect_stdout(sys.stderr):
             return args.func(args)
+    except UsageError as error:  # a bad value typed on the command line, found once it was read
+        args.parser.print_usage(sys.stderr)
+        print(f"{args.parser.prog}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except MmsentError as error:
         print(f"mmsent: error: {error}", file=sys.stderr)
         return EXIT_INPUT
@@ -487,17 +503,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mmsent: error: {error.filename}: {error.strerror or error}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
-        print("mmsent: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return stopped(stopped_by)
     except SystemExit:
-        if not interrupted:
+        if not stopped_by:
             raise
-        print("mmsent: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return stopped(stopped_by)
     except Exception as error:
         return internal_error(error, args.verbose)
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def stopped(signals: list[int]) -> int:
+    """One line for a run stopped from outside, and the exit code a shell gives that signal."""
+    if signal.SIGTERM in signals:
+        print("mmsent: terminated (SIGTERM)", file=sys.stderr)
+        return EXIT_TERMINATED
+    print("mmsent: interrupted", file=sys.stderr)
+    return EXIT_INTERRUPTED
 
 
 def internal_error(error: Exception, verbose: bool) -> int:

@@ -24,7 +24,7 @@ import yaml
 
 from mmsent.cli.parser import group, hide
 from mmsent.config import RunConfig, from_plain, to_plain
-from mmsent.errors import MmsentError
+from mmsent.errors import BadSetting, MmsentError, UsageError
 
 # Which fields a command reads: sections or single fields, as `picks` of add_run_options.
 EXTRACTION = ("data", "encoders")
@@ -177,7 +177,7 @@ def resolve_config(args: argparse.Namespace, defaults: RunConfig | None = None) 
     for field in config_fields(RunConfig()):
         if hasattr(args, field.name):
             set_dotted(data, field.name, getattr(args, field.name))
-    return from_plain(RunConfig, data)
+    return settings_checked(args, RunConfig, data)
 
 
 def resolve_section(args: argparse.Namespace, prefix: str, config) -> Any:
@@ -186,7 +186,19 @@ def resolve_section(args: argparse.Namespace, prefix: str, config) -> Any:
     for field in config_fields(config):
         if hasattr(args, f"{prefix}.{field.name}"):
             set_dotted(data, field.name, getattr(args, f"{prefix}.{field.name}"))
-    return from_plain(type(config), data, prefix=f"{prefix}.")
+    return settings_checked(args, type(config), data, prefix=f"{prefix}.")
+
+
+def settings_checked(args: argparse.Namespace, cls, data: dict, prefix: str = ""):
+    """The configuration built from `data`, every setting checked before anything is made: a bad
+    value typed as a flag is a usage error (exit 2), one from the --config file names the file."""
+    try:
+        return from_plain(cls, data, prefix)
+    except BadSetting as error:
+        if hasattr(args, error.option):
+            flag = SHORT_NAMES.get(error.option, f"--{error.option}")
+            raise UsageError(f"argument {flag}: {error.problem}") from None
+        raise BadSetting(error.option, error.problem, getattr(args, "config", None)) from None
 
 
 def given(args: argparse.Namespace, names: Iterable[str]) -> list[str]:

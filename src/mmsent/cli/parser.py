@@ -118,6 +118,6 @@ def add_command(commands, name: str, func, summary: str, example: str, descripti
         allow_abbrev=False,  # one spelling: `--train.max` is not `--train.max_epochs`
     )
     parser.help_all = parser.add_argument("--help-all", action=HelpAll, help="list every option")
-    parser.set_defaults(func=func)
+    parser.set_defaults(func=func, parser=parser)
     add_global_flags(parser, after_command=True)
     return parser

@@ -13,7 +13,7 @@ from mmsent.data.pairs import (
     read_list,
 )
 from mmsent.data.split import duplicate_groups, group_ids, kfold, split_pairs, train_val_split
-from mmsent.data.texts import clean_text, decode_text
+from mmsent.data.texts import clean_text, decode_text, is_blank
 
 __all__ = [
     "ListRow",
@@ -29,6 +29,7 @@ __all__ = [
     "group_ids",
     "image_digest",
     "image_size",
+    "is_blank",
     "kfold",
     "load_pairs",
     "open_image",

@@ -30,7 +30,7 @@ from mmsent.config import CleanConfig, DataConfig
 from mmsent.data.images import open_image
 from mmsent.data.pairs import ListRow, Pair, Skipped, check_row, read_list
 from mmsent.data.split import duplicate_groups
-from mmsent.data.texts import decode_text, doubtful_decoding
+from mmsent.data.texts import decode_text, doubtful_decoding, is_blank
 from mmsent.errors import BadInput
 
 # Kinds of row problem that leave nothing to decode (the header already failed, or the file is not ours).
@@ -232,7 +232,7 @@ def audit(
         "codecs": dict(Counter(pair.codec for pair in pairs)),
         "text_words": _stats([len(pair.raw_text.split()) for pair in pairs]),
         "cleaned_words": _stats([len(pair.text.split()) for pair in pairs]),
-        "cleaned_empty": [pair.guid for pair in pairs if not pair.text],
+        "cleaned_empty": [pair.guid for pair in pairs if is_blank(pair.text)],
         "doubtful_texts": doubtful,
         "images": {
             "count": len(good),

@@ -14,6 +14,13 @@ A picture over MAX_PIXELS is refused on its header, before any pixel is
 decoded. A JPEG opened with `draft_size` is decoded at 1/2, 1/4 or 1/8 scale
 (libjpeg's DCT scaling), so a big JPEG never takes its full size in memory;
 the other formats have no such mode, and the pixel limit is what bounds them.
+
+A decoded picture is turned upright by its EXIF orientation tag (a phone's portrait
+photo is stored sideways with a tag saying so), here, once, for training and serving
+alike. Pictures of one float channel (TIFF mode "F"), 16-bit or 32-bit integers are
+brought to 8 bits by their range rather than clipped (black, or white, otherwise).
+DECODER_VERSION keys the feature store: a change in the pixels this module hands out
+makes every stored image feature be extracted again.
 """
 
 from __future__ import annotations
@@ -28,7 +35,8 @@ from functools import cache
 from pathlib import Path
 from typing import BinaryIO
 
-from PIL import Image, UnidentifiedImageError
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from mmsent.errors import BadInput
 
@@ -36,6 +44,9 @@ from mmsent.errors import BadInput
 # absurd sizes (DecompressionBombError), broken palettes/structures (IndexError, struct.error).
 PIL_FAULTS = (OSError, SyntaxError, ValueError, IndexError, Image.DecompressionBombError)
 MAX_PIXELS = 40_000_000  # per picture, for data/ and for uploads alike
+# 2: EXIF orientation applied, float and 32-bit pictures scaled by their range (1: neither).
+DECODER_VERSION = 2
+ORIENTATION = 0x0112  # the EXIF tag that says how the stored picture is turned
 
 # Pillow format name -> the byte prefixes that start such a file.
 SIGNATURES = {
@@ -162,8 +173,41 @@ def decode_image(
         if draft_size is not None:
             image.draft("RGB", (draft_size, draft_size))
         image.load()
-        # convert() copies even an RGB image: one full-size copy less at the peak.
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return upright_rgb(image)
+
+
+def upright_rgb(image: Image.Image) -> Image.Image:
+    """A decoded picture turned upright by its EXIF orientation, in 8-bit RGB (see the module
+    docstring); also for pictures a caller decoded itself, so they match what training saw."""
+    if _turned(image):  # exif_transpose also drops the tag: a second call leaves the picture be
+        image = ImageOps.exif_transpose(image, in_place=False)
+    if image.mode in ("F", "I") or image.mode.startswith("I;16"):
+        image = _as_8_bit(image)
+    # convert() copies even an RGB image: one full-size copy less at the peak.
+    return image if image.mode == "RGB" else image.convert("RGB")
+
+
+def _turned(image: Image.Image) -> bool:
+    """Whether the picture's EXIF tag says it is stored other than upright (orientation 2-8)."""
+    return image.getexif().get(ORIENTATION, 1) not in (1, None)
+
+
+def _as_8_bit(image: Image.Image) -> Image.Image:
+    """A one-channel float, 16-bit or 32-bit picture as 8-bit grey: 16 bits by their full range,
+    values within 0..1 (float) or 0..255 as they stand, anything else stretched from its lowest
+    to its highest value (Pillow's own conversion clips to 0..255: a 0..1 float picture turns
+    black, a 16-bit one white)."""
+    values = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
+    low, high = (float(values.min()), float(values.max())) if values.size else (0.0, 0.0)
+    if image.mode.startswith("I;16"):
+        scaled = values / 257
+    elif image.mode == "F" and low >= 0 and high <= 1:
+        scaled = values * 255
+    elif low >= 0 and high <= 255:
+        scaled = values
+    else:
+        scaled = (values - low) * (255 / (high - low)) if high > low else np.zeros_like(values)
+    return Image.fromarray(np.rint(scaled).clip(0, 255).astype(np.uint8), "L")
 
 
 def decoded_pixels(
@@ -215,6 +259,7 @@ def _digest(path: str, size: int, mtime_ns: int) -> str:
 
 __all__ = [
     "ALLOWED",
+    "DECODER_VERSION",
     "MAX_PIXELS",
     "ImageTooLarge",
     "UnsupportedImage",
@@ -225,4 +270,5 @@ __all__ = [
     "image_format",
     "image_size",
     "open_image",
+    "upright_rgb",
 ]

@@ -25,8 +25,10 @@ from mmsent.data.texts import clean_text, decode_text
 from mmsent.errors import BadInput
 
 HEADER = ("guid", "tag")
-# A guid names two files, so it must not be able to point outside data/.
-GUID = re.compile(r"[^\s/\\]+")
+# A guid names two files, so it must not be able to point outside data/ (nor hold a NUL byte),
+# and "<guid>.jpg" must fit in a file name: 255 bytes on every common file system.
+GUID = re.compile(r"[^\s/\\\x00]+")
+MAX_NAME_BYTES = 255
 
 
 @dataclass(frozen=True)
@@ -127,6 +129,14 @@ def read_list(path: str | Path, problems: list[Skipped] | None = None) -> tuple[
             problem = Skipped(guid, f"expected 'guid,tag', got {line!r}", str(path), number, "malformed line")
         elif not GUID.fullmatch(guid):
             problem = Skipped(guid, f"bad guid {guid!r}", str(path), number, "malformed line")
+        elif len(f"{guid}.jpg".encode()) > MAX_NAME_BYTES:
+            problem = Skipped(
+                guid,
+                f"bad guid {guid[:20]!r}... ({len(guid)} characters): too long to name a file",
+                str(path),
+                number,
+                "malformed line",
+            )
         elif guid in first_line:
             problem = Skipped(
                 guid,

@@ -5,12 +5,22 @@ couple UTF-8. Strict UTF-8 goes first because GB18030 accepts almost any byte
 sequence and would turn real UTF-8 into nonsense; GB18030 (a superset of GBK)
 then takes everything the lab holds.
 
-Latin-1 / cp1252 bytes (from another lab's copy, or an editor) mostly pass as
+Latin-1 / cp1252 bytes (from another lab's copy, or an editor) often pass as
 GB18030 too, as nonsense: "naïve" becomes "na飗e", an accented letter and the
-next byte read as one ideograph. Such a reading (ideographs touching Latin
-letters), or bytes that are not GB18030 at all, are read as cp1252 instead when
-that gives Latin-script text. Readings that remain open to doubt are
-named by `doubtful_decoding`, which the audit reports.
+next byte read as one ideograph. The choice goes by which codec decodes the bytes
+cleanly, never by how much of the text is ASCII (short accented texts such as
+"Été à Noël" are mostly accents):
+- bytes that are not GB18030 at all are cp1252 when that reads as Latin-script
+  text (every character above ASCII a Latin letter or common punctuation);
+- bytes that are GB18030 are cp1252 instead when GB18030 made an ASCII letter the
+  second byte of a character (the mark of an accented letter followed by the rest
+  of its word: "ï" + "v" -> "飗", "Ç" + "a" -> "莂") and the cp1252 reading is
+  Latin-script text whose non-ASCII characters stand alone. Latin-1 spends one
+  byte on an accented letter; GB18030 spends two bytes above ASCII on every common
+  Chinese character, so Chinese read as cp1252 shows them in pairs ("我爱NYC" would
+  be "ÎÒ°®NYC").
+Readings that remain open to doubt are named by `doubtful_decoding`, which the
+audit reports.
 """
 
 from __future__ import annotations
@@ -24,12 +34,10 @@ from mmsent.config import CleanConfig
 from mmsent.errors import BadInput, MmsentError
 
 UTF8_BOM = b"\xef\xbb\xbf"
-# Latin-1 accents read as GBK: an accented letter and the byte after it become one ideograph,
-# so ideographs touch Latin letters ("na飗e", "躡er"). Ideographs next to a Latin word happen in
-# real Chinese text too, so this only makes the cp1252 reading worth a try; a single ideograph
-# between two Latin letters is rare enough in real text to be worth a word in the audit.
+# Latin-1 accents read as GBK: an accented letter and the byte after it become one ideograph
+# ("na飗e", "躡er"). A single ideograph between two Latin letters is rare enough in real text
+# to be worth a word in the audit, whichever codec the text was read in.
 IDEOGRAPH = "\u4e00-\u9fff"
-TOUCHING = re.compile(rf"[A-Za-z][{IDEOGRAPH}]|[{IDEOGRAPH}][A-Za-z]")
 WEDGED = re.compile(rf"[A-Za-z][{IDEOGRAPH}][A-Za-z]")
 # What Latin text holds besides letters, in cp1252's upper half.
 LATIN_MARKS = set(
@@ -51,38 +59,58 @@ def decode_text(raw: bytes, path: str | Path) -> tuple[str, str]:
             text, codec = _not_utf8(raw, path)
     if "\x00" in text:
         raise BadInput("text file holds NUL bytes: binary data, not a tweet", path)
-    if not text.strip():
-        raise BadInput("text file is empty", path)
+    if is_blank(text):
+        raise BadInput("text file is empty" + (" (invisible characters only)" if text.strip() else ""), path)
     return text, codec
 
 
+def is_blank(text: str) -> bool:
+    """Whether `text` shows nothing: white space and invisible format characters only (zero-width
+    space U+200B, joiners U+200C/U+200D, word joiner U+2060, byte-order mark U+FEFF, bidi marks).
+    str.strip() keeps those, so a tweet of them alone would pass for text."""
+    return all(char.isspace() or unicodedata.category(char) == "Cf" for char in text)
+
+
 def _not_utf8(raw: bytes, path: str | Path) -> tuple[str, str]:
+    latin = _as_latin(raw)
     try:
         gbk = raw.decode("gb18030")
     except UnicodeDecodeError as err:
-        gbk, offset = None, err.start
-    if gbk is None or TOUCHING.search(gbk):
-        latin = _as_latin(raw)
         if latin is not None:
             return latin, "cp1252"
-    if gbk is None:
-        reason = f"text is neither UTF-8 nor GB18030 (bad byte at offset {offset}), nor Latin text in cp1252"
-        raise BadInput(reason, path)
+        reason = (
+            f"text is neither UTF-8 nor GB18030 (bad byte at offset {err.start}), nor Latin text in cp1252"
+        )
+        raise BadInput(reason, path) from None
+    if latin is not None and _took_a_letter(gbk) and not PAIRED.search(latin):
+        return latin, "cp1252"
     return gbk, "gb18030"
 
 
+def _took_a_letter(gbk: str) -> bool:
+    """Whether a two-byte character of this GB18030 reading has an ASCII letter for its second byte."""
+    for char in {char for char in gbk if ord(char) > 127}:
+        encoded = char.encode("gb18030")
+        if len(encoded) == 2 and chr(encoded[1]).isascii() and chr(encoded[1]).isalpha():
+            return True
+    return False
+
+
+# Two characters above ASCII in a row: what GB18030's two-byte characters look like read as cp1252.
+PAIRED = re.compile(r"[^\x00-\x7f]{2}")
+
+
 def _as_latin(raw: bytes) -> str | None:
-    """`raw` as cp1252 if that reads as Latin-script text, else None: every character above
-    ASCII a Latin letter or common punctuation, and plain ASCII letters the bulk of the words
-    (so random bytes, which also decode as cp1252, do not pass)."""
+    """`raw` as cp1252 if it decodes cleanly to Latin-script text: no byte cp1252 leaves
+    undefined, every character above ASCII a Latin letter or common punctuation, and some
+    plain letter among them (bytes such as b"\\xff\\xfe\\xff", "ÿþÿ", are no text)."""
     try:
         text = raw.decode("cp1252")
     except UnicodeDecodeError:
         return None
-    upper = [char for char in text if ord(char) > 127]
-    if sum(char.isascii() and char.isalpha() for char in text) < 2 * len(upper):
+    if not any(char.isascii() and char.isalpha() for char in text):
         return None
-    for char in set(upper):
+    for char in {char for char in text if ord(char) > 127}:
         if char not in LATIN_MARKS and not unicodedata.name(char, "").startswith("LATIN "):
             return None
     return text

@@ -45,6 +45,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from mmsent.data.images import DECODER_VERSION
 from mmsent.encoders.base import Encoder
 from mmsent.errors import BadInput, MmsentError
 from mmsent.features.extract import extract_to_folder
@@ -184,7 +185,8 @@ class FeatureStore:
         recipe = {
             "format": FORMAT,
             "identity": encoder.identity(),
-            "decoding": {"draft_size": getattr(encoder, "draft_size", None)},
+            "decoding": {"draft_size": getattr(encoder, "draft_size", None)}
+            | ({"decoder": DECODER_VERSION} if encoder.modality == "image" else {}),
             "tokens": tokens,
         }
         digest = hashlib.sha256(json.dumps(recipe, sort_keys=True, default=str).encode())

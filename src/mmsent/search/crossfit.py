@@ -30,7 +30,7 @@ import numpy as np
 
 from mmsent.config import RunConfig
 from mmsent.data import train_val_split
-from mmsent.features.encode import stored_features
+from mmsent.features.encode import store_root, stored_features
 from mmsent.features.table import FeatureTable
 from mmsent.finetune import stages
 from mmsent.finetune.config import FinetuneConfig
@@ -85,7 +85,7 @@ def tuned_table(
 ) -> tuple[FeatureTable, RunConfig, dict]:
     """The table with text features from a backbone fine-tuned on `rows` only (reused if done)."""
     pairs = [table.pairs[j] for j in rows]
-    work = stages.Workspace(Path(cfg.encoders.cache) / BACKBONES / backbone_key(cfg, ft, table, pairs))
+    work = stages.Workspace(store_root(cfg) / BACKBONES / backbone_key(cfg, ft, table, pairs))
     inner_train, inner_val = train_val_split(pairs, cfg.split.val_fraction, cfg.split.seed)
     log.info("fine-tuning the text backbone on %d pairs (%s)", len(pairs), work.root)
     metrics = stages.tune_backbone(

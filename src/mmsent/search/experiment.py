@@ -79,65 +79,67 @@ def ensemble_run(
     table = load_table(cfg, progress=progress)
     splits = table.folds(folds, fold_seed)
     # Written in place, not as <name>.partial: the tuned backbone's path inside it is saved in its config.
-    run = RunFolder.create(cfg, partial=False)
-    tables: Tables = table
-    with ensemble_progress(recipes, seeds, folds, finetune_text is not None, progress):
-        if finetune_text is not None:
-            fitted = cross_fit_text(cfg, finetune_text, table, splits, progress)
-            tables, table = fitted.tables, fitted.final
-            cfg = keep_final_backbone(fitted, run.path / TEXT_BACKBONE)
-            run.write_yaml("config.yaml", to_plain(cfg))  # predictions must read the tuned backbone
-            run.write_json("text-backbones.json", fitted.stage1)
-        settings = FitSettings.of(cfg)
-        cv = cross_validate_ensemble(recipes, tables, splits, seeds, settings, tolerance)
-        summaries = {name: result.summary() for name, result in cv.members.items()}
-        for name in cv.combined:
-            summaries[f"ensemble: {name}"] = summarise(cv.fold_metrics(name))
-        bias = use_class_bias(summaries, how, tolerance)
-        chosen = f"ensemble: {how} + {'calibrated' if bias else 'temperature'}"
-        # the floors every ensemble is judged against, on the same folds
-        if not any(r.is_probe for r in recipes):
-            summaries[PROBE] = cross_validate(Recipe(PROBE), tables, splits, settings=settings).summary()
-        summaries["majority class"] = summarise(majority_scores(cv.labels, splits))
-        ensemble = build_ensemble(cv, recipes, table, seeds, how, settings, tolerance, bias)
-    ensemble.name = "ensemble"
-    ensemble.reference = table.modality_means()
-    ensemble.save(run.path)
-    calibration = calibration_rows(cv, how)
-    try:
-        reliability_plot(
-            {name: cv.combined[name] for name in (how, f"{how} + temperature", f"{how} + calibrated")},
-            cv.labels,
-            run.path / "reliability.png",
+    with RunFolder.create(cfg, partial=False) as run:
+        tables: Tables = table
+        with ensemble_progress(recipes, seeds, folds, finetune_text is not None, progress):
+            if finetune_text is not None:
+                fitted = cross_fit_text(cfg, finetune_text, table, splits, progress)
+                tables, table = fitted.tables, fitted.final
+                cfg = keep_final_backbone(fitted, run.path / TEXT_BACKBONE)
+                run.write_yaml("config.yaml", to_plain(cfg))  # predictions must read the tuned backbone
+                run.write_json("text-backbones.json", fitted.stage1)
+            settings = FitSettings.of(cfg)
+            cv = cross_validate_ensemble(recipes, tables, splits, seeds, settings, tolerance)
+            summaries = {name: result.summary() for name, result in cv.members.items()}
+            for name in cv.combined:
+                summaries[f"ensemble: {name}"] = summarise(cv.fold_metrics(name))
+            bias = use_class_bias(summaries, how, tolerance)
+            chosen = f"ensemble: {how} + {'calibrated' if bias else 'temperature'}"
+            # the floors every ensemble is judged against, on the same folds
+            if not any(r.is_probe for r in recipes):
+                summaries[PROBE] = cross_validate(Recipe(PROBE), tables, splits, settings=settings).summary()
+            summaries["majority class"] = summarise(majority_scores(cv.labels, splits))
+            ensemble = build_ensemble(cv, recipes, table, seeds, how, settings, tolerance, bias)
+        ensemble.name = "ensemble"
+        ensemble.reference = table.modality_means()
+        ensemble.save(run.path)
+        calibration = calibration_rows(cv, how)
+        try:
+            reliability_plot(
+                {name: cv.combined[name] for name in (how, f"{how} + temperature", f"{how} + calibrated")},
+                cv.labels,
+                run.path / "reliability.png",
+            )
+        except MmsentError as missing:  # matplotlib is optional: the report's tables say it all
+            log.warning("%s", missing)
+        run.write_json(
+            "cv.json", {"folds": folds, "fold_seed": fold_seed, "seeds": seeds, "models": summaries}
         )
-    except MmsentError as missing:  # matplotlib is optional: the report's tables say it all
-        log.warning("%s", missing)
-    run.write_json("cv.json", {"folds": folds, "fold_seed": fold_seed, "seeds": seeds, "models": summaries})
-    run.write_json(
-        "metrics.json",
-        {
-            "best_head": "ensemble",
-            "cross_validation": summaries,
-            "chosen": chosen,
-            "calibration": calibration,
-        },
-    )
-    record = run_record(
-        cfg,
-        table,
-        kind="ensemble",
-        fold_seed=fold_seed,
-        train_seeds=seeds,
-        folds=folds,
-        models=[m.name for m in ensemble.members],
-        chosen="ensemble",
-        seconds=time.perf_counter() - started,
-    )
-    run.write_json("run.json", record)
-    write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble, table)
-    if predict_test:
-        predict(run, cfg.data.test_list, progress=progress)
-    return run
+        run.write_json(
+            "metrics.json",
+            {
+                "best_head": "ensemble",
+                "cross_validation": summaries,
+                "chosen": chosen,
+                "calibration": calibration,
+            },
+        )
+        record = run_record(
+            cfg,
+            table,
+            kind="ensemble",
+            fold_seed=fold_seed,
+            train_seeds=seeds,
+            folds=folds,
+            models=[m.name for m in ensemble.members],
+            chosen="ensemble",
+            seconds=time.perf_counter() - started,
+        )
+        run.write_json("run.json", record)
+        write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble, table)
+        if predict_test:
+            predict(run, cfg.data.test_list, progress=progress)
+        return run.finish()  # in place: nothing to rename, but from now on a failure keeps it
 
 
 def ensemble_progress(recipes: list[Recipe], seeds: list[int], folds: int, tuned_text: bool, enabled: bool):

@@ -21,7 +21,9 @@ decode as the feature store.
 
 Only JPEG, PNG, WebP, GIF, BMP and TIFF are decoded, told from their first bytes (anything
 else is a 415 before any decoder runs). Text fields must be UTF-8 without NUL characters,
-and each field of the single endpoint comes once (checked on the raw parts, see FormCheck).
+and each field of the single endpoint comes once (checked on the raw parts, see FormCheck);
+a text field over MAX_TEXT_FIELD_BYTES is a 413 as it streams in. Each request's headers must
+arrive within a deadline (`mmsent.serve.protocol`), so trickling clients hold no socket for long.
 
 Memory bound. An upload is spooled by the form parser (1 MB per file in memory, the rest
 on disk) and read from there only when decoded; a request body is at most 11 MB (single)
@@ -78,6 +80,9 @@ MAX_BATCH = 32
 # refused before it is spooled to disk. A batch may not carry 32 images of 10 MB each.
 MAX_SINGLE_BODY = MAX_IMAGE_BYTES + MB
 MAX_BATCH_BODY = 64 * MB
+# A text field's bytes: past this the form parser (Starlette's own limit per field) gives up, and
+# it is a 413 like any other part too large; below it, a text over MAX_TEXT_CHARS is a 422.
+MAX_TEXT_FIELD_BYTES = MB
 REQUEST_PIXELS = 48_000_000  # decoded pixels of one request, all its images together
 PIXELS_IN_FLIGHT = 96_000_000  # decoded pixels held at once, across all requests
 DECODE_THREADS = 2
@@ -94,10 +99,12 @@ STATUS_CODES = {
     400: "The multipart body is malformed (no boundary, broken part headers).",
     404: "No such path.",
     405: "The path exists, but not for this method (the predict endpoints take POST).",
-    413: f"Too large: a file over {MAX_IMAGE_BYTES // MB} MB, a picture over {MAX_PIXELS // 1_000_000} "
+    413: f"Too large: a file over {MAX_IMAGE_BYTES // MB} MB, a text field over "
+    f"{MAX_TEXT_FIELD_BYTES // MB} MB, a picture over {MAX_PIXELS // 1_000_000} "
     f"megapixels decoded, a request over {REQUEST_PIXELS // 1_000_000} megapixels in all, a body over "
     f"{MAX_SINGLE_BODY // MB} MB (batch: {MAX_BATCH_BODY // MB} MB), or more than {MAX_BATCH} pairs.",
-    415: "Not a multipart/form-data body, or an image part whose bytes are no JPEG, PNG, WebP, GIF, BMP "
+    415: "Not a multipart/form-data body (a url-encoded form cannot carry the picture), or an image "
+    "part whose bytes are no JPEG, PNG, WebP, GIF, BMP "
     "or TIFF (whatever content type it was sent as).",
     422: "A field is missing, repeated or empty; a picture in an accepted format is truncated or "
     f"corrupt; a text is not UTF-8, holds NUL characters or is over {MAX_TEXT_CHARS} characters; "
@@ -240,8 +247,7 @@ def attempt(check, *args):
 
 def require_multipart(request: Request) -> None:
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    # A url-encoded form parses too; it cannot carry the file, which then gets its own message.
-    if kind not in ("multipart/form-data", "application/x-www-form-urlencoded"):
+    if kind != "multipart/form-data":  # a url-encoded form too: it cannot carry a picture
         raise ApiError(
             415,
             "expected a multipart/form-data body (an image file and a text field), "
@@ -338,6 +344,7 @@ class FormParts:
 
     names: list[str] = field(default_factory=list)
     text_faults: dict[str, list[str | None]] = field(default_factory=dict)
+    too_large: str | None = None  # a text field over MAX_TEXT_FIELD_BYTES: its name
 
     def count(self, name: str) -> int:
         return self.names.count(name)
@@ -349,10 +356,10 @@ class _PartReader:
     def __init__(self, parts: FormParts):
         self.parts = parts
         self.header, self.value, self.headers = b"", b"", {}
-        self.name, self.decoder, self.fault = "", None, None
+        self.name, self.decoder, self.fault, self.size = "", None, None, 0
 
     def on_part_begin(self) -> None:
-        self.headers, self.name, self.decoder, self.fault = {}, "", None, None
+        self.headers, self.name, self.decoder, self.fault, self.size = {}, "", None, None, 0
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self.header += data[start:end]
@@ -371,6 +378,9 @@ class _PartReader:
             self.decoder = codecs.getincrementaldecoder("utf-8")()
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        self.size += end - start
+        if self.decoder is not None and self.size > MAX_TEXT_FIELD_BYTES:
+            self.parts.too_large = self.parts.too_large or self.name
         if self.decoder is not None and self.fault is None:
             try:
                 self.decoder.decode(data[start:end])
@@ -416,6 +426,10 @@ class FormCheck:
                     parser.write(message.get("body", b""))
                 except Exception:  # a malformed body: the app's own parser answers it (400)
                     parser = None
+            if parts.too_large is not None:  # before the form parser refuses it as malformed (400)
+                raise HTTPException(
+                    413, f"the text field '{parts.too_large}' is over {MAX_TEXT_FIELD_BYTES // MB} MB"
+                )
             return message
 
         await self.app(scope, reading_receive, send)
@@ -641,10 +655,11 @@ def serve(run_dir: Path, host: str, port: int, answer: str | None = None) -> Non
     import uvicorn
 
     from mmsent.serve.classifier import Classifier
+    from mmsent.serve.protocol import server_options
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     classifier = Classifier.load(run_dir, answer)
     log.info(
         "loaded run %s (heads: %s); serving on http://%s:%d", run_dir, ", ".join(classifier.heads), host, port
     )
-    uvicorn.run(create_app(classifier), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(classifier), host=host, port=port, log_level="info", **server_options())

@@ -27,8 +27,8 @@ from PIL import Image
 
 from mmsent import LABELS
 from mmsent.config import RunConfig
-from mmsent.data import clean_text, open_image
-from mmsent.data.images import MAX_PIXELS, decode_image
+from mmsent.data import clean_text, is_blank, open_image
+from mmsent.data.images import MAX_PIXELS, decode_image, upright_rgb
 from mmsent.errors import BadInput, MmsentError
 from mmsent.features.table import FeatureTable
 from mmsent.model import Predictor, load_run
@@ -78,8 +78,8 @@ def check_text(text: Any, name: str = "text") -> str:
         raise BadInput(f"{name} is not text (got {type(text).__name__})")
     if "\x00" in text:
         raise BadInput(f"{name} holds NUL characters: send the tweet's text, not binary data")
-    if not text.strip():
-        raise BadInput(f"{name} is empty")
+    if is_blank(text):
+        raise BadInput(f"{name} is empty" + (" (invisible characters only)" if text.strip() else ""))
     if len(text) > MAX_TEXT_CHARS:
         raise BadInput(f"{name} has {len(text)} characters; the limit is {MAX_TEXT_CHARS}")
     return text
@@ -92,7 +92,7 @@ def as_image(image: ImageInput, name: str = "image", draft_size: int | None = No
     encoder's size), so a pair gets the same features here as in a run; bytes are
     refused above MAX_PIXELS before decoding, as they may come from anyone."""
     if isinstance(image, Image.Image):
-        return image if image.mode == "RGB" else image.convert("RGB")
+        return upright_rgb(image)
     if isinstance(image, bytes | bytearray):
         if not image:
             raise BadInput(f"{name} is empty")
