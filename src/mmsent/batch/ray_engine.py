@@ -11,6 +11,7 @@ here: a bad row is named by its id. Ray is an optional extra: `pip install 'mmse
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from pathlib import Path
@@ -20,6 +21,12 @@ from mmsent.batch.pairs import answer, prepare
 from mmsent.batch.reader import Columns, InputFile, as_rows, csv_options, file_format
 from mmsent.batch.writer import Parts
 from mmsent.errors import BadInput, MmsentError
+
+# Reading and writing take little CPU next to decoding and encoding, which happen in the actors.
+# An actor asks for most of a CPU, not all of it: with every CPU held by an actor, no read
+# task could be scheduled, and the job would wait forever.
+IO_CPUS = 0.1
+ACTOR_CPUS = 0.8
 
 
 def import_ray():
@@ -71,10 +78,10 @@ def read_dataset(ray, source: InputFile):
     path, columns = str(source.path), source.columns
     kind = source.format if source.path.is_file() else folder_format(source.path)
     if kind == "parquet":
-        return ray.data.read_parquet(path, columns=columns.names())
+        return ray.data.read_parquet(path, columns=columns.names(), num_cpus=IO_CPUS)
     if kind == "csv":
-        return ray.data.read_csv(path, **csv_options(columns))
-    return ray.data.read_json(path, lines=True).select_columns(columns.names())
+        return ray.data.read_csv(path, num_cpus=IO_CPUS, **csv_options(columns))
+    return ray.data.read_json(path, lines=True, num_cpus=IO_CPUS).select_columns(columns.names())
 
 
 def folder_format(folder: Path) -> str:
@@ -92,7 +99,6 @@ def predict_on_ray(
     *,
     address: str | None = None,
     actors: int | None = None,
-    cpus_per_actor: float = 1.0,
     batch_size: int = 32,
     skip_bad: bool = False,
     progress: bool = True,
@@ -103,11 +109,13 @@ def predict_on_ray(
     if not source.path.exists():
         raise MmsentError("input not found", source.path)
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
-    context = ray.data.DataContext.get_current()
-    context.enable_progress_bars = progress
-    if actors is None:  # as many as the cluster's CPUs allow, leaving one for reading
-        actors = max(1, int((ray.cluster_resources().get("CPU", 1) - 1) // cpus_per_actor) or 1)
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    # Ray Data's own display (rows done, rows/s, per operator) stands in for mmsent's; without
+    # progress, its notes stay in its log folder too.
+    ray.data.DataContext.get_current().enable_progress_bars = progress
+    logging.getLogger("ray.data").setLevel(logging.INFO if progress else logging.WARNING)
+    if actors is None:  # one per CPU of the cluster, each with one thread
+        actors = max(1, int(ray.cluster_resources().get("CPU", 1)))
     shards = parts.folder / "ray"
     answered = read_dataset(ray, source).map_batches(
         Answerer,
@@ -118,15 +126,15 @@ def predict_on_ray(
             "images_folder": str(source.images_folder.resolve()),
             "where": str(source.path),
             "skip_bad": skip_bad,
-            "threads": max(1, int(cpus_per_actor)),
+            "threads": 1,
         },
         batch_size=batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=cpus_per_actor,
+        num_cpus=ACTOR_CPUS,
     )
     try:
-        answered.write_parquet(str(shards.resolve()))
+        answered.write_parquet(str(shards.resolve()), ray_remote_args={"num_cpus": IO_CPUS})
     except Exception as error:
         raise user_error(error) from None
     summary = Summary()

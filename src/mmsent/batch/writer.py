@@ -150,21 +150,22 @@ class _OutputFile:
     def __enter__(self) -> _OutputFile:
         if self.kind == "parquet":
             self.writer = pq.ParquetWriter(self.path, self.schema)
-        elif self.kind == "csv":
-            from pyarrow import csv as arrow_csv
-
-            options = arrow_csv.WriteOptions(quoting_style="needed")
-            self.writer = arrow_csv.CSVWriter(self.path, self.schema, write_options=options)
         else:
-            self.writer = open(self.path, "w", encoding="utf-8")
+            self.writer = open(self.path, "w", newline="", encoding="utf-8")
+            if self.kind == "csv":  # Python's csv: quotes only what needs quotes (pyarrow's quotes all text)
+                self.rows = csv.writer(self.writer, lineterminator="\n")
+                self.rows.writerow(self.schema.names)
         return self
 
     def write(self, table: pa.Table) -> None:
-        if self.kind == "json":
+        if self.kind == "parquet":
+            self.writer.write_table(table.cast(self.schema))
+        elif self.kind == "csv":
+            columns = [table.column(name).to_pylist() for name in self.schema.names]
+            self.rows.writerows(zip(*columns, strict=True))
+        else:
             for row in table.to_pylist():
                 self.writer.write(json.dumps(row, ensure_ascii=False) + "\n")
-        else:
-            self.writer.write_table(table.cast(self.schema))
 
     def __exit__(self, *exc) -> None:
         self.writer.close()
