@@ -211,20 +211,25 @@ def test_missing_columns_and_usage_errors(tmp_path, tiny_run, tiny_lab, capsys):
     assert "unknown file type '.xlsx'" in capsys.readouterr().err
 
 
-def test_the_ray_engine_answers_as_the_local_one(tmp_path, tiny_run, tiny_lab, reference):
+@pytest.fixture(scope="module")
+def local_ray():
+    """A Ray of 2 CPUs on this machine, shared by the module's Ray tests (it takes seconds to start)."""
     ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_the_ray_engine_answers_as_the_local_one(tmp_path, tiny_run, tiny_lab, reference, local_ray):
     rows, _ = reference
     rows = [dict(r) for r in rows] + [{"id": "bad", "image": "data/nowhere.jpg", "text": "a day"}]
     source = write_input(tmp_path / "in", tiny_lab, rows, "csv")
     local, on_ray = tmp_path / "local.parquet", tmp_path / "ray.parquet"
     predict_input(tiny_run, source, local, skip_bad=True, workers=0, progress=False)
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    try:
-        summary = predict_input(tiny_run, source, on_ray, engine="ray", skip_bad=True, progress=False)
-        with pytest.raises(MmsentError, match="row with id 'bad': image file is missing"):
-            predict_input(tiny_run, source, tmp_path / "stopped.csv", engine="ray", progress=False)
-    finally:
-        ray.shutdown()
+    summary = predict_input(tiny_run, source, on_ray, engine="ray", skip_bad=True, progress=False)
+    with pytest.raises(MmsentError, match="row with id 'bad': image file is missing"):
+        predict_input(tiny_run, source, tmp_path / "stopped.csv", engine="ray", progress=False)
+
     assert (summary.answered, summary.failed) == (10, 1)
     expected = {r["id"]: r for r in read_output(local)}
     found = {r["id"]: r for r in read_output(on_ray)}
@@ -235,3 +240,25 @@ def test_the_ray_engine_answers_as_the_local_one(tmp_path, tiny_run, tiny_lab, r
     )
     with open(errors_path(on_ray), newline="", encoding="utf-8") as handle:
         assert [e["id"] for e in csv.DictReader(handle)] == ["bad"]
+
+
+def test_extraction_on_ray_fills_the_store_as_a_local_extraction_does(
+    tmp_path, tiny_lab, tiny_encoders, local_ray
+):
+    from conftest import tiny_config
+    from mmsent import pipeline
+    from mmsent.batch.ray_extract import extract_on_ray
+
+    local_cfg = tiny_config(tiny_lab, tiny_encoders, tmp_path / "local")
+    ray_cfg = tiny_config(tiny_lab, tiny_encoders, tmp_path / "ray")
+    assert extract_on_ray(ray_cfg) == 2
+    parts = sorted(p.name for p in (tmp_path / "ray" / "cache").rglob("*part*of2"))
+    assert len(parts) == 8  # 2 parts x 2 modalities x 2 lists, before the merge
+    loads = [pipeline.load_list(cfg, cfg.data.train_list) for cfg in (local_cfg, ray_cfg)]
+    local, merged = (
+        pipeline.encode(cfg, load, progress=False)
+        for cfg, load in zip((local_cfg, ray_cfg), loads, strict=True)
+    )
+    assert [p.guid for p in merged.pairs] == [p.guid for p in local.pairs]
+    for side in ("image", "text"):
+        np.testing.assert_allclose(getattr(merged, side).pooled, getattr(local, side).pooled, atol=1e-6)

@@ -85,6 +85,13 @@ def cmd_audit(args) -> int:
 
 def cmd_extract(args) -> int:
     cfg = resolve_config(args)
+    if args.engine == "ray":  # Ray tasks store the parts; the lists' encoding below merges them
+        from mmsent.batch.ray_extract import extract_on_ray
+
+        parts = extract_on_ray(cfg, address=args.ray_address)
+        print(f"{parts} parts extracted on Ray")
+    elif args.ray_address:
+        raise MmsentError("--ray-address goes with --engine ray")
     from mmsent import pipeline
 
     names = (cfg.data.train_list, cfg.data.test_list)
@@ -315,6 +322,16 @@ def add_commands(commands) -> None:
         usage="%(prog)s [options]",
     )
     add_run_options(extract, EXTRACTION)
+    extract.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default), or ray: one Ray task per CPU of the cluster each stores a part, then "
+        "they are merged (needs mmsent[ray] and a store folder every machine sees)",
+    )
+    extract.add_argument(
+        "--ray-address", metavar="ADDR", help="a Ray cluster to join (default: start a local Ray)"
+    )
 
     train = add_command(
         commands,
