@@ -18,7 +18,7 @@ from pathlib import Path
 
 from mmsent.batch.local import Summary
 from mmsent.batch.pairs import answer, prepare
-from mmsent.batch.reader import Columns, InputFile, as_rows, csv_options, file_format
+from mmsent.batch.reader import Columns, InputFile, as_rows, count_rows, csv_options, file_format
 from mmsent.batch.writer import Parts
 from mmsent.errors import BadInput, MmsentError
 
@@ -27,6 +27,8 @@ from mmsent.errors import BadInput, MmsentError
 # task could be scheduled, and the job would wait forever.
 IO_CPUS = 0.1
 ACTOR_CPUS = 0.8
+BLOCKS_PER_ACTOR = 4  # at least this many blocks per actor, so that each has work to the end
+BLOCK_ROWS = 1024  # and at most about this many rows in a block (a long file is not one block)
 
 
 def import_ray():
@@ -73,15 +75,19 @@ class Answerer:
         return answer(self.classifier, prepared)
 
 
-def read_dataset(ray, source: InputFile):
-    """The input as a Ray dataset of the three columns (a folder: every file of its format)."""
+def read_dataset(ray, source: InputFile, block_rows: int):
+    """The input as a Ray dataset of the three columns, in blocks of at most `block_rows` rows (a
+    folder: every file of its format). A block goes to one actor whole: a file read as one block
+    would keep every other actor idle, so blocks are cut smaller as they stream past (not a shuffle)."""
     path, columns = str(source.path), source.columns
     kind = source.format if source.path.is_file() else folder_format(source.path)
     if kind == "parquet":
-        return ray.data.read_parquet(path, columns=columns.names(), num_cpus=IO_CPUS)
-    if kind == "csv":
-        return ray.data.read_csv(path, num_cpus=IO_CPUS, **csv_options(columns))
-    return ray.data.read_json(path, lines=True, num_cpus=IO_CPUS).select_columns(columns.names())
+        dataset = ray.data.read_parquet(path, columns=columns.names(), num_cpus=IO_CPUS)
+    elif kind == "csv":
+        dataset = ray.data.read_csv(path, num_cpus=IO_CPUS, **csv_options(columns))
+    else:
+        dataset = ray.data.read_json(path, lines=True, num_cpus=IO_CPUS).select_columns(columns.names())
+    return dataset.repartition(target_num_rows_per_block=block_rows)
 
 
 def folder_format(folder: Path) -> str:
@@ -116,8 +122,10 @@ def predict_on_ray(
     logging.getLogger("ray.data").setLevel(logging.INFO if progress else logging.WARNING)
     if actors is None:  # one per CPU of the cluster, each with one thread
         actors = max(1, int(ray.cluster_resources().get("CPU", 1)))
+    rows = count_rows(source) if source.path.is_file() else BLOCK_ROWS * BLOCKS_PER_ACTOR * actors
+    block_rows = max(1, min(BLOCK_ROWS, rows // (BLOCKS_PER_ACTOR * actors)))
     shards = parts.folder / "ray"
-    answered = read_dataset(ray, source).map_batches(
+    answered = read_dataset(ray, source, block_rows).map_batches(
         Answerer,
         fn_constructor_kwargs={
             "run": str(Path(run).resolve()),
