@@ -120,11 +120,9 @@ def main() -> None:
         f"{'pairs':>7} {'format':<8} {'engine':<6} {'wall s':>8} {'pairs/s':>8} {'job /s':>8} {'peak MB':>8}"
     )
     if args.extract:
-        seconds, peak = extraction(lab, args.work, args.extract, lab_pairs(lab))
-        rate = args.extract / seconds
-        print(
-            f"{args.extract:>7} {'lab':<8} {'extract':<6} {seconds:>8.1f} {rate:>8.1f} {'':>8} {peak:>8.0f}"
-        )
+        seconds, own, peak = extraction(lab, args.work, args.extract, lab_pairs(lab))
+        rates = f"{args.extract / seconds:>8.1f} {args.extract / own:>8.1f}"
+        print(f"{args.extract:>7} {'lab':<8} {'extract':<6} {seconds:>8.1f} {rates} {peak:>8.0f}", flush=True)
     for size in args.sizes:
         for kind in args.formats:
             for engine in args.engines:
