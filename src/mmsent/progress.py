@@ -22,10 +22,22 @@ from contextlib import contextmanager
 _active: Overall | None = None
 
 
+def rate_column(unit: str):
+    """A rich column: units done per second, averaged as the time estimate is."""
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class _Rate(ProgressColumn):
+        def render(self, task) -> Text:
+            return Text(f"{task.speed or 0:.1f} {unit}/s")
+
+    return _Rate()
+
+
 class Overall:
     """The open display: counts steps and weighted units, and draws them with rich."""
 
-    def __init__(self, steps: int, units: float, what: str) -> None:
+    def __init__(self, steps: int, units: float, what: str, rate: str | None = None) -> None:
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -36,10 +48,13 @@ class Overall:
         )
 
         self.steps, self.done = steps, 0
+        # With `rate`, the units are things worth counting (pairs): their speed is shown too.
+        speed = [rate_column(rate)] if rate else []
         self.bar = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
             TextColumn("step {task.fields[step]}"),
+            *speed,
             TimeElapsedColumn(),
             TextColumn("left"),
             TimeRemainingColumn(),
@@ -67,15 +82,16 @@ def drawable(enabled: bool) -> bool:
 
 @contextmanager
 def overall_progress(
-    steps: int, what: str, enabled: bool = True, units: float | None = None
+    steps: int, what: str, enabled: bool = True, units: float | None = None, rate: str | None = None
 ) -> Iterator[None]:
-    """Open the display for a plan of `steps` steps (`units`: their total weight, default `steps`).
+    """Open the display for a plan of `steps` steps (`units`: their total weight, default `steps`;
+    `rate`: the units' name, to show how many are done per second, "pairs/s").
     Inside an open display this opens nothing: the outer plan counts these steps already."""
     global _active
     if _active is not None or steps <= 0 or not drawable(enabled):
         yield
         return
-    _active = Overall(steps, units if units is not None else steps, what)
+    _active = Overall(steps, units if units is not None else steps, what, rate)
     try:
         with _active.bar:
             yield
@@ -87,6 +103,13 @@ def step_done(steps: int = 1, weight: float = 1.0, what: str | None = None) -> N
     """`steps` more steps done, each of `weight` units; `what` names the stage now running."""
     if _active is not None:
         _active.advance(steps, weight, what)
+
+
+def progress_units(units: float) -> None:
+    """`units` more done within the current step (a batch of pairs): the bar, speed and estimate
+    move before the step ends."""
+    if _active is not None:
+        _active.bar.update(_active.task, advance=units)
 
 
 def progress_note(text: str, enabled: bool = True) -> None:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mmsent import __version__
+from mmsent.cli.batch import add_input_options, check_input, predict_input_command
 from mmsent.cli.finetune import add_commands as finetune_commands
 from mmsent.cli.options import EXTRACTION, HEAD_TRAINING, SINGLE_SPLIT, add_run_options, resolve_config
 from mmsent.cli.parser import CommandParser, HelpFormatter, TopParser, add_command, add_global_flags
@@ -88,6 +89,13 @@ def cmd_audit(args) -> int:
 
 def cmd_extract(args) -> int:
     cfg = resolve_config(args)
+    if args.engine == "ray":  # Ray tasks store the parts; the lists' encoding below merges them
+        from mmsent.batch.ray_extract import extract_on_ray
+
+        parts = extract_on_ray(cfg, address=args.ray_address)
+        print(f"{parts} parts extracted on Ray")
+    elif args.ray_address:
+        raise MmsentError("--ray-address goes with --engine ray")
     from mmsent.features.encode import encode_lists, load_list
 
     names = (cfg.data.train_list, cfg.data.test_list)
@@ -179,6 +187,9 @@ def cmd_predict(args) -> int:
     finished_run(args.run)
     if args.image is not None:
         return predict_pair(args)
+    if args.input is not None:
+        answer(args, *predict_input_command(args))
+        return EXIT_OK
     from mmsent import lists
     from mmsent.evaluate.predictions import probabilities_path
     from mmsent.runs import RunFolder
@@ -201,7 +212,9 @@ def cmd_predict(args) -> int:
 
 
 def check_predict(args, parser: argparse.ArgumentParser) -> None:
-    """One pair (--image with --text or --text-file) or a list, not a mix: a usage error (exit 2)."""
+    """One pair (--image with --text or --text-file), a list or a file of pairs (--input), not a mix:
+    a usage error (exit 2)."""
+    check_input(args, parser)
     texts = args.text is not None or args.text_file is not None
     if args.image is None:
         if texts:
@@ -211,6 +224,7 @@ def check_predict(args, parser: argparse.ArgumentParser) -> None:
         parser.error("--image needs --text TEXT or --text-file FILE")
     mixed = [flag for flag, value in (("--list", args.list), ("--data", args.data)) if value is not None]
     mixed += [flag for flag, value in (("--output", args.output), ("--overwrite", args.overwrite)) if value]
+    mixed += ["--input"] if args.input is not None else []
     if mixed:
         parser.error(f"{', '.join(mixed)}: for filling in a list, not with --image (one pair)")
 
@@ -314,6 +328,16 @@ def add_commands(commands) -> None:
         usage="%(prog)s [options]",
     )
     add_run_options(extract, EXTRACTION)
+    extract.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (default), or ray: one Ray task per CPU of the cluster each stores a part, then "
+        "they are merged (needs mmsent[ray] and a store folder every machine sees)",
+    )
+    extract.add_argument(
+        "--ray-address", metavar="ADDR", help="a Ray cluster to join (default: start a local Ray)"
+    )
 
     train = add_command(
         commands,
@@ -387,9 +411,10 @@ def add_commands(commands) -> None:
         """
         mmsent predict runs/20250101-120000 --output predictions.txt
         mmsent predict runs/20250101-120000 --image photo.jpg --text "What a day! #sunny" --json
+        mmsent predict runs/20250101-120000 --input tweets.parquet --output answers.parquet --skip-bad
         """,
         description="Fill in the tags of a guid,null list (and write the class probabilities beside it), "
-        "or classify one pair: --image with --text or --text-file.",
+        "classify one pair: --image with --text or --text-file, or a file of pairs: --input.",
     )
     predict.add_argument("run", type=Path, help="run folder")
     predict.add_argument(
@@ -415,6 +440,7 @@ def add_commands(commands) -> None:
     texts = pair.add_mutually_exclusive_group()
     texts.add_argument("--text", metavar="TEXT", help="the pair's text")
     texts.add_argument("--text-file", type=Path, metavar="FILE", help="a file holding the pair's text")
+    add_input_options(predict)
     predict.set_defaults(check=check_predict, parser=predict)
     add_json_flag(predict)
 

@@ -19,7 +19,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from mmsent.data.images import open_image
+from mmsent.data.images import decode_image, open_image
 from mmsent.encoders.base import Encoder, EncoderOutput
 from mmsent.encoders.image import stack_pixels
 from mmsent.errors import BadInput, MmsentError
@@ -54,13 +54,23 @@ class _ImageFiles(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int):
-        try:
-            image = open_image(self.paths[index], draft_size=self.draft_size)
-            return index, self.transform(image), None
-        except MmsentError as error:
-            return index, None, error.message
-        except (OSError, ValueError) as error:
-            return index, None, f"image could not be preprocessed ({error})"
+        pixels, reason = prepared_image(self.paths[index], self.transform, self.draft_size)
+        return index, pixels, reason
+
+
+def prepared_image(source: Path | bytes, transform, draft_size: int | None):
+    """(model input, None) for an image file or an image's bytes, or (None, the reason it could not
+    be read): what a decoding worker hands back, so a bad image is named rather than crashing it."""
+    try:
+        if isinstance(source, bytes | bytearray):
+            image = decode_image(bytes(source), draft_size, where="image bytes")
+        else:
+            image = open_image(source, draft_size=draft_size)
+        return transform(image), None
+    except MmsentError as error:
+        return None, error.message
+    except (OSError, ValueError) as error:
+        return None, f"image could not be preprocessed ({error})"
 
 
 def _stack_good(samples) -> Batch:
@@ -70,7 +80,7 @@ def _stack_good(samples) -> Batch:
     return [index for index, _ in good], pixels, failures
 
 
-def _decoding_worker(_worker_id: int) -> None:
+def decoding_worker(_worker_id: int) -> None:
     # Workers only decode; letting each start a full torch thread pool would fight the model.
     torch.set_num_threads(1)
 
@@ -83,7 +93,7 @@ def _image_batches(encoder: Encoder, paths: list[Path], batch_size: int, workers
         batch_size=batch_size,
         num_workers=workers,
         collate_fn=_stack_good,
-        worker_init_fn=_decoding_worker if workers else None,
+        worker_init_fn=decoding_worker if workers else None,
         prefetch_factor=PREFETCH_BATCHES if workers else None,
     )
     yield from loader

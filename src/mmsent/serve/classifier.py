@@ -149,13 +149,19 @@ class Classifier:
         """Raw pairs as a feature table, through the run's encoders and text cleaning."""
         if len(images) != len(texts):
             raise MmsentError(f"{len(images)} images but {len(texts)} texts")
-        cleaned = [clean_text(t, self.cfg.data.clean) for t in texts]
         pixels = self.image_encoder.collate(
             [
                 self.image_encoder.preprocess(as_image(img, f"image {i}", self.image_encoder.draft_size))
                 for i, img in enumerate(images)
             ]
         )
+        return self.encode_pixels(pixels, texts)
+
+    @torch.inference_mode()
+    def encode_pixels(self, pixels, texts: list[str]) -> FeatureTable:
+        """Like `encode`, for images already decoded and preprocessed elsewhere (a batch job's
+        decoding workers, through the image encoder's own transform) and stacked in pair order."""
+        cleaned = [clean_text(t, self.cfg.data.clean) for t in texts]
         tokens = self.text_encoder.collate([self.text_encoder.preprocess(t) for t in cleaned])
         img, txt = self.image_encoder.encode(pixels), self.text_encoder.encode(tokens)
         return FeatureTable.from_arrays(

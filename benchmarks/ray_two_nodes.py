@@ -1,0 +1,66 @@
+"""The multi-node path of `predict --engine ray`, on one machine: a Ray cluster of a head and a
+worker node (separate raylets, one CPU each, Ray's own `ray.cluster_utils.Cluster`), joined with
+`--ray-address` as a real cluster would be. The pool has one actor per CPU (two), and an actor
+asks for 0.8 CPU, so one actor runs on each node. Prints the cluster, the job's answer and the
+largest difference from the local engine's answers on the same input.
+
+    python benchmarks/ray_two_nodes.py --run RUN --input PAIRS [--work DIR]
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from common import ROOT, bench_parser
+
+MMSENT = [sys.executable, "-m", "mmsent"]
+
+
+def predict(run: Path, source: Path, output: Path, *extra: str) -> dict:
+    cmd = [*MMSENT, "predict", str(run), "--input", str(source), "--output", str(output)]
+    done = subprocess.run([*cmd, "--overwrite", "--quiet", "--json", *extra], cwd=ROOT, capture_output=True)
+    if done.returncode:
+        raise SystemExit(f"failed: {' '.join(cmd)}\n{done.stderr.decode()[-2000:]}")
+    return json.loads(done.stdout)
+
+
+def main() -> None:
+    parser = bench_parser(__doc__)
+    parser.add_argument("--run", required=True, type=Path)
+    parser.add_argument("--input", required=True, type=Path)
+    parser.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "mmsent-two-nodes")
+    args = parser.parse_args()
+    from ray.cluster_utils import Cluster
+
+    args.work.mkdir(parents=True, exist_ok=True)
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    cluster.add_node(num_cpus=1)
+    cluster.wait_for_nodes()
+    try:
+        import ray
+
+        ray.init(address=cluster.address, log_to_driver=False)
+        nodes = [n for n in ray.nodes() if n["Alive"]]
+        print(f"cluster at {cluster.address}: {len(nodes)} nodes, {ray.cluster_resources()['CPU']:.0f} CPUs")
+        ray.shutdown()
+        on_ray = predict(args.run, args.input, args.work / "two-nodes.parquet", "--engine", "ray",
+                         "--ray-address", cluster.address)  # fmt: skip
+        print(f"ray, two nodes: {on_ray}")
+    finally:
+        cluster.shutdown()
+    local = predict(args.run, args.input, args.work / "local.parquet")
+    print(f"local: {local}")
+    columns = ["p_positive", "p_neutral", "p_negative"]
+    a = pq.read_table(args.work / "local.parquet").to_pandas().set_index("id").sort_index()
+    b = pq.read_table(args.work / "two-nodes.parquet").to_pandas().set_index("id").loc[a.index]
+    print(f"same ids: {a.index.equals(b.index)}, same labels: {(a.label == b.label).all()}, "
+          f"largest probability difference: {(a[columns] - b[columns]).abs().max().max():.2e}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
