@@ -246,8 +246,8 @@ def test_extraction_on_ray_fills_the_store_as_a_local_extraction_does(
     tmp_path, tiny_lab, tiny_encoders, local_ray
 ):
     from conftest import tiny_config
-    from mmsent.features.encode import encode, load_list
     from mmsent.batch.ray_extract import extract_on_ray
+    from mmsent.features.encode import encode, load_list
 
     local_cfg = tiny_config(tiny_lab, tiny_encoders, tmp_path / "local")
     ray_cfg = tiny_config(tiny_lab, tiny_encoders, tmp_path / "ray")
