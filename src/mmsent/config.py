@@ -60,10 +60,12 @@ class SplitConfig:
 
 @dataclass
 class EncoderConfig:
-    image: str = "efficientnet-lite0"
-    """image encoder: efficientnet-lite0, hf-resnet:<hub id or folder>, finetuned:<folder>, ..."""
-    text: str = "minilm"
-    """text encoder: minilm, mbert, hf-text:<hub id or folder>, finetuned:<folder>, ..."""
+    image: list[str] = field(default_factory=lambda: ["efficientnet-lite0"])
+    """image encoder(s): efficientnet-lite0, opennsfw, hf-resnet:<hub id or folder>, finetuned:<folder>, ...;
+    several are read side by side (pooled vectors concatenated, tokens of the first)"""
+    text: list[str] = field(default_factory=lambda: ["minilm"])
+    """text encoder(s): minilm, mpnet, mbert, hf-text:<hub id or folder>, finetuned:<folder>, ...;
+    several are read side by side (pooled vectors concatenated, tokens of the first)"""
     max_text_tokens: int = 64
     """tweets are cut to this many tokens"""
     runtime: Literal["onnx", "onnx-int8", "torch"] = "onnx"
@@ -147,6 +149,24 @@ class RunConfig:
     """the tuned ensemble shipped in mmsent/search/quality.yaml instead of the candidates: cross-validated
     and retrained on all labelled pairs, with the text backbone fine-tuned inside each fold (more accurate:
     ~24 min on 2 CPU cores against ~15 s warm)"""
+
+
+def encoder_names(value: str | list[str]) -> list[str]:
+    """The encoders a modality's setting names: a list, or one name (older configs, code that sets one)."""
+    return [value] if isinstance(value, str) else list(value)
+
+
+def single_encoder(value: str | list[str], modality: str) -> str:
+    """The one encoder of a modality, for the commands that tune or load a single backbone."""
+    from mmsent.errors import MmsentError
+
+    names = encoder_names(value)
+    if len(names) != 1:
+        raise MmsentError(
+            f"this command takes one {modality} encoder, not {len(names)} ({' '.join(names)}): "
+            f"name one with --encoders.{modality}"
+        )
+    return names[0]
 
 
 def to_plain(cfg) -> dict:
