@@ -27,6 +27,12 @@ def test_run_folder_says_what_the_run_was(tiny_run: Path):
     table = metrics["cross_validation"]
     # every candidate, the mean of the fusion models and the majority class, scored over the folds
     assert set(table) == {*meta["heads"], pipeline.FUSION_MEAN, "majority class"}
+    # how the chosen model's probabilities become answers: chosen by CV too, saved with the model
+    decision = metrics["decision"]
+    assert decision["rule"] in decision["rules"] and "argmax" in decision["rules"]
+    saved = json.loads((tiny_run / "model.json").read_text())["calibration"]
+    assert saved == decision["calibration"]
+    assert "Neutral pairs are found" in (tiny_run / "report.md").read_text()
     assert all(row["folds"] == 5 for row in table.values())
     chosen = metrics["chosen"]
     assert chosen == meta["best_head"] != "majority class"

@@ -34,6 +34,7 @@ from mmsent.model import PROBE, Ensemble, Member, load_run
 from mmsent.progress import overall_progress, progress_note, step_done
 from mmsent.runs import RunFolder
 from mmsent.train.cv import CVResult, cross_validate, fold_scores, summarise
+from mmsent.train.decision import Decision, choose_decision
 from mmsent.train.fit import check_logger, choose_engine, fit, is_stored
 from mmsent.train.parallel import imap_tasks
 from mmsent.train.spec import spec_for
@@ -79,6 +80,7 @@ class Selection:
     fusion_mean: CVResult | None  # the mean of the fusion models' out-of-fold answers
     chosen: str
     summaries: dict[str, dict]  # name -> mean ± sd over folds (majority class included)
+    decision: Decision  # how the chosen model's probabilities become answers, chosen by CV too
 
     @property
     def chosen_members(self) -> list[str]:
@@ -135,7 +137,9 @@ def select(cfg: RunConfig, table: FeatureTable, progress: bool = True) -> Select
         reverse=True,
     )
     summaries["majority class"] = summarise(majority_scores(labels, folds))
-    return Selection(results, fusion_mean, ranked[0], summaries)
+    chosen = ranked[0]
+    oof = fusion_mean.oof if chosen == FUSION_MEAN else results[chosen].oof
+    return Selection(results, fusion_mean, chosen, summaries, choose_decision(oof, labels, folds))
 
 
 def fits_folder(cfg: RunConfig) -> Path:
@@ -224,6 +228,7 @@ def train(
         others=[member for name, member in finals.items() if name not in chosen],
         name=selection.chosen,
         reference=modality_means(table),
+        calibration=selection.decision.calibration,
     )
     model.save(run.path)
     curves = {name: mean_curve(result.histories) for name, result in selection.results.items()}
@@ -233,6 +238,11 @@ def train(
             "chosen": selection.chosen,
             "members": chosen,
             "cross_validation": selection.summaries,
+            "decision": {
+                "rule": selection.decision.rule,
+                "calibration": selection.decision.calibration.to_dict(),
+                "rules": selection.decision.summaries,
+            },
             "curves": curves,
         },
     )
@@ -270,6 +280,7 @@ def train(
         curves,
         audit,
         labelled.skipped,
+        run.read_json("metrics.json")["decision"],
     )
     return run.finish() if own_run else run
 
