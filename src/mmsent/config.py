@@ -60,12 +60,13 @@ class SplitConfig:
 
 @dataclass
 class EncoderConfig:
+    # Names as in the README's Encoders table (efficientnet-lite0, opennsfw, minilm, mpnet, hf-text:<id or
+    # folder>, finetuned:<folder>, ...). Several per modality are read side by side: their pooled vectors
+    # concatenated in the order named, the first one's tokens for heads that read tokens.
     image: list[str] = field(default_factory=lambda: ["efficientnet-lite0"])
-    """image encoder(s): efficientnet-lite0, opennsfw, hf-resnet:<hub id or folder>, finetuned:<folder>, ...;
-    several are read side by side (pooled vectors concatenated, tokens of the first)"""
+    """one or more image encoders"""
     text: list[str] = field(default_factory=lambda: ["minilm"])
-    """text encoder(s): minilm, mpnet, mbert, hf-text:<hub id or folder>, finetuned:<folder>, ...;
-    several are read side by side (pooled vectors concatenated, tokens of the first)"""
+    """one or more text encoders"""
     max_text_tokens: int = 64
     """tweets are cut to this many tokens"""
     runtime: Literal["onnx", "onnx-int8", "torch"] = "onnx"
