@@ -20,7 +20,8 @@ def cell(s: dict, key: str) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    raw = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=raw)
     parser.add_argument("runs", type=Path, nargs="+")
     args = parser.parse_args()
     print("| encoders (image + text) | model | accuracy | macro F1 | neutral F1 | neutral recall | CV s |")
