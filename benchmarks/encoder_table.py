@@ -35,7 +35,7 @@ def main() -> None:
         decision = metrics.get("decision")
         if decision and decision["rule"] != "argmax":
             rows[f"{chosen} (chosen), {decision['rule']}"] = decision["rules"][decision["rule"]]
-        for other in ("concat", "linear_probe", "text_only", "image_only"):
+        for other in ("mean of fusion models", "concat", "linear_probe", "text_only", "image_only"):
             if other in table and other != chosen:
                 rows[other] = table[other]
         for name, s in rows.items():

@@ -257,3 +257,26 @@ def test_cv_and_search_reuse_the_cross_fitted_backbones(
     assert "this study was made with other settings" in capsys.readouterr().err
     assert main([*args, "--ft.text.epochs", "2"]) != 0
     assert "--ft.text.epochs only applies with --finetune-text" in capsys.readouterr().err
+
+
+def test_run_quality_reads_the_first_encoder_of_each_modality(monkeypatch):
+    """The shipped recipes were tuned on one encoder per modality and stage 1 tunes one text backbone."""
+    from mmsent.config import RunConfig
+    from mmsent.search import experiment
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(cfg, *args, **kwargs):
+        seen["cfg"] = cfg
+        raise Stop
+
+    monkeypatch.setattr(experiment, "ensemble_run", capture)
+    cfg = RunConfig()
+    cfg.encoders.image, cfg.encoders.text = ["efficientnet-lite0", "opennsfw"], ["minilm", "mpnet"]
+    with pytest.raises(Stop):
+        experiment.quality_run(cfg, progress=False)
+    assert seen["cfg"].encoders.image == ["efficientnet-lite0"] and seen["cfg"].encoders.text == ["minilm"]
+    assert cfg.encoders.text == ["minilm", "mpnet"]  # the caller's configuration is left as it was

@@ -63,9 +63,9 @@ class EncoderConfig:
     # Names as in the README's Encoders table (efficientnet-lite0, opennsfw, minilm, mpnet, hf-text:<id or
     # folder>, finetuned:<folder>, ...). Several per modality are read side by side: their pooled vectors
     # concatenated in the order named, the first one's tokens for heads that read tokens.
-    image: list[str] = field(default_factory=lambda: ["efficientnet-lite0"])
+    image: list[str] = field(default_factory=lambda: ["efficientnet-lite0", "opennsfw"])
     """one or more image encoders"""
-    text: list[str] = field(default_factory=lambda: ["minilm"])
+    text: list[str] = field(default_factory=lambda: ["minilm", "mpnet"])
     """one or more text encoders"""
     max_text_tokens: int = 64
     """tweets are cut to this many tokens"""
