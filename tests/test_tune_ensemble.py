@@ -300,4 +300,27 @@ def test_run_quality_with_the_default_cache_writes_under_home(
     assert main(["run", *args, "--quality"]) == 0
     assert not (cwd / "~").exists() and list(cwd.iterdir()) == []
     backbones = home / ".cache" / "mmsent" / "features" / "text-backbones"
-    assert len(list(backbones.glob("*/tune-text/tuned/encoder.pt"))) == 3  # two folds and all pairs
+    assert len(list(backbones.glob("*/tune-text/tuned/encoder.safetensors"))) == 3  # two folds and all pairs
+
+
+def test_run_quality_reads_the_first_encoder_of_each_modality(monkeypatch):
+    """The shipped recipes were tuned on one encoder per modality and stage 1 tunes one text backbone."""
+    from mmsent.config import RunConfig
+    from mmsent.search import experiment
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def capture(cfg, *args, **kwargs):
+        seen["cfg"] = cfg
+        raise Stop
+
+    monkeypatch.setattr(experiment, "ensemble_run", capture)
+    cfg = RunConfig()
+    cfg.encoders.image, cfg.encoders.text = ["efficientnet-lite0", "opennsfw"], ["minilm", "mpnet"]
+    with pytest.raises(Stop):
+        experiment.quality_run(cfg, progress=False)
+    assert seen["cfg"].encoders.image == ["efficientnet-lite0"] and seen["cfg"].encoders.text == ["minilm"]
+    assert cfg.encoders.text == ["minilm", "mpnet"]  # the caller's configuration is left as it was

@@ -106,10 +106,13 @@ class SplitConfig:
 
 @dataclass
 class EncoderConfig:
-    image: str = "efficientnet-lite0"
-    """image encoder: efficientnet-lite0, hf-resnet:<hub id or folder>, finetuned:<folder>, ..."""
-    text: str = "minilm"
-    """text encoder: minilm, mbert, hf-text:<hub id or folder>, finetuned:<folder>, ..."""
+    # Names as in the README's Encoders table (efficientnet-lite0, opennsfw, minilm, mpnet, hf-text:<id or
+    # folder>, finetuned:<folder>, ...). Several per modality are read side by side: their pooled vectors
+    # concatenated in the order named, the first one's tokens for heads that read tokens.
+    image: list[str] = field(default_factory=lambda: ["efficientnet-lite0", "opennsfw"])
+    """one or more image encoders"""
+    text: list[str] = field(default_factory=lambda: ["minilm", "mpnet"])
+    """one or more text encoders"""
     max_text_tokens: Count = 64
     """tweets are cut to this many tokens"""
     runtime: Literal["onnx", "onnx-int8", "torch"] = "onnx"
@@ -202,6 +205,24 @@ class RunConfig:
     quality: bool = False
     """the tuned ensemble of mmsent/search/quality.yaml, its text backbone fine-tuned inside each fold,
     instead of the candidates (more accurate; ~24 min on 2 CPU cores)"""
+
+
+def encoder_names(value: str | list[str]) -> list[str]:
+    """The encoders a modality's setting names: a list, or one name (older configs, code that sets one)."""
+    return [value] if isinstance(value, str) else list(value)
+
+
+def single_encoder(value: str | list[str], modality: str) -> str:
+    """The one encoder of a modality, for the commands that tune or load a single backbone."""
+    from mmsent.errors import MmsentError
+
+    names = encoder_names(value)
+    if len(names) != 1:
+        raise MmsentError(
+            f"this command takes one {modality} encoder, not {len(names)} ({' '.join(names)}): "
+            f"name one with --encoders.{modality}"
+        )
+    return names[0]
 
 
 def to_plain(cfg) -> dict:

@@ -30,6 +30,7 @@ from mmsent.model import PROBE, Predictor
 from mmsent.progress import overall_progress, progress_note
 from mmsent.runs import RunFolder, run_record
 from mmsent.train.cv import CVResult, cross_validate, fold_scores, majority_scores, summarise
+from mmsent.train.decision import Decision, choose_decision
 from mmsent.train.fit import FitSettings, check_logger
 from mmsent.train.retrain import Candidate, retrain
 from mmsent.train.spec import check_heads, spec_for
@@ -50,6 +51,7 @@ class Selection:
     fusion_mean: CVResult | None  # the mean of the fusion models' out-of-fold answers
     chosen: str
     summaries: dict[str, dict]  # name -> mean ± sd over folds (majority class included)
+    decision: Decision  # how the chosen model's probabilities become answers, chosen by CV too
 
     @property
     def chosen_members(self) -> list[str]:
@@ -90,7 +92,9 @@ def select(cfg: RunConfig, table: FeatureTable, progress: bool = True) -> Select
         reverse=True,
     )
     summaries["majority class"] = summarise(majority_scores(labels, folds))
-    return Selection(results, fusion_mean, ranked[0], summaries)
+    chosen = ranked[0]
+    oof = fusion_mean.oof if chosen == FUSION_MEAN else results[chosen].oof
+    return Selection(results, fusion_mean, chosen, summaries, choose_decision(oof, labels, folds))
 
 
 def seeds_for(head: str, cfg: RunConfig) -> list[int]:
@@ -151,6 +155,7 @@ def train_into(
         others=[member for name, member in finals.items() if name not in chosen],
         name=selection.chosen,
         reference=table.modality_means(),
+        calibration=selection.decision.calibration,
     )
     model.save(run.path)
     curves = {name: mean_curve(result.histories) for name, result in selection.results.items()}
@@ -160,6 +165,11 @@ def train_into(
             "chosen": selection.chosen,
             "members": chosen,
             "cross_validation": selection.summaries,
+            "decision": {
+                "rule": selection.decision.rule,
+                "calibration": selection.decision.calibration.to_dict(),
+                "rules": selection.decision.summaries,
+            },
             "curves": curves,
         },
     )
@@ -190,6 +200,7 @@ def train_into(
         curves,
         audit,
         labelled.skipped,
+        run.read_json("metrics.json")["decision"],
     )
     return run
 

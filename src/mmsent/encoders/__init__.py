@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from mmsent.encoders.base import Encoder, EncoderOutput
 from mmsent.encoders.image import ImageEncoder
+from mmsent.encoders.joined import JoinedEncoder, joined_identity
 from mmsent.encoders.registry import EncoderEntry, create_encoder, list_encoders, register_encoder
 from mmsent.encoders.text import TextEncoder
 from mmsent.encoders.transforms import ImageTransform
@@ -20,8 +21,10 @@ __all__ = [
     "EncoderOutput",
     "ImageEncoder",
     "ImageTransform",
+    "JoinedEncoder",
     "TextEncoder",
     "create_encoder",
+    "joined_identity",
     "list_encoders",
     "register_encoder",
 ]
@@ -47,6 +50,16 @@ def _register_builtin() -> None:
 
         return MiniLM(max_tokens=max_tokens)
 
+    def mpnet(*, max_tokens: int = 64):
+        from mmsent.encoders.mpnet import MPNet
+
+        return MPNet(max_tokens=max_tokens)
+
+    def opennsfw():
+        from mmsent.encoders.opennsfw import OpenNSFW
+
+        return OpenNSFW()
+
     def mbert(*, max_tokens: int = 64):
         return hf_text("mbert", "bert-base-multilingual-cased", max_tokens=max_tokens)
 
@@ -71,6 +84,13 @@ def _register_builtin() -> None:
             EncoderEntry(efficientnet(variant), f"EfficientNet-Lite{variant}, {size} px, 1280-d", "image"),
         )
     register_encoder("minilm", EncoderEntry(minilm, "all-MiniLM-L6-v2, mean pooled, 384-d", "text"))
+    register_encoder(
+        "mpnet", EncoderEntry(mpnet, "all-mpnet-base-v2, mean pooled, 768-d (mmsent[strong])", "text")
+    )
+    register_encoder(
+        "opennsfw",
+        EncoderEntry(opennsfw, "open_nsfw ResNet-50, penultimate 1024-d, ONNX (mmsent[strong])", "image"),
+    )
     register_encoder("mbert", EncoderEntry(mbert, "bert-base-multilingual-cased, [CLS], 768-d", "text"))
     register_encoder(
         "hf-text",

@@ -97,7 +97,7 @@ def create_encoder(
     else:
         encoder = entry.build(**options)
     encoder = encoder.eval()
-    if runtime == "torch":
+    if runtime == "torch" or getattr(encoder, "runs_onnx", False):  # an ONNX graph already
         return encoder
     from mmsent.encoders.onnx import ExportFailed, OnnxEncoder
 

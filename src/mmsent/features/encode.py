@@ -7,13 +7,16 @@ maps to the same stored arrays, whichever command asked.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mmsent.config import RunConfig
+import numpy as np
+
+from mmsent.config import RunConfig, encoder_names
 from mmsent.data import LoadResult, Pair, Skipped, load_pairs
-from mmsent.encoders import create_encoder
-from mmsent.errors import BadInput
+from mmsent.encoders import JoinedEncoder, create_encoder, joined_identity
+from mmsent.errors import BadInput, MmsentError
 from mmsent.features.store import FeatureStore, StoredFeatures
 from mmsent.features.table import FeatureTable
 
@@ -49,17 +52,29 @@ def load_list(cfg: RunConfig, list_name: str, root: Path | None = None) -> LoadR
 _encoders: dict[tuple, object] = {}
 
 
-def encoder(cfg: RunConfig, modality: str):
-    """Encoders are built once per process: loading weights is slow, and serving reuses them."""
-    name = cfg.encoders.image if modality == "image" else cfg.encoders.text
+def encoder_parts(cfg: RunConfig, modality: str) -> list:
+    """Every encoder the configuration names for `modality`, in order; each built once per process
+    (loading weights is slow, and serving reuses them)."""
+    names = encoder_names(cfg.encoders.image if modality == "image" else cfg.encoders.text)
+    if not names:
+        raise MmsentError(f"name at least one {modality} encoder (--encoders.{modality})")
     options = {"max_tokens": cfg.encoders.max_text_tokens} if modality == "text" else {}
     # The exported ONNX models live beside the feature store (~/.cache/mmsent/onnx by default).
     onnx_folder = store_root(cfg).parent / "onnx"
     runtime = {"runtime": cfg.encoders.runtime, "onnx_folder": onnx_folder}
-    key = (name, tuple(sorted(options.items())), tuple(runtime.items()))
-    if key not in _encoders:
-        _encoders[key] = create_encoder(name, **options, **runtime)
-    return _encoders[key]
+    parts = []
+    for name in names:
+        key = (name, tuple(sorted(options.items())), tuple(runtime.items()))
+        if key not in _encoders:
+            _encoders[key] = create_encoder(name, **options, **runtime)
+        parts.append(_encoders[key])
+    return parts
+
+
+def encoder(cfg: RunConfig, modality: str):
+    """The modality's encoder: the one named, or several read side by side as one."""
+    parts = encoder_parts(cfg, modality)
+    return parts[0] if len(parts) == 1 else JoinedEncoder(parts)
 
 
 def release_encoders() -> None:
@@ -81,18 +96,50 @@ def stored_features(
     progress: bool = True,
     shard: tuple[int, int] | None = None,
 ) -> StoredFeatures:
-    """One modality's features of `pairs` under the configured encoder, from the store or
-    extracted into it (with `shard`, only that part of them)."""
+    """One modality's features of `pairs` under the configured encoder(s), from the store or
+    extracted into it (with `shard`, only that part of them). Each encoder has its own stored
+    features; several are joined side by side (`join_stored`)."""
     items = [(p.guid, p.image_path if modality == "image" else p.text) for p in pairs]
-    return FeatureStore(store_root(cfg)).get_or_extract(
-        encoder(cfg, modality),
-        items,
-        batch_size=cfg.encoders.batch_size,
-        workers=cfg.encoders.workers,  # image-decoding processes; text extraction has none
-        tokens=cfg.encoders.tokens,
-        skip_bad=cfg.data.skip_bad,
-        progress=progress,
-        shard=shard,
+    store = FeatureStore(store_root(cfg))
+    stored = [
+        store.get_or_extract(
+            part,
+            items,
+            batch_size=cfg.encoders.batch_size,
+            workers=cfg.encoders.workers,  # image-decoding processes; text extraction has none
+            tokens=cfg.encoders.tokens,
+            skip_bad=cfg.data.skip_bad,
+            progress=progress,
+            shard=shard,
+        )
+        for part in encoder_parts(cfg, modality)
+    ]
+    return stored[0] if len(stored) == 1 else join_stored(stored)
+
+
+def join_stored(parts: list[StoredFeatures]) -> StoredFeatures:
+    """Several encoders' features of the same items as one: pooled vectors side by side (in the
+    order named), the first one's tokens. Rows follow the first store; an item another encoder
+    could not read is failed here too (its row holds zeros and no model reads it)."""
+    first = parts[0]
+    failed = dict(first.failed)
+    pooled = [first.pooled]
+    for part in parts[1:]:
+        failed.update(part.failed)
+        known = [guid for guid in first.guids if guid not in part.failed]
+        columns = np.zeros((len(first.guids), part.pooled.shape[1]), dtype=np.float32)
+        columns[first.index(known)] = part.pooled[part.index(known)]
+        pooled.append(columns)
+    key = hashlib.sha256("+".join(part.key for part in parts).encode()).hexdigest()
+    return StoredFeatures(
+        first.guids,
+        np.concatenate(pooled, axis=1),
+        first.tokens,
+        first.mask,
+        failed,
+        key,
+        joined_identity([part.identity for part in parts]),
+        first.path,
     )
 
 
@@ -136,8 +183,6 @@ def encode_lists(cfg: RunConfig, loads: list[LoadResult], progress: bool = True)
 
 def load_table(cfg: RunConfig, list_name: str | None = None, progress: bool = True) -> FeatureTable:
     """The pairs of a list (default: the training list) with their stored features (extracted if missing)."""
-    from mmsent.errors import MmsentError
-
     encoded = encode(cfg, load_list(cfg, list_name or cfg.data.train_list), progress)
     if not encoded.pairs:
         raise MmsentError("the list has no usable pairs", encoded.load.list_path)

@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from mmsent import LABELS
-from mmsent.config import RunConfig
+from mmsent.config import RunConfig, single_encoder
 from mmsent.data import Pair
 from mmsent.encoders import create_encoder
 from mmsent.encoders.augment import TrainTransform
@@ -112,12 +112,14 @@ def run_e2e(cfg: RunConfig, e2e: EndToEndConfig, progress: bool = True) -> dict[
     """Train, keep the best epoch, then write its validation metrics and the filled-in test list."""
     folder = workspace(cfg, default="e2e").root
     check_heads([e2e.head])
+    image_name = single_encoder(cfg.encoders.image, "image")
+    text_name = single_encoder(cfg.encoders.text, "text")
     train_pairs, val_pairs = labelled_split(cfg)
     train_pairs, skipped = readable_images(train_pairs, cfg.data.skip_bad)
     val_pairs, more = readable_images(val_pairs, cfg.data.skip_bad)
     head_hparams = shared_hparams(e2e.head, cfg.train.hidden, cfg.train.dropout, cfg.train.input_dropout)
     options = {
-        "encoders": [cfg.encoders.image, cfg.encoders.text, cfg.encoders.max_text_tokens],
+        "encoders": [image_name, text_name, cfg.encoders.max_text_tokens],
         "e2e": {k: v for k, v in asdict(e2e).items() if k != "workers"},
         "head_hparams": head_hparams,
         "seed": cfg.train.seed,
@@ -127,9 +129,8 @@ def run_e2e(cfg: RunConfig, e2e: EndToEndConfig, progress: bool = True) -> dict[
 
     def build() -> EndToEndModule:
         weights = class_weights_for([LABEL_INDEX[p.label] for p in train_pairs], cfg.train.class_weights)
-        image, text = cfg.encoders.image, cfg.encoders.text
         return EndToEndModule(
-            image, text, cfg.encoders.max_text_tokens, e2e.head, head_hparams, asdict(e2e), weights
+            image_name, text_name, cfg.encoders.max_text_tokens, e2e.head, head_hparams, asdict(e2e), weights
         )
 
     fitted = fit_backbone(

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mmsent import pipeline
-from mmsent.config import RunConfig
+from mmsent.config import RunConfig, single_encoder
 from mmsent.data import Pair, image_size, split_pairs
 from mmsent.encoders.augment import TrainTransform
 from mmsent.encoders.base import Encoder
@@ -187,7 +187,7 @@ def tune_backbone(
         log.info("stage 1 (%s): done already, %s", modality, work.tuned(modality))
         return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     tuning = getattr(ft, modality)
-    name = cfg.encoders.image if modality == "image" else cfg.encoders.text
+    name = single_encoder(cfg.encoders.image if modality == "image" else cfg.encoders.text, modality)
     max_tokens = cfg.encoders.max_text_tokens if modality == "text" else None
     skipped: list[dict] = []
     if modality == "image":

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import time
 from pathlib import Path
 
 from mmsent import LABELS
-from mmsent.config import RunConfig, from_plain, to_plain
+from mmsent.config import RunConfig, encoder_names, from_plain, to_plain
 from mmsent.ensemble import Combine, build_ensemble, cross_validate_ensemble
 from mmsent.errors import MmsentError
 from mmsent.evaluate.calibration import expected_calibration_error, nll, reliability_plot
@@ -247,6 +248,10 @@ def quality_run(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]
 
     spec = yaml.safe_load(QUALITY_FILE.read_text(encoding="utf-8"))
     recipes = [Recipe.from_dict(r, str(QUALITY_FILE)) for r in spec["recipes"]]
+    # The shipped recipes were tuned on one encoder per modality, and stage 1 fine-tunes one text
+    # backbone: the first named of each (by default efficientnet-lite0 and minilm).
+    firsts = {side: encoder_names(getattr(cfg.encoders, side))[:1] for side in ("image", "text")}
+    cfg = dataclasses.replace(cfg, encoders=dataclasses.replace(cfg.encoders, **firsts))
     finetune_text = None
     if spec.get("finetune_text"):
         # `finetune_text: true`, or a mapping of stage-1 options over the text defaults.
