@@ -154,8 +154,8 @@ class TrainConfig:
     """learning rate (AdamW)"""
     weight_decay: NonNegative = 0.05
     """AdamW weight decay"""
-    hidden: Count = 64
-    """width of the classifier's hidden layer (heads that have one)"""
+    hidden: Natural = 64
+    """width of the classifier's hidden layer (heads that have one; 0: none)"""
     dropout: Share = 0.5
     """dropout before the classifier"""
     input_dropout: Share = 0.2
