@@ -22,11 +22,13 @@ from mmsent.batch.reader import Columns, InputFile, as_rows, count_rows, csv_opt
 from mmsent.batch.writer import Parts
 from mmsent.errors import BadInput, MmsentError
 
-# Reading and writing take little CPU next to decoding and encoding, which happen in the actors.
-# An actor asks for most of a CPU, not all of it: with every CPU held by an actor, no read
-# task could be scheduled, and the job would wait forever.
+# Reading and writing take little CPU next to decoding and encoding, which happen in the actors:
+# one actor per CPU, each on one thread. Ray counts CPUs as labels, not as use, and some of Ray
+# Data's own steps (listing a Parquet input's files, cutting blocks) ask for a whole CPU: with
+# every CPU promised to actors they would never be scheduled and the job would wait forever
+# (it did, with actors of 0.8 CPU on 2 CPUs). An actor therefore asks for half a CPU.
 IO_CPUS = 0.1
-ACTOR_CPUS = 0.8
+ACTOR_CPUS = 0.5
 BLOCKS_PER_ACTOR = 4  # at least this many blocks per actor, so that each has work to the end
 BLOCK_ROWS = 1024  # and at most about this many rows in a block (a long file is not one block)
 
