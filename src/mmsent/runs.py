@@ -53,6 +53,20 @@ def located(cfg: RunConfig) -> RunConfig:
     return dataclasses.replace(cfg, data=data, encoders=encoders)
 
 
+# The starter model: a run of the main job on the lab's train.txt, shipped inside the package
+# (scripts/build_starter.py makes it), so a pair can be classified before any training.
+STARTER = Path(__file__).with_name("starter")
+
+
+def starter_run() -> Path:
+    """The folder of the starter model shipped with mmsent."""
+    if not (STARTER / "run.json").is_file():
+        raise MmsentError(
+            "this install of mmsent has no starter model; name a run folder (`mmsent run` makes one)", STARTER
+        )
+    return STARTER
+
+
 def run_record(
     cfg: RunConfig,
     table,

@@ -183,7 +183,28 @@ def cmd_evaluate(args) -> int:
     return EXIT_OK
 
 
+def starter_note(args) -> None:
+    """No run named: the starter model shipped with mmsent answers, and the user is told so."""
+    if args.run is not None:
+        return
+    from mmsent.runs import starter_run
+
+    args.run = starter_run()
+    metrics = json.loads((args.run / "metrics.json").read_text(encoding="utf-8"))
+    chosen = metrics["cross_validation"][metrics["chosen"]]
+    print(
+        f"mmsent: answering with the starter model shipped with mmsent ({metrics['chosen']}, trained on the "
+        f"lab's train.txt; cross-validated accuracy {chosen['accuracy']:.3f}); name a run folder to use "
+        "your own",
+        file=sys.stderr,
+    )
+
+
 def cmd_predict(args) -> int:
+    pairs_given = args.image is not None or args.text is not None or args.text_file is not None
+    if args.run is None and not pairs_given and args.input is None:
+        raise MmsentError("name a run folder: a list in the lab's layout is filled in by a run of your own")
+    starter_note(args)
     finished_run(args.run)
     if args.image is not None:
         return predict_pair(args)
@@ -285,6 +306,7 @@ def brief(value: Any) -> str:
 
 
 def cmd_serve(args) -> int:
+    starter_note(args)
     finished_run(args.run)
     from mmsent.serve.app import serve
 
@@ -416,7 +438,12 @@ def add_commands(commands) -> None:
         description="Fill in the tags of a guid,null list (and write the class probabilities beside it), "
         "classify one pair: --image with --text or --text-file, or a file of pairs: --input.",
     )
-    predict.add_argument("run", type=Path, help="run folder")
+    predict.add_argument(
+        "run",
+        type=Path,
+        nargs="?",
+        help="run folder (default, for one pair: the starter model shipped with mmsent)",
+    )
     predict.add_argument(
         "--list", metavar="NAME", help="guid,null list in the data folder (default: the run's test list)"
     )
@@ -451,7 +478,9 @@ def add_commands(commands) -> None:
         "HTTP service and web page for a trained run",
         "mmsent serve runs/20250101-120000 --port 8000",
     )
-    serve.add_argument("run", type=Path, help="run folder")
+    serve.add_argument(
+        "run", type=Path, nargs="?", help="run folder (default: the starter model shipped with mmsent)"
+    )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     serve.add_argument(

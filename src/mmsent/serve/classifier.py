@@ -32,7 +32,7 @@ from mmsent.data.images import MAX_PIXELS, decode_image, upright_rgb
 from mmsent.errors import BadInput, MmsentError
 from mmsent.features.table import FeatureTable
 from mmsent.model import Predictor, load_run
-from mmsent.runs import RunFolder
+from mmsent.runs import RunFolder, starter_run
 
 ImageInput = str | Path | bytes | Image.Image
 MAX_TEXT_CHARS = 5_000  # a tweet has at most 280; this leaves room for long posts, not for documents
@@ -124,11 +124,12 @@ class Classifier:
         return self.model.labels
 
     @classmethod
-    def load(cls, run_dir: str | Path, answer: str | None = None) -> Classifier:
-        """`answer`: which of the run's models answers (default: the one the run chose)."""
+    def load(cls, run_dir: str | Path | None = None, answer: str | None = None) -> Classifier:
+        """`run_dir`: a run folder (default: the starter model shipped with mmsent, trained on the
+        lab's train.txt); `answer`: which of the run's models answers (default: the one it chose)."""
         from mmsent.features.encode import encoder
 
-        run = RunFolder.open(Path(run_dir))
+        run = RunFolder.open(Path(run_dir) if run_dir is not None else starter_run())
         cfg = run.run_config()
         meta = run.meta
         encoders = {side: encoder(cfg, side) for side in ("image", "text")}
