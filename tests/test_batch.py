@@ -213,9 +213,12 @@ def test_missing_columns_and_usage_errors(tmp_path, tiny_run, tiny_lab, capsys):
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """A Ray of 2 CPUs on this machine, shared by the module's Ray tests (it takes seconds to start)."""
+    """A Ray of 2 CPUs on this machine, shared by the module's Ray tests (it takes seconds to start).
+
+    `address="local"` starts a Ray of the tests' own even where another one runs on the machine
+    (as on CI), which `ray.init` would otherwise join, refusing `num_cpus`."""
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
 
