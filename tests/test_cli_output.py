@@ -45,20 +45,26 @@ def test_predict_one_pair_prints_the_label_and_the_probabilities(tiny_run, tiny_
     # every model the run holds answers too, one line each
     assert {line.split()[0] for line in lines[1:5]} == MODELS
     assert all(line.split()[1] in LABELS for line in lines[1:5])
+    # then what the model answers without each side, beside the single-modality model of the other
+    assert any(line.strip().startswith("Without the text: ") and "image-only model" in line for line in lines)
+    assert any(line.strip().startswith("Without the image: ") and "text-only model" in line for line in lines)
 
 
-def test_predict_one_pair_as_json_agrees_with_the_python_api(tiny_run, tiny_lab, capsys):
+def test_predict_one_pair_as_json_is_the_python_apis_answer(tiny_run, tiny_lab, capsys):
     from mmsent.serve.classifier import Classifier
 
     image, text = lab_pair(tiny_lab)
     assert main(["predict", str(tiny_run), "--image", str(image), "--text", text, "--json"]) == 0
     got, _ = json_out(capsys)
-    want = Classifier.load(tiny_run).predict(image, text)
-    assert got["label"] == want.label
-    assert got["probabilities"] == pytest.approx(want.probabilities)
+    want = Classifier.load(tiny_run).predict(image, text).to_dict()
+    assert set(got) == set(want)
+    assert got["label"] == want["label"] and got["model"] == want["model"]
+    assert got["probabilities"] == pytest.approx(want["probabilities"])
     assert sum(got["probabilities"].values()) == pytest.approx(1.0)
-    assert set(got["per_head"]) == MODELS
-    assert got["run"] == str(tiny_run) and got["image"] == str(image)
+    assert got["confidence"] == got["probabilities"][got["label"]]
+    assert got["low_confidence"] is (got["confidence"] < 0.5)
+    assert set(got["per_model"]) == MODELS and got["inputs"] == ["image", "text"]
+    assert got["run"] == tiny_run.name
 
 
 def test_text_file_reads_as_the_lab_reads_text(tiny_run, tiny_lab, capsys, tmp_path):
@@ -73,26 +79,51 @@ def test_text_file_reads_as_the_lab_reads_text(tiny_run, tiny_lab, capsys, tmp_p
     assert json_out(capsys)[0]["probabilities"] == from_file["probabilities"]
 
 
-def test_head_picks_the_model_that_answers_one_pair(tiny_run, tiny_lab, capsys):
+def test_model_picks_the_model_that_answers_one_pair(tiny_run, tiny_lab, capsys):
     image, text = lab_pair(tiny_lab)
-    assert (
-        main(
-            [
-                "predict",
-                str(tiny_run),
-                "--image",
-                str(image),
-                "--text",
-                text,
-                "--head",
-                "image_only",
-                "--json",
-            ]
-        )
-        == 0
-    )
+    argv = [
+        "predict",
+        str(tiny_run),
+        "--image",
+        str(image),
+        "--text",
+        text,
+        "--model",
+        "image_only",
+        "--json",
+    ]
+    assert main(argv) == 0
     got, _ = json_out(capsys)
-    assert got["head"] == "image_only" and got["label"] == got["per_head"]["image_only"]["label"]
+    assert got["model"] == "image_only" and got["label"] == got["per_model"]["image_only"]["label"]
+    assert got["members"] == ["image_only"]
+
+
+@pytest.mark.parametrize("side", ["text", "image"])
+def test_one_side_alone_is_answered_by_that_sides_model_with_its_cv_accuracy(
+    tiny_run, tiny_lab, capsys, side
+):
+    image, text = lab_pair(tiny_lab)
+    given = ["--text", text] if side == "text" else ["--image", str(image)]
+    assert main(["predict", str(tiny_run), *given, "--json"]) == 0
+    got, _ = json_out(capsys)
+    name = f"{side}_only"
+    measured = json.loads((tiny_run / "metrics.json").read_text())["cross_validation"][name]
+    assert got["model"] == name and got["inputs"] == [side] and list(got["per_model"]) == [name]
+    assert got["cv_accuracy"] == pytest.approx(measured["accuracy"])
+    # the same answer as that model gives for the whole pair: the other side is never read
+    assert main(["predict", str(tiny_run), "--image", str(image), "--text", text, "--json"]) == 0
+    pair, _ = json_out(capsys)
+    for label in LABELS:
+        assert got["probabilities"][label] == pytest.approx(
+            pair["per_model"][name]["probabilities"][label], abs=1e-6
+        )
+    # and a person reads which model answered, from what, and how well it did in cross-validation
+    assert main(["predict", str(tiny_run), *given, "--quiet"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert (
+        f"answered by {name}, from the {side} alone; cross-validated accuracy {measured['accuracy']:.3f}"
+        in first
+    )
 
 
 @pytest.mark.parametrize(
@@ -120,18 +151,100 @@ def test_a_bad_pair_is_one_line_naming_the_input_and_exit_3(tiny_run, tmp_path, 
 @pytest.mark.parametrize(
     "extra",
     [
-        ["--image", "a.jpg"],
-        ["--text", "hello"],
         ["--image", "a.jpg", "--text", "hi", "--text-file", "t.txt"],
         ["--image", "a.jpg", "--text", "hi", "--output", "out.txt"],
-        ["--image", "a.jpg", "--text", "hi", "--list", "test.txt"],
+        ["--text", "hi", "--list", "test.txt"],
+        ["--stdin", "--image", "a.jpg"],
+        ["--stdin", "--output", "out.txt"],
+        ["--text", "hi", "--skip-bad"],
     ],
-    ids=["no text", "no image", "two texts", "with --output", "with --list"],
+    ids=[
+        "two texts",
+        "with --output",
+        "with --list",
+        "stdin and a pair",
+        "stdin and a list",
+        "skip-bad alone",
+    ],
 )
-def test_a_pair_and_a_list_do_not_mix_usage_error_2(tiny_run, capsys, extra):
+def test_a_pair_a_list_and_stdin_do_not_mix_usage_error_2(tiny_run, capsys, extra):
     assert main(["predict", str(tiny_run), *extra]) == cli.EXIT_USAGE == 2
     err = capsys.readouterr().err
     assert err.startswith("usage: mmsent predict") and "error:" in err
+
+
+# ------------------------------------------------------------------------------ pairs on stdin
+
+
+def stdin_lines(monkeypatch, *lines: str) -> None:
+    import io
+    import sys
+
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO("".join(lines).encode("utf-8"))))
+
+
+def test_stdin_answers_each_line_on_its_own_line_as_the_api_does(tiny_run, tiny_lab, capsys, monkeypatch):
+    from mmsent.serve.classifier import Classifier
+
+    image, text = lab_pair(tiny_lab)
+    lines = [
+        json.dumps({"image": str(image), "text": text, "id": "a"}) + "\n",
+        "\n",  # blank: no pair, no answer
+        json.dumps({"text": text}) + "\n",
+        json.dumps({"image": str(image), "id": 7}) + "\n",
+    ]
+    stdin_lines(monkeypatch, *lines)
+    loads = []
+    real_load = Classifier.load
+    monkeypatch.setattr(
+        Classifier, "load", classmethod(lambda cls, *a, **k: loads.append(a) or real_load(*a, **k))
+    )
+    assert main(["predict", str(tiny_run), "--stdin", "--quiet"]) == 0
+    answers = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(loads) == 1  # the model is loaded once for every line
+    assert [(a["line"], a.get("id"), a["inputs"]) for a in answers] == [
+        (1, "a", ["image", "text"]),
+        (3, None, ["text"]),
+        (4, 7, ["image"]),
+    ]
+    classifier = real_load(tiny_run)
+    for got, want in zip(answers, [classifier.predict(image, text), classifier.predict(text=text),
+                                   classifier.predict(image)], strict=True):  # fmt: skip
+        assert got["model"] == want.model and got["label"] == want.label
+        assert got["probabilities"] == pytest.approx(want.probabilities)
+
+
+BAD_LINES = [
+    ("not json\n", "the line is not JSON"),
+    ('["a.jpg", "hi"]\n', "not a JSON object"),
+    ('{"imgae": "a.jpg", "text": "hi"}\n', "unknown field 'imgae'"),
+    ('{"id": 3}\n', "neither an image nor a text"),
+    ('{"text": 5}\n', "text is not a string"),
+    ('{"text": "   "}\n', "text is empty"),
+    ('{"image": "nowhere.jpg", "text": "hi"}\n', "nowhere.jpg"),
+]
+
+
+@pytest.mark.parametrize(("line", "message"), BAD_LINES, ids=[m for _, m in BAD_LINES])
+def test_a_bad_stdin_line_stops_with_its_line_number_exit_3(tiny_run, capsys, monkeypatch, line, message):
+    stdin_lines(monkeypatch, '{"text": "a good day"}\n', line, '{"text": "never read"}\n')
+    assert main(["predict", str(tiny_run), "--stdin", "--quiet"]) == cli.EXIT_INPUT
+    captured = capsys.readouterr()
+    assert [json.loads(a)["line"] for a in captured.out.splitlines()] == [1]  # answered before it
+    assert captured.err.startswith("mmsent: error: stdin:2: ") and message in captured.err
+    assert len(captured.err.splitlines()) == 1
+
+
+def test_skip_bad_answers_a_bad_stdin_line_with_its_error_and_goes_on(tiny_run, capsys, monkeypatch):
+    stdin_lines(monkeypatch, *(line for line, _ in BAD_LINES), '{"text": "a good day", "id": "last"}\n')
+    assert main(["predict", str(tiny_run), "--stdin", "--skip-bad"]) == 0
+    captured = capsys.readouterr()
+    answers = [json.loads(a) for a in captured.out.splitlines()]
+    assert [a["line"] for a in answers] == list(range(1, len(BAD_LINES) + 2))
+    for (_, message), got in zip(BAD_LINES, answers, strict=False):
+        assert set(got) == {"line", "error"} and message in got["error"]
+    assert answers[-1]["id"] == "last" and answers[-1]["label"] in LABELS
+    assert f"answered 1 of {len(BAD_LINES) + 1} lines from stdin; {len(BAD_LINES)} bad" in captured.err
 
 
 # ------------------------------------------------------------------------------ lists

@@ -203,7 +203,7 @@ def test_classifier_agrees_with_the_stored_feature_path(tiny_run: Path, tiny_lab
     assert [a.label for a in answers] == [row.split(",")[1] for row in rows]
     one = clf.predict((tiny_lab / "data" / f"{guids[0]}.jpg").read_bytes(), texts[0])
     assert one.probabilities == pytest.approx(answers[0].probabilities, abs=1e-5)
-    assert set(one.per_head) == {"linear_probe", "text_only", "image_only", "concat"}
+    assert set(one.per_model) == {"linear_probe", "text_only", "image_only", "concat"}
 
 
 def test_classifier_refuses_huge_and_broken_images(tiny_run: Path):
@@ -288,7 +288,7 @@ def test_one_model_answers_every_path_alike(tiny_run: Path, tiny_lab: Path):
         for name in stored:
             if name != model.name:
                 want = dict(zip(LABELS, stored[name][i], strict=True))
-                assert answers[i].per_head[name]["probabilities"] == pytest.approx(want, abs=1e-5)
+                assert answers[i].per_model[name]["probabilities"] == pytest.approx(want, abs=1e-5)
 
 
 def test_a_copied_run_predicts_from_anywhere_without_extracting(tiny_run: Path, tmp_path, monkeypatch):
@@ -306,25 +306,24 @@ def test_a_copied_run_predicts_from_anywhere_without_extracting(tiny_run: Path, 
     assert not (elsewhere / ".cache").exists()
 
 
-def test_explanations_measure_each_modality_by_ablation(tiny_run: Path, tiny_lab: Path):
-    # A model that never reads the image gains nothing from it, and likewise for text.
+def test_explanations_say_what_the_model_answers_without_each_side(tiny_run: Path, tiny_lab: Path):
     clf = Classifier.load(tiny_run)
     guids = [line.split(",")[0] for line in (tiny_lab / "test_with_label.txt").read_text().splitlines()[1:4]]
     images = [tiny_lab / "data" / f"{g}.jpg" for g in guids]
     texts = [(tiny_lab / "data" / f"{g}.txt").read_text() for g in guids]
     table = clf.encode(images, texts)
+    # A model that never reads the image answers the same without it, and likewise for text.
     for name, blind in (("text_only", "image"), ("image_only", "text")):
         model = clf.model.answering_with(name)
-        for entry in model.explain(table):
-            assert entry[f"{blind}_effect"] == pytest.approx(0.0, abs=1e-9)
-            assert -1.0 <= entry[f"{'text' if blind == 'image' else 'image'}_effect"] <= 1.0
-    # the run's own model: the effects are the drop of the answered class when a side is blanked
+        probs = model.predict_proba(table)
+        for i, entry in enumerate(model.explain(table)):
+            assert entry[f"without_{blind}"] == pytest.approx(list(probs[i]), abs=1e-9)
+            assert sum(entry[f"without_{'text' if blind == 'image' else 'image'}"]) == pytest.approx(1.0)
+    # the run's own model: its answer with a side replaced by that side's training mean
     model = clf.model
-    probs = model.predict_proba(table)
     without_image = model.predict_proba(table.without("image", np.asarray(model.reference["image"])))
     for i, entry in enumerate(model.explain(table)):
-        answer = probs[i].argmax()
-        assert entry["image_effect"] == pytest.approx(probs[i, answer] - without_image[i, answer])
+        assert entry["without_image"] == pytest.approx(list(without_image[i]))
 
 
 def test_two_image_encoders_side_by_side_train_predict_and_serve(tmp_path, tiny_lab, tiny_encoders, capsys):

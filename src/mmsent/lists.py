@@ -42,27 +42,27 @@ def predict(
     run: RunFolder,
     list_name: str,
     root: Path | None = None,
-    head: str | None = None,
+    model: str | None = None,
     output: Path | None = None,
-    every_head: bool = False,
+    every_model: bool = False,
     progress: bool = True,
     overwrite: bool = False,
     encoded: Encoded | None = None,
 ) -> tuple[Path, list[str]]:
     """Fill in the tags of a `guid,null` list with the run's model; returns (file, guids left null).
 
-    The run's model writes `output`, by default `predictions/<list>`; `head` names one of its
-    members or other candidates instead, by default into `predictions/<head>/<list>`, so the
+    The run's model writes `output`, by default `predictions/<list>`; `model` names one of its
+    members or other candidates instead, by default into `predictions/<model>/<list>`, so the
     run's own answers are never replaced by another's. Each filled-in list has its class
     probabilities beside it (`evaluate.predictions.probabilities_path`). An existing `output`
-    is replaced only with `overwrite`. With `every_head`, each model also writes
+    is replaced only with `overwrite`. With `every_model`, each model also writes
     `predictions/<name>/<list>`, from one extraction. `encoded`: the list's features when the
     caller has them already (the main job), else they are read under the run's encoders.
     """
     if output is not None and not Path(output).parent.is_dir():  # a mistyped folder is not made
         raise MmsentError("no such folder for --output (it is not created)", Path(output).parent)
-    model = load_run(run.path, expect_encoders=run.meta["encoders"])
-    chosen = model.answering_with(head) if head else model
+    predictor = load_run(run.path, expect_encoders=run.meta["encoders"])
+    chosen = predictor.answering_with(model) if model else predictor
     name = Path(list_name).name
     if output is not None and not overwrite:
         for path in (output, probabilities_path(output)):
@@ -71,11 +71,11 @@ def predict(
     if encoded is None:
         encoded = encode_for_run(run, list_name, root, progress)
     table = encoded.table()
-    target = output or run.path / "predictions" / (Path(head) / name if head else name)
+    target = output or run.path / "predictions" / (Path(model) / name if model else name)
     # files inside the run are its own to refresh; a file the user named is replaced only when asked
     missing = write_answers(encoded, chosen.predict_proba(table), target, replace=overwrite or output is None)
-    if every_head:
-        for each, probs in model.member_proba(table).items():
+    if every_model:
+        for each, probs in predictor.member_proba(table).items():
             write_answers(encoded, probs, run.path / "predictions" / each / name)
     if encoded.skipped:
         run.write_json(

@@ -3,7 +3,7 @@
     model = load_run("runs/my-run")          # a Predictor
     probs = model.predict_proba(table)       # [N, 3], rows of a FeatureTable, LABELS order
     model.member_proba(table)                # each member's own answer, by name
-    model.explain(table)                     # per pair: what each modality moved, and the head's readout
+    model.explain(table)                     # per pair: the answer without each side; the head's readout
 
 A trained run answers with a `Predictor`: one or more members, each the mean of
 one or more fitted models (a head per seed, or a linear probe), combined by
@@ -330,25 +330,20 @@ class Predictor:
         """Each member's and each other candidate's own probabilities."""
         return {m.name: m.predict_proba(table, rows) for m in [*self.members, *self.others]}
 
-    def explain(
-        self, table: FeatureTable, rows: np.ndarray | None = None, probs: np.ndarray | None = None
-    ) -> list[dict[str, Any]]:
-        """Per pair: how much each modality moved the answer, by ablation, for any kind of model.
+    def explain(self, table: FeatureTable, rows: np.ndarray | None = None) -> list[dict[str, Any]]:
+        """Per pair: what this model answers without each modality, for any kind of model.
 
-        `image_effect` is the answered class's probability minus what it becomes when the image's
-        features are replaced by the training mean (`text_effect` likewise): positive where that
-        modality supported the answer. Beside it, the first member's own readout (gate values,
-        input shares), under `readout`, labelled as what it is. `probs`: the answer, if already known."""
+        `without_image` holds the class probabilities (in `labels` order) when the image's features
+        are replaced by their mean over the training pairs, so the answer rests on the text alone
+        (`without_text` likewise); absent for a model saved without that mean. Beside them, the
+        first member's own readout (gate values, input shares), under `readout`."""
         rows = all_rows(table, rows)
         out: list[dict[str, Any]] = [{} for _ in rows]
         if self.reference and len(rows):
-            probs = self.predict_proba(table, rows) if probs is None else probs
-            answer = probs.argmax(axis=1)
-            picked = np.arange(len(rows))
             for side in ("image", "text"):
                 ablated = self.predict_proba(table.without(side, np.asarray(self.reference[side])), rows)
-                for i, effect in enumerate(probs[picked, answer] - ablated[picked, answer]):
-                    out[i][f"{side}_effect"] = float(effect)
+                for entry, probs in zip(out, ablated, strict=True):
+                    entry[f"without_{side}"] = [float(p) for p in probs]
         for member in self.members:
             readouts = member.models[0].explain(table, rows)
             if any(readouts):

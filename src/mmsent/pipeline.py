@@ -240,7 +240,7 @@ def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
         labelled, unlabelled = encode_lists(cfg, loads, progress)
         train(cfg, progress, run, labelled)
         filled, missing = predict(
-            run, cfg.data.test_list, every_head=True, progress=progress, encoded=unlabelled
+            run, cfg.data.test_list, every_model=True, progress=progress, encoded=unlabelled
         )
         if missing:
             log.warning(

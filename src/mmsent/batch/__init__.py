@@ -28,7 +28,7 @@ def predict_input(
     output: Path,
     *,
     columns: Columns | None = None,
-    head: str | None = None,
+    model: str | None = None,
     engine: str = "local",
     skip_bad: bool = False,
     resume: bool = False,
@@ -52,7 +52,7 @@ def predict_input(
         "input_bytes": source.path.stat().st_size if source.path.is_file() else None,
         "input_mtime_ns": source.path.stat().st_mtime_ns if source.path.is_file() else None,
         "run": str(Path(run).resolve()),
-        "head": head,
+        "model": model,
         "columns": columns.names(),
         "chunk_rows": chunk_rows,
     }
@@ -64,12 +64,12 @@ def predict_input(
             from mmsent.batch.ray_engine import predict_on_ray
 
             return predict_on_ray(
-                run, head, source, parts, address=ray_address, batch_size=batch_size or 32,
+                run, model, source, parts, address=ray_address, batch_size=batch_size or 32,
                 skip_bad=skip_bad, progress=progress,
             )  # fmt: skip
         from mmsent.serve.classifier import Classifier
 
-        classifier = Classifier.load(run, answer=head)
+        classifier = Classifier.load(run, model=model)
         encoders = classifier.cfg.encoders
         return predict_file(
             classifier, source, parts, chunk_rows=chunk_rows, batch_size=batch_size or encoders.batch_size,

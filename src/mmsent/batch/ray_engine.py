@@ -50,7 +50,7 @@ class Answerer:
     def __init__(
         self,
         run: str,
-        head: str | None,
+        model: str | None,
         columns: Columns,
         images_folder: str,
         where: str,
@@ -62,7 +62,7 @@ class Answerer:
         from mmsent.serve.classifier import Classifier
 
         torch.set_num_threads(threads)  # ONNX Runtime sessions follow torch's thread count
-        self.classifier = Classifier.load(run, answer=head)
+        self.classifier = Classifier.load(run, model=model)
         encoder = self.classifier.image_encoder
         self.transform = getattr(encoder, "transform", encoder.preprocess)
         self.columns, self.images_folder = columns, Path(images_folder)
@@ -101,7 +101,7 @@ def folder_format(folder: Path) -> str:
 
 def predict_on_ray(
     run: Path,
-    head: str | None,
+    model: str | None,
     source: InputFile,
     parts: Parts,
     *,
@@ -131,7 +131,7 @@ def predict_on_ray(
         Answerer,
         fn_constructor_kwargs={
             "run": str(Path(run).resolve()),
-            "head": head,
+            "model": model,
             "columns": source.columns,
             "images_folder": str(source.images_folder.resolve()),
             "where": str(source.path),

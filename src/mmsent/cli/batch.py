@@ -33,7 +33,7 @@ def add_input_options(predict: argparse.ArgumentParser) -> None:
         "--skip-bad",
         action="store_true",
         help="list bad rows (missing or corrupt image, empty text) in <output stem>.errors.csv and go on, "
-        "instead of stopping at the first",
+        "instead of stopping at the first (with --stdin: answer a bad line with its error)",
     )
     group.add_argument(
         "--resume", action="store_true", help="continue an interrupted job from its last finished chunk"
@@ -81,6 +81,8 @@ def check_input(args, parser: argparse.ArgumentParser) -> None:
     defaults = {"id_column": "id", "image_column": "image", "text_column": "text", "engine": "local"}
     used = [name for name in INPUT_ONLY if getattr(args, name) not in (None, False, defaults.get(name))]
     if args.input is None:
+        if getattr(args, "stdin", False):  # --skip-bad goes with pairs on stdin too
+            used = [name for name in used if name != "skip_bad"]
         if used:
             parser.error(", ".join("--" + n.replace("_", "-") for n in used) + ": only with --input FILE")
         return
@@ -110,7 +112,7 @@ def predict_input_command(args) -> tuple[dict, str]:
         args.input,
         args.output,
         columns=Columns(args.id_column, args.image_column, args.text_column),
-        head=args.head,
+        model=args.model,
         engine=args.engine,
         skip_bad=args.skip_bad,
         resume=args.resume,

@@ -202,11 +202,15 @@ def starter_note(args) -> None:
 
 def cmd_predict(args) -> int:
     pairs_given = args.image is not None or args.text is not None or args.text_file is not None
-    if args.run is None and not pairs_given and args.input is None:
+    if args.run is None and not pairs_given and args.input is None and not args.stdin:
         raise MmsentError("name a run folder: a list in the lab's layout is filled in by a run of your own")
     starter_note(args)
     finished_run(args.run)
-    if args.image is not None:
+    if args.stdin:
+        from mmsent.cli.lines import predict_lines
+
+        return predict_lines(args, sys.stdin.buffer, args.stdout)
+    if pairs_given:
         return predict_pair(args)
     if args.input is not None:
         answer(args, *predict_input_command(args))
@@ -220,7 +224,7 @@ def cmd_predict(args) -> int:
         run,
         args.list or run.config()["data"]["test_list"],
         args.data,
-        args.head,
+        args.model,
         args.output,
         progress=not args.quiet,
         overwrite=args.overwrite,
@@ -233,29 +237,37 @@ def cmd_predict(args) -> int:
 
 
 def check_predict(args, parser: argparse.ArgumentParser) -> None:
-    """One pair (--image with --text or --text-file), a list or a file of pairs (--input), not a mix:
-    a usage error (exit 2)."""
+    """One pair or one side of it (--image, --text or --text-file), a list, a file of pairs (--input)
+    or pairs on stdin (--stdin), not a mix: a usage error (exit 2)."""
     check_input(args, parser)
-    texts = args.text is not None or args.text_file is not None
-    if args.image is None:
-        if texts:
-            parser.error("--text and --text-file go with --image PATH (one pair)")
+    one_pair = [
+        flag
+        for flag, value in (("--image", args.image), ("--text", args.text), ("--text-file", args.text_file))
+        if value is not None
+    ]
+    for_a_list = [flag for flag, value in (("--list", args.list), ("--data", args.data)) if value is not None]
+    for_a_list += [
+        flag for flag, value in (("--output", args.output), ("--overwrite", args.overwrite)) if value
+    ]
+    if args.stdin:
+        mixed = one_pair + for_a_list + (["--input"] if args.input is not None else [])
+        if mixed:
+            parser.error(f"{', '.join(mixed)}: not with --stdin (pairs read from standard input)")
+        args.json = True  # the answers are JSON Lines on stdout; anything else goes to stderr
         return
-    if not texts:
-        parser.error("--image needs --text TEXT or --text-file FILE")
-    mixed = [flag for flag, value in (("--list", args.list), ("--data", args.data)) if value is not None]
-    mixed += [flag for flag, value in (("--output", args.output), ("--overwrite", args.overwrite)) if value]
-    mixed += ["--input"] if args.input is not None else []
-    if mixed:
-        parser.error(f"{', '.join(mixed)}: for filling in a list, not with --image (one pair)")
+    if one_pair and (for_a_list or args.input is not None):
+        mixed = for_a_list + (["--input"] if args.input is not None else [])
+        parser.error(
+            f"{', '.join(mixed)}: for a list or a file of pairs, not with {' '.join(one_pair)} (one pair)"
+        )
 
 
-def pair_text(args) -> str:
-    """The pair's text, from --text or --text-file (read as the lab's text files are)."""
+def pair_text(args) -> str | None:
+    """The pair's text, from --text or --text-file (read as the lab's text files are); None if neither."""
     if args.text_file is None:
         from mmsent.data.texts import is_blank
 
-        if is_blank(args.text):
+        if args.text is not None and is_blank(args.text):
             raise MmsentError("the text is empty", "--text")
         return args.text
     from mmsent.data import decode_text
@@ -267,26 +279,45 @@ def pair_text(args) -> str:
 
 
 def predict_pair(args) -> int:
-    """`mmsent predict RUN --image PATH --text TEXT`: one pair through the Python API."""
+    """`mmsent predict RUN --image PATH --text TEXT`: one pair through the Python API; with the
+    image or the text alone, the run's image-only or text-only model answers."""
     text = pair_text(args)
+    if args.image is not None and not args.image.is_file():  # before the model loads
+        raise MmsentError("image not found" if not args.image.exists() else "not a file", args.image)
     from mmsent.serve.classifier import Classifier
 
-    classifier = Classifier.load(args.run, answer=args.head)
+    classifier = Classifier.load(args.run, model=args.model)
     prediction = classifier.predict(args.image, text).to_dict()
-    data = {"run": args.run, "image": args.image, **prediction}
-    answer(args, data, prediction_text(prediction))
+    answer(args, prediction, prediction_text(prediction))
     return EXIT_OK
 
 
 def prediction_text(prediction: dict[str, Any]) -> str:
-    """A prediction for a person: the label and its probabilities, each model's answer, the explanation."""
-    lines = [f"{prediction['label']}  ({probabilities(prediction)}; answered by {prediction.get('head')})"]
-    each = prediction.get("per_head") or {}
+    """A prediction for a person: the answer and who gave it, each model's answer, then the explanation."""
+    by = prediction["model"]
+    if prediction["inputs"] != ["image", "text"]:
+        by += f", from the {prediction['inputs'][0]} alone"
+    if prediction.get("cv_accuracy") is not None:
+        by += f"; cross-validated accuracy {prediction['cv_accuracy']:.3f}"
+    lines = [f"{prediction['label']}  ({probabilities(prediction)}; answered by {by})"]
+    each = prediction.get("per_model") or {}
     width = max(map(len, each), default=0)
-    for name, answer in each.items():
-        lines.append(f"  {name:<{width}}  {answer.get('label', ''):<8}  ({probabilities(answer)})")
-    if prediction.get("explanation"):
-        lines.append(f"  explanation: {brief(prediction['explanation'])}")
+    for name, one in each.items():
+        lines.append(f"  {name:<{width}}  {one.get('label', ''):<8}  ({probabilities(one)})")
+    if prediction["low_confidence"]:
+        lines.append(
+            f"  low confidence: {prediction['confidence']:.3f} is under 0.5, so by the model's own account "
+            "this answer is more likely wrong than right"
+        )
+    if prediction["close_call"]:
+        lines.append(
+            f"  close call: {prediction['label']} {prediction['confidence']:.3f} against "
+            f"{prediction['runner_up']} {prediction['probabilities'][prediction['runner_up']]:.3f}"
+        )
+    explanation = prediction.get("explanation") or {}
+    lines += [f"  {sentence}" for sentence in explanation.get("sentences") or []]
+    if explanation.get("readout"):
+        lines.append(f"  readout (not an explanation): {brief(explanation['readout'])}")
     return "\n".join(lines)
 
 
@@ -433,10 +464,13 @@ def add_commands(commands) -> None:
         """
         mmsent predict runs/20250101-120000 --output predictions.txt
         mmsent predict runs/20250101-120000 --image photo.jpg --text "What a day! #sunny" --json
+        mmsent predict --text "What a day! #sunny"
+        mmsent predict runs/20250101-120000 --stdin < pairs.jsonl > answers.jsonl
         mmsent predict runs/20250101-120000 --input tweets.parquet --output answers.parquet --skip-bad
         """,
         description="Fill in the tags of a guid,null list (and write the class probabilities beside it), "
-        "classify one pair: --image with --text or --text-file, or a file of pairs: --input.",
+        "classify one pair: --image with --text or --text-file (or either side alone), a file of pairs: "
+        "--input, or pairs on standard input: --stdin.",
     )
     predict.add_argument(
         "run",
@@ -449,24 +483,34 @@ def add_commands(commands) -> None:
     )
     predict.add_argument("--data", type=Path, metavar="PATH", help="data folder (default: the run's)")
     predict.add_argument(
-        "--head", metavar="NAME", help="which of the run's models answers (default: the one it chose by CV)"
+        "--model", metavar="NAME", help="which of the run's models answers (default: the one it chose by CV)"
     )
     predict.add_argument(
         "--output",
         type=Path,
         metavar="FILE",
-        help="output file, in an existing folder (default: <run>/predictions/<list>; with --head, "
-        "<run>/predictions/<head>/<list>); "
+        help="output file, in an existing folder (default: <run>/predictions/<list>; with --model, "
+        "<run>/predictions/<model>/<list>); "
         "the class probabilities go beside it, in <name>.probabilities.csv",
     )
     predict.add_argument(
         "--overwrite", action="store_true", help="replace an existing --output file (and its probabilities)"
     )
-    pair = predict.add_argument_group("one pair (instead of a list)")
+    pair = predict.add_argument_group(
+        "one pair (instead of a list); the image or the text alone is answered by the run's image-only "
+        "or text-only model"
+    )
     pair.add_argument("--image", type=Path, metavar="PATH", help="the image of the pair to classify")
     texts = pair.add_mutually_exclusive_group()
     texts.add_argument("--text", metavar="TEXT", help="the pair's text")
     texts.add_argument("--text-file", type=Path, metavar="FILE", help="a file holding the pair's text")
+    pair.add_argument(
+        "--stdin",
+        action="store_true",
+        help='pairs from standard input as JSON Lines ({"image": PATH, "text": TEXT, "id": ...}; image or '
+        "text may be left out), each answered on its own line of stdout, the model loaded once; "
+        "--skip-bad answers a bad line with its error and goes on",
+    )
     add_input_options(predict)
     predict.set_defaults(check=check_predict, parser=predict)
     add_json_flag(predict)

@@ -290,7 +290,7 @@ def train_heads(cfg: RunConfig, work: Workspace, progress: bool = True) -> dict[
             shutil.rmtree(folder)
         run = pipeline.train(dataclasses.replace(cfg, out=work.root, name=folder.name), progress)
     if not (folder / "predictions" / Path(cfg.data.test_list).name).is_file():
-        predict(run, cfg.data.test_list, every_head=True, progress=progress)
+        predict(run, cfg.data.test_list, every_model=True, progress=progress)
     return run.read_json("metrics.json")
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -44,15 +45,30 @@ MAX_TEXT_CHARS = 5_000  # a tweet has at most 280; this leaves room for long pos
 LOW_CONFIDENCE = 0.5
 
 
+# Two answers within this many points of each other are a close call, whatever the top one's probability.
+CLOSE_CALL = 0.10
+# The run's single-modality models, by the side they read: they answer when only that side is given.
+SINGLE_MODALITY = {"text": "text_only", "image": "image_only"}
+
+
 @dataclass
 class Prediction:
+    """One answer. `to_dict()` is the one shape that `mmsent predict --json` (and `--stdin`), this API
+    and the service give, described field by field in `mmsent.serve.schema.Prediction`."""
+
     label: str
     probabilities: dict[str, float]
-    head: str  # the answering model's name (the run's choice, or the one `load(answer=...)` named)
-    per_head: dict[str, dict[str, Any]] = field(default_factory=dict)  # every model's own answer
-    # By ablation: `image_effect` / `text_effect`, how much each side moved the answered class's
-    # probability (Predictor.explain); `readout`: the head's own gate or attention figures, labelled.
+    model: str  # the answering model's name (the run's choice, the one `load(model=...)` named, or a side's)
+    members: list[str]  # the models the answer combines (one for a single model)
+    inputs: list[str]  # what was given: ["image", "text"], or the one side alone
+    per_model: dict[str, dict[str, Any]] = field(default_factory=dict)  # each model's own answer
+    # `without_image` / `without_text`: what the model answers with that side replaced by its
+    # training mean; `sentences`: the same in words, beside the single-modality models' answers;
+    # `readout`: the head's own figures.
     explanation: dict[str, Any] = field(default_factory=dict)
+    cv_accuracy: float | None = None  # the answering model's cross-validated accuracy, where recorded
+    hardest_class: dict[str, Any] | None = None
+    run: str = ""  # the run folder's name
 
     @property
     def confidence(self) -> float:
@@ -62,13 +78,35 @@ class Prediction:
     def low_confidence(self) -> bool:
         return self.confidence < LOW_CONFIDENCE
 
+    @property
+    def runner_up(self) -> str:
+        return max((c for c in self.probabilities if c != self.label), key=self.probabilities.__getitem__)
+
+    @property
+    def margin(self) -> float:
+        return self.confidence - self.probabilities[self.runner_up]
+
+    @property
+    def close_call(self) -> bool:
+        return self.margin <= CLOSE_CALL
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "label": self.label,
+            "confidence": self.confidence,
+            "low_confidence": self.low_confidence,
+            "close_call": self.close_call,
+            "runner_up": self.runner_up,
+            "margin": self.margin,
             "probabilities": self.probabilities,
-            "head": self.head,
-            "per_head": self.per_head,
+            "model": self.model,
+            "members": self.members,
+            "inputs": self.inputs,
+            "cv_accuracy": self.cv_accuracy,
+            "hardest_class": self.hardest_class,
+            "per_model": self.per_model,
             "explanation": self.explanation,
+            "run": self.run,
         }
 
 
@@ -109,24 +147,35 @@ class Classifier:
         self.run, self.cfg = run, cfg
         self.image_encoder, self.text_encoder = image_encoder, text_encoder
         self.model = model
-        self.best = model.name
+        self.answering = model.name  # the answering model: the run's choice or the one `load(model=)` named
         # every model the run holds, by name: the answer's members and the other candidates
-        self.heads = [m.name for m in [*model.members, *model.others]]
+        self.models = [m.name for m in [*model.members, *model.others]]
         self.members = [m.name for m in model.members]
         # each model's head type ("concat", "gated_text", ...; None for the linear probe)
         self.kinds = {
             m.name: getattr(m.models[0], "hparams", {}).get("head") for m in [*model.members, *model.others]
         }
-        self.hardest_class = hardest_class(run, model.name, model.labels)
+        self.cv_accuracy = {name: cv_accuracy(run, name) for name in [model.name, *self.models]}
+        self._hardest: dict[str, dict[str, Any] | None] = {}
 
     @property
     def labels(self) -> tuple[str, ...]:
         return self.model.labels
 
+    @property
+    def hardest_class(self) -> dict[str, Any] | None:
+        """The class the answering model finds hardest (`hardest_class`)."""
+        return self.hardest_class_of(self.answering)
+
+    def hardest_class_of(self, name: str) -> dict[str, Any] | None:
+        if name not in self._hardest:
+            self._hardest[name] = hardest_class(self.run, name, self.labels)
+        return self._hardest[name]
+
     @classmethod
-    def load(cls, run_dir: str | Path | None = None, answer: str | None = None) -> Classifier:
+    def load(cls, run_dir: str | Path | None = None, model: str | None = None) -> Classifier:
         """`run_dir`: a run folder (default: the starter model shipped with mmsent, trained on the
-        lab's train.txt); `answer`: which of the run's models answers (default: the one it chose)."""
+        lab's train.txt); `model`: which of the run's models answers (default: the one it chose)."""
         from mmsent.features.encode import encoder
 
         run = RunFolder.open(Path(run_dir) if run_dir is not None else starter_run())
@@ -140,88 +189,221 @@ class Classifier:
                     "(weights or preprocessing differ)",
                     run.path / "run.json",
                 )
-        model = load_run(run.path, expect_encoders=meta["encoders"])
-        if answer is not None:
-            model = model.answering_with(answer)
-        return cls(run, cfg, encoders["image"], encoders["text"], model)
+        predictor = load_run(run.path, expect_encoders=meta["encoders"])
+        if model is not None:
+            predictor = predictor.answering_with(model)
+        return cls(run, cfg, encoders["image"], encoders["text"], predictor)
 
     @torch.inference_mode()
     def encode(self, images: list[ImageInput], texts: list[str]) -> FeatureTable:
         """Raw pairs as a feature table, through the run's encoders and text cleaning."""
         if len(images) != len(texts):
             raise MmsentError(f"{len(images)} images but {len(texts)} texts")
-        pixels = self.image_encoder.collate(
-            [
-                self.image_encoder.preprocess(as_image(img, f"image {i}", self.image_encoder.draft_size))
-                for i, img in enumerate(images)
-            ]
-        )
-        return self.encode_pixels(pixels, texts)
+        return self.encode_pixels(self.pixels(images), texts)
 
     @torch.inference_mode()
     def encode_pixels(self, pixels, texts: list[str]) -> FeatureTable:
         """Like `encode`, for images already decoded and preprocessed elsewhere (a batch job's
         decoding workers, through the image encoder's own transform) and stacked in pair order."""
         cleaned = [clean_text(t, self.cfg.data.clean) for t in texts]
-        tokens = self.text_encoder.collate([self.text_encoder.preprocess(t) for t in cleaned])
-        img, txt = self.image_encoder.encode(pixels), self.text_encoder.encode(tokens)
-        return FeatureTable.from_arrays(
-            cleaned,
-            {
-                "pooled": img.pooled,
-                "tokens": img.tokens,
-                "mask": img.mask,
-                "identity": self.image_encoder.identity(),
-            },
-            {
-                "pooled": txt.pooled,
-                "tokens": txt.tokens,
-                "mask": txt.mask,
-                "identity": self.text_encoder.identity(),
-            },
+        return FeatureTable.from_arrays(cleaned, self.image_features(pixels), self.text_features(cleaned))
+
+    @torch.inference_mode()
+    def encode_one_side(self, side: str, inputs: list) -> FeatureTable:
+        """Texts alone or images alone as a feature table for that side's single-modality model: the
+        other side is a stand-in (its training mean, else zeros), which that model never reads."""
+        if side == "text":
+            texts = [clean_text(t, self.cfg.data.clean) for t in inputs]
+            given = self.text_features(texts)
+        else:
+            texts = [""] * len(inputs)
+            given = self.image_features(self.pixels(inputs))
+        other = "image" if side == "text" else "text"
+        vector = np.asarray(self.model.reference.get(other) or [0.0], dtype=np.float32)
+        stand_in = {
+            "pooled": np.broadcast_to(vector, (len(inputs), len(vector))),
+            "identity": self.run.meta["encoders"][other],
+        }
+        return FeatureTable.from_arrays(texts, *((stand_in, given) if side == "text" else (given, stand_in)))
+
+    def pixels(self, images: list[ImageInput]):
+        enc = self.image_encoder
+        return enc.collate(
+            [enc.preprocess(as_image(img, f"image {i}", enc.draft_size)) for i, img in enumerate(images)]
         )
 
-    def predict_batch(self, images: list[ImageInput], texts: list[str]) -> list[Prediction]:
-        """One Prediction per pair; BadInput naming the first bad input ("texts[2]", "images[0]")."""
+    def image_features(self, pixels) -> dict[str, Any]:
+        found = self.image_encoder.encode(pixels)
+        return {
+            "pooled": found.pooled,
+            "tokens": found.tokens,
+            "mask": found.mask,
+            "identity": self.image_encoder.identity(),
+        }
+
+    def text_features(self, cleaned: list[str]) -> dict[str, Any]:
+        """The features of texts already cleaned as the run cleans them."""
+        found = self.text_encoder.encode(
+            self.text_encoder.collate([self.text_encoder.preprocess(t) for t in cleaned])
+        )
+        return {
+            "pooled": found.pooled,
+            "tokens": found.tokens,
+            "mask": found.mask,
+            "identity": self.text_encoder.identity(),
+        }
+
+    def predict(self, image: ImageInput | None = None, text: str | None = None) -> Prediction:
+        """The answer for a pair, or for one side alone: a text alone is answered by the run's
+        text-only model, an image alone by its image-only model (BadInput if the run has none)."""
+        return self.predict_batch([image], [text], names=("image", "text"))[0]
+
+    def predict_batch(
+        self,
+        images: list[ImageInput | None] | None,
+        texts: list[str | None] | None,
+        names: tuple[str, str] = ("images[{i}]", "texts[{i}]"),
+    ) -> list[Prediction]:
+        """One Prediction per entry, in order; `images` or `texts` may be None, or hold None where a
+        pair has only the other side. BadInput naming the first bad input ("texts[2]", "images[0]")."""
+        if images is None and texts is None:
+            raise BadInput("no images and no texts: send images, texts, or both paired in order")
+        images = [None] * len(texts) if images is None else list(images)
+        texts = [None] * len(images) if texts is None else list(texts)
         if len(images) != len(texts):
             raise BadInput(f"{len(images)} images but {len(texts)} texts; they are paired in order")
-        return self._predict(images, [check_text(t, f"texts[{i}]") for i, t in enumerate(texts)], "images")
+        image_name, text_name = names
+        texts = [t if t is None else check_text(t, text_name.format(i=i)) for i, t in enumerate(texts)]
+        groups: dict[tuple[bool, bool], list[int]] = {}
+        for i, (image, text) in enumerate(zip(images, texts, strict=True)):
+            if image is None and text is None:
+                where = "" if "{i}" not in image_name else f" (pair {i})"
+                raise BadInput(f"neither an image nor a text{where}: give one or both")
+            groups.setdefault((image is not None, text is not None), []).append(i)
+        answers: list[Prediction | None] = [None] * len(images)
+        for (has_image, has_text), rows in groups.items():
+            named = [
+                as_image(images[i], image_name.format(i=i), self.draft_size) if has_image else None
+                for i in rows
+            ]
+            if has_image and has_text:
+                found = self._predict_pairs(named, [texts[i] for i in rows])
+            elif has_text:
+                found = self._predict_one_side("text", [texts[i] for i in rows])
+            else:
+                found = self._predict_one_side("image", named)
+            for i, answer in zip(rows, found, strict=True):
+                answers[i] = answer
+        return answers  # type: ignore[return-value]
 
-    def predict(self, image: ImageInput, text: str) -> Prediction:
-        return self._predict([image], [check_text(text, "text")], "image")[0]
-
-    def _predict(self, images: list[ImageInput], texts: list[str], image_name: str) -> list[Prediction]:
-        if not texts:
-            return []
-        named = [
-            as_image(img, image_name if image_name == "image" else f"{image_name}[{i}]", self.draft_size)
-            for i, img in enumerate(images)
-        ]
-        table = self.encode(named, texts)
-        members = self.model.member_proba(table)
-        probs = self.model.combined(members)
-        explanations = self.model.explain(table, probs=probs)
-        return [
-            Prediction(
-                label=(answer := as_answer(probs[i], self.labels))["label"],
-                probabilities=answer["probabilities"],
-                head=self.best,
-                per_head={name: as_answer(p[i], self.labels) for name, p in members.items()},
-                explanation=self.labelled(explanations[i]),
+    def _predict_pairs(self, images: list[Image.Image], texts: list[str]) -> list[Prediction]:
+        table = self.encode(images, texts)
+        per_model = self.model.member_proba(table)
+        probs = self.model.combined(per_model)
+        explanations = self.model.explain(table)
+        out = []
+        for i in range(len(texts)):
+            answers = {name: self.answer(p[i], name) for name, p in per_model.items()}
+            explanation = self.described(explanations[i], answers)
+            out.append(
+                self.prediction(
+                    probs[i], self.answering, self.members, ["image", "text"], answers, explanation
+                )
             )
-            for i in range(len(texts))
+        return out
+
+    def _predict_one_side(self, side: str, inputs: list) -> list[Prediction]:
+        name = SINGLE_MODALITY[side]
+        if self.answering in SINGLE_MODALITY.values() and self.answering != name:
+            raise BadInput(
+                f"only the {side} was given, but the answering model, {self.answering}, reads the other side"
+            )
+        if name not in self.models:
+            raise BadInput(
+                f"only the {side} was given, and this run has no {side}-only model to answer from it alone: "
+                "give the image and the text"
+            )
+        model = self.model.answering_with(name)
+        probs = model.predict_proba(self.encode_one_side(side, inputs))
+        other = "image" if side == "text" else "text"
+        accuracy = self.cv_accuracy.get(name)
+        measured = f" (cross-validated accuracy {percent(accuracy)})" if accuracy is not None else ""
+        sentence = (
+            f"Only the {side} was given, so the {side}-only model answered{measured}; "
+            f"the models that read both sides need the {other} too."
+        )
+        explanation = {"without_image": None, "without_text": None, "sentences": [sentence], "readout": None}
+        return [
+            self.prediction(p, name, [name], [side], {name: self.answer(p, name)}, explanation) for p in probs
         ]
+
+    def prediction(
+        self, probabilities, name: str, members: list[str], inputs: list[str], per_model, explanation
+    ):
+        answer = as_answer(probabilities, self.labels)
+        return Prediction(
+            label=answer["label"],
+            probabilities=answer["probabilities"],
+            model=name,
+            members=list(members),
+            inputs=inputs,
+            per_model=per_model,
+            explanation=explanation,
+            cv_accuracy=self.cv_accuracy.get(name),
+            hardest_class=self.hardest_class_of(name),
+            run=Path(self.run.path).name,
+        )
+
+    def answer(self, probabilities, name: str) -> dict[str, Any]:
+        """One model's own answer: its label, class probabilities and cross-validated accuracy."""
+        return {**as_answer(probabilities, self.labels), "cv_accuracy": self.cv_accuracy.get(name)}
 
     @property
     def draft_size(self) -> int | None:
         return getattr(self.image_encoder, "draft_size", None)
 
-    def labelled(self, explanation: dict[str, Any]) -> dict[str, Any]:
-        """The explanation with its head readout saying what kind of figure it is (`describe_readout`)."""
+    def described(self, explanation: dict[str, Any], per_model: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        """Predictor.explain's figures as answers and sentences, with the head's readout labelled."""
+        without = {
+            side: None
+            if explanation.get(f"without_{side}") is None
+            else as_answer(explanation[f"without_{side}"], self.labels)
+            for side in ("image", "text")
+        }
         readout = explanation.get("readout")
-        if readout is None:
-            return explanation
-        return {**explanation, "readout": describe_readout(readout, self.kinds.get(readout.get("model")))}
+        return {
+            "without_image": without["image"],
+            "without_text": without["text"],
+            "sentences": explain_in_words(without, per_model),
+            "readout": None
+            if readout is None
+            else describe_readout(readout, self.kinds.get(readout.get("model"))),
+        }
+
+
+def explain_in_words(without: dict[str, dict | None], per_model: dict[str, dict[str, Any]]) -> list[str]:
+    """What the model answers without each side, each beside the model that reads the remaining side
+    alone, so that a sentence and that model's card quote the same kind of figure:
+    "Without the text: negative 61.0%; the image-only model: negative 55.2%."."""
+    if without["image"] is None or without["text"] is None:
+        return [
+            "This run's model was saved without its training averages, so what it would answer without "
+            "each side cannot be measured."
+        ]
+    sentences = []
+    for side, other in (("text", "image"), ("image", "text")):
+        line = f"Without the {side}: {top_class(without[side])}"
+        alone = per_model.get(SINGLE_MODALITY[other])
+        sentences.append(line + (f"; the {other}-only model: {top_class(alone)}." if alone else "."))
+    return sentences
+
+
+def top_class(answer: dict[str, Any]) -> str:
+    return f"{answer['label']} {percent(answer['probabilities'][answer['label']])}"
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.1f}%"
 
 
 def describe_readout(readout: dict[str, Any], kind: str | None) -> dict[str, Any]:
@@ -270,6 +452,14 @@ def hardest_class(run: RunFolder, name: str, labels: tuple[str, ...]) -> dict[st
         return None
     label = min(labels, key=lambda one: recalls[one])
     return {"label": label, "recall": float(recalls[label]), "model": name, "measured_on": source}
+
+
+def cv_accuracy(run: RunFolder, name: str) -> float | None:
+    """Model `name`'s accuracy in the run's cross-validation (mean over folds; metrics.json), or None
+    where it was not cross-validated (a model put together after the run, a run of mmsent 0.1)."""
+    measured = (read_json_or_empty(run.path / "metrics.json").get("cross_validation") or {}).get(name) or {}
+    accuracy = measured.get("accuracy")
+    return float(accuracy) if isinstance(accuracy, int | float) else None
 
 
 def read_json_or_empty(path: Path) -> dict[str, Any]:
