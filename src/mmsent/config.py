@@ -106,7 +106,7 @@ class SplitConfig:
 
 @dataclass
 class EncoderConfig:
-    # Names as in the README's Encoders table (efficientnet-lite0, opennsfw, minilm, mpnet, hf-text:<id or
+    # Names as in docs/guide.md, "Encoders" (efficientnet-lite0, opennsfw, minilm, mpnet, hf-text:<id or
     # folder>, finetuned:<folder>, ...). Several per modality are read side by side: their pooled vectors
     # concatenated in the order named, the first one's tokens for heads that read tokens.
     image: list[str] = field(default_factory=lambda: ["efficientnet-lite0", "opennsfw"])
