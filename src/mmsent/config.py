@@ -203,7 +203,7 @@ class RunConfig:
     name: str = ""
     """folder under `out` that the command writes; empty: its default (for run and train, a timestamp)"""
     quality: bool = False
-    """the tuned ensemble of mmsent/search/quality.yaml, its text backbone fine-tuned inside each fold,
+    """the tuned ensemble of mmsent/recipes/quality.yaml, its text backbone fine-tuned inside each fold,
     instead of the candidates (more accurate; ~24 min on 2 CPU cores)"""
 
 
