@@ -101,7 +101,9 @@ def test_ensemble_run_folder_is_complete(ensemble_run: Path, tiny_lab: Path):
     report = (ensemble_run / "report.md").read_text()
     assert "ensemble: stack + calibrated" in report and "stack + temperature" in report and "ECE" in report
     assert "| linear_probe |" in report and "| majority class |" in report  # the floors, same folds
-    chosen = json.loads((ensemble_run / "metrics.json").read_text())["chosen"]
+    metrics = json.loads((ensemble_run / "metrics.json").read_text())
+    assert (metrics["chosen"], metrics["members"]) == ("ensemble", ["cat", "text_only"])
+    chosen = metrics["combination"]
     assert chosen in ("ensemble: stack + calibrated", "ensemble: stack + temperature")
     # The saved calibration carries a class bias only when the chosen model has one.
     assert (spec["calibration"]["bias"] != [0.0, 0.0, 0.0]) <= chosen.endswith("calibrated")

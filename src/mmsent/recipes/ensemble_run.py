@@ -19,7 +19,7 @@ from mmsent.finetune.crossfit import BACKBONE_STEP_WEIGHT, cross_fit_text, keep_
 from mmsent.lists import predict
 from mmsent.model import Predictor
 from mmsent.progress import overall_progress
-from mmsent.runs import RunFolder, run_record
+from mmsent.runs import RunFolder, metrics_record, run_record
 from mmsent.train.cv import Tables, cross_validate, cv_table, majority_scores, summarise
 from mmsent.train.fit import FitSettings
 from mmsent.train.spec import PROBE, Recipe
@@ -86,14 +86,10 @@ def ensemble_run(
         run.write_json(
             "cv.json", {"folds": folds, "fold_seed": fold_seed, "seeds": seeds, "models": summaries}
         )
+        members = [m.name for m in ensemble.members]
         run.write_json(
             "metrics.json",
-            {
-                "best_head": "ensemble",
-                "cross_validation": summaries,
-                "chosen": chosen,
-                "calibration": calibration,
-            },
+            metrics_record("ensemble", members, summaries, combination=chosen, calibration=calibration),
         )
         record = run_record(
             cfg,
@@ -102,7 +98,7 @@ def ensemble_run(
             fold_seed=fold_seed,
             train_seeds=seeds,
             folds=folds,
-            models=[m.name for m in ensemble.members],
+            models=members,
             chosen="ensemble",
             seconds=time.perf_counter() - started,
         )
