@@ -42,6 +42,7 @@ MAX_TEXT_CHARS = 5_000  # a tweet has at most 280; this leaves room for long pos
 # Measured: in a lab-data run's cross-validation, the 10.9% of answers under 0.5 were right 50.7% of
 # the time, the others 74.9% (README, "Low confidence").
 LOW_CONFIDENCE = 0.5
+MODALITY_MODELS = ("text_only", "image_only")  # a run's single-modality models
 
 
 @dataclass
@@ -212,6 +213,23 @@ class Classifier:
             for i in range(len(texts))
         ]
 
+    def full_answer(self, prediction: Prediction) -> dict[str, Any]:
+        """`prediction.to_dict()` plus what the web page and most clients want beside it (the
+        service's answer, which `schema.Prediction` documents field by field): the answer's members,
+        what each single modality says, the ablation effects side by side, and whether the answer is
+        confident enough to trust."""
+        answer = prediction.to_dict()
+        per_head = answer["per_head"]
+        return {
+            **answer,
+            "members": list(self.members),
+            "modalities": {
+                name.removesuffix("_only"): per_head[name] for name in MODALITY_MODELS if name in per_head
+            },
+            "fusion": fusion_summary(answer["explanation"]),
+            "confidence": confidence(answer["probabilities"], answer["label"], self.hardest_class),
+        }
+
     @property
     def draft_size(self) -> int | None:
         return getattr(self.image_encoder, "draft_size", None)
@@ -251,6 +269,38 @@ def describe_readout(readout: dict[str, Any], kind: str | None) -> dict[str, Any
         "kind": "input share",
         "what": "the share of the first layer's input signal that comes from the image, which says "
         "how strong each side's input is, not which side supported the answer",
+    }
+
+
+def fusion_summary(explanation: dict[str, Any]) -> dict[str, Any] | None:
+    """How much each modality moved the answer (by ablation: `mmsent.model.Predictor.explain`), side by
+    side, with the image's share of the two effects' sizes; None for a model saved without the
+    ablation reference (its head readout, under `explanation.readout`, is no substitute: it says
+    how strong each input is, not which one supported the answer)."""
+    image_effect, text_effect = explanation.get("image_effect"), explanation.get("text_effect")
+    if image_effect is None or text_effect is None:
+        return None
+    total = abs(image_effect) + abs(text_effect)
+    share = abs(image_effect) / total if total > 0 else 0.5
+    return {
+        "image_effect": image_effect,
+        "text_effect": text_effect,
+        "image_share": share,
+        "text_share": 1.0 - share,
+        "leaned_on": "image" if share > 0.5 else "text",
+    }
+
+
+def confidence(probabilities: dict[str, float], label: str, hardest: dict | None) -> dict[str, Any]:
+    """Is the answer under LOW_CONFIDENCE, and how close is the runner-up."""
+    runner_up = max((other for other in probabilities if other != label), key=probabilities.__getitem__)
+    return {
+        "low": probabilities[label] < LOW_CONFIDENCE,
+        "probability": probabilities[label],
+        "threshold": LOW_CONFIDENCE,
+        "runner_up": runner_up,
+        "margin": probabilities[label] - probabilities[runner_up],
+        "hardest_class": hardest,
     }
 
 
