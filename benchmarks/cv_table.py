@@ -43,7 +43,7 @@ def main() -> None:
     from mmsent.ensemble import cross_validate_ensemble
     from mmsent.evaluate.calibration import cross_fitted
     from mmsent.features.encode import load_table
-    from mmsent.search.experiment import calibration_rows
+    from mmsent.recipes.ensemble_run import calibration_rows
     from mmsent.train.cv import cross_validate, cv_table, fold_scores, summarise
     from mmsent.train.fit import PLAIN
     from mmsent.train.spec import read_recipes, spec_for

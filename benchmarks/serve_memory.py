@@ -11,7 +11,7 @@ when ready, its peak (VmHWM, the kernel's high-water mark) and its memory after 
   under the 40 megapixel limit; 635 megapixels in all once decoded);
 - concurrent8: 8 POST /v1/predict at once, each one such PNG (39.7 megapixels).
 
-The bound stated in mmsent/serve/app.py: decoded pictures never hold more than
+The bound stated in mmsent/serve/limits.py: decoded pictures never hold more than
 PIXELS_IN_FLIGHT (96 MP) x 8 bytes = 768 MB at once, above what the model itself takes.
 """
 

@@ -20,7 +20,7 @@ from common import ROOT, bench_parser
 
 def main() -> None:
     parser = bench_parser(__doc__, cache=True)
-    parser.add_argument("--recipes", type=Path, default=ROOT / "src" / "mmsent" / "tune" / "quality.yaml")
+    parser.add_argument("--recipes", type=Path, default=ROOT / "src" / "mmsent" / "recipes" / "quality.yaml")
     parser.add_argument("--heads", nargs="+", default=["concat", "text_only", "image_only"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()

@@ -1,4 +1,4 @@
-"""The command line's start-up and its exit codes (documented in the README's "Exit codes")."""
+"""The command line's start-up and its exit codes (documented in docs/guide.md, "Exit codes")."""
 
 import ast
 import os

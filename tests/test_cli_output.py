@@ -1,5 +1,5 @@
 """What the command line hands back: one pair's answer, --json on stdout alone, the filled-in list and
-its probabilities, and each exit code (0, 1, 2, 3, 4, 130; the README's table and `mmsent --help`)."""
+its probabilities, and each exit code (0, 1, 2, 3, 4, 130; the user guide's table and `mmsent --help`)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from mmsent import LABELS
 from mmsent.cli import main as cli
 from mmsent.cli.main import main
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+GUIDE = Path(__file__).resolve().parents[1] / "docs" / "guide.md"
 MODELS = {"linear_probe", "text_only", "image_only", "concat"}  # what the tiny run holds
 
 
@@ -349,7 +349,7 @@ def test_every_exit_code_is_in_the_help_and_the_readme(capsys):
     shown = capsys.readouterr().out.split("exit codes:")[1]
     for code, meaning in cli.EXIT_CODES.items():
         assert re.search(rf"^  {code} +{re.escape(meaning)}$", shown, re.M)
-    table = README.read_text().split("## Exit codes")[1].split("\n## ")[0]
+    table = GUIDE.read_text().split("## Exit codes")[1].split("\n## ")[0]
     assert {int(c) for c in re.findall(r"^\| (\d+) \|", table, re.M)} == set(cli.EXIT_CODES)
 
 

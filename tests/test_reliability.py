@@ -60,7 +60,7 @@ def test_1_a_batch_of_huge_pngs_is_refused_before_decoding_and_decodes_wait_for_
     assert "megapixels in all" in response.json()["error"]
 
     # 8 requests of 39.7 MP at once: never more than the budget decoded together.
-    from mmsent.serve.app import PIXELS_IN_FLIGHT, PixelBudget
+    from mmsent.serve.limits import PIXELS_IN_FLIGHT, PixelBudget
 
     budget, peak, lock = PixelBudget(PIXELS_IN_FLIGHT), [0], threading.Lock()
 

@@ -17,7 +17,7 @@ from mmsent import pipeline
 from mmsent.ensemble import build_ensemble, cross_validate_ensemble
 from mmsent.features.encode import load_table
 from mmsent.model import load_run
-from mmsent.search.experiment import cv_recipes
+from mmsent.recipes.cv import cv_recipes
 from mmsent.search.optuna_search import tune
 from mmsent.train.cv import cross_validate
 from mmsent.train.fit import FitSettings, is_stored

@@ -88,7 +88,7 @@ def test_reliability_plot_is_written(tmp_path):
 
 
 def test_class_bias_is_kept_only_where_it_pays():
-    from mmsent.search.experiment import use_class_bias
+    from mmsent.recipes.ensemble_run import use_class_bias
 
     def rows(acc_bias, f1_bias, acc_temp, f1_temp):
         return {

@@ -101,7 +101,9 @@ def test_ensemble_run_folder_is_complete(ensemble_run: Path, tiny_lab: Path):
     report = (ensemble_run / "report.md").read_text()
     assert "ensemble: stack + calibrated" in report and "stack + temperature" in report and "ECE" in report
     assert "| linear_probe |" in report and "| majority class |" in report  # the floors, same folds
-    chosen = json.loads((ensemble_run / "metrics.json").read_text())["chosen"]
+    metrics = json.loads((ensemble_run / "metrics.json").read_text())
+    assert (metrics["chosen"], metrics["members"]) == ("ensemble", ["cat", "text_only"])
+    chosen = metrics["combination"]
     assert chosen in ("ensemble: stack + calibrated", "ensemble: stack + temperature")
     # The saved calibration carries a class bias only when the chosen model has one.
     assert (spec["calibration"]["bias"] != [0.0, 0.0, 0.0]) <= chosen.endswith("calibrated")
@@ -155,9 +157,9 @@ def test_saved_ensemble_reproduces_itself(ensemble_run: Path, work, tiny_lab, ti
 def test_run_quality_mode_builds_the_shipped_ensemble(work, tiny_lab, tiny_encoders, monkeypatch):
     import yaml
 
-    from mmsent.search import experiment
+    from mmsent.recipes import quality
 
-    shipped = yaml.safe_load(experiment.QUALITY_FILE.read_text())
+    shipped = yaml.safe_load(quality.QUALITY_FILE.read_text())
     assert shipped["recipes"] and shipped["combine"] in ("mean", "stack") and shipped["folds"] >= 2
     for recipe in shipped["recipes"]:
         Recipe.from_dict(recipe)  # every shipped recipe is valid
@@ -172,7 +174,7 @@ def test_run_quality_mode_builds_the_shipped_ensemble(work, tiny_lab, tiny_encod
     )
     spec = work / "quality.yaml"
     spec.write_text(yaml.safe_dump(quick))
-    monkeypatch.setattr(experiment, "QUALITY_FILE", spec)
+    monkeypatch.setattr(quality, "QUALITY_FILE", spec)
     assert main(["run", *flags(tiny_lab, tiny_encoders, work, "quality"), "--quality"]) == 0
     run = work / "runs" / "quality"
     assert (run / "model.json").is_file() and json.loads((run / "run.json").read_text())["kind"] == "ensemble"
@@ -278,13 +280,13 @@ def test_run_quality_with_the_default_cache_writes_under_home(
     Lightning's checkpoints alike: the quality path finishes, and no folder named `~` appears."""
     import yaml
 
-    from mmsent.search import experiment
+    from mmsent.recipes import quality
 
     home, cwd = tmp_path / "home", tmp_path / "cwd"
     home.mkdir(), cwd.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.chdir(cwd)
-    shipped = yaml.safe_load(experiment.QUALITY_FILE.read_text())
+    shipped = yaml.safe_load(quality.QUALITY_FILE.read_text())
     quick = dict(
         shipped,
         folds=2,
@@ -294,7 +296,7 @@ def test_run_quality_with_the_default_cache_writes_under_home(
     )
     spec = tmp_path / "quality.yaml"
     spec.write_text(yaml.safe_dump(quick))
-    monkeypatch.setattr(experiment, "QUALITY_FILE", spec)
+    monkeypatch.setattr(quality, "QUALITY_FILE", spec)
     args = flags(tiny_lab, tiny_encoders, work, "quality-home")
     args = args[: args.index("--cache")] + args[args.index("--cache") + 2 :]  # the default store
     assert main(["run", *args, "--quality"]) == 0
@@ -306,7 +308,7 @@ def test_run_quality_with_the_default_cache_writes_under_home(
 def test_run_quality_reads_the_first_encoder_of_each_modality(monkeypatch):
     """The shipped recipes were tuned on one encoder per modality and stage 1 tunes one text backbone."""
     from mmsent.config import RunConfig
-    from mmsent.search import experiment
+    from mmsent.recipes import quality
 
     seen = {}
 
@@ -317,10 +319,10 @@ def test_run_quality_reads_the_first_encoder_of_each_modality(monkeypatch):
         seen["cfg"] = cfg
         raise Stop
 
-    monkeypatch.setattr(experiment, "ensemble_run", capture)
+    monkeypatch.setattr(quality, "ensemble_run", capture)
     cfg = RunConfig()
     cfg.encoders.image, cfg.encoders.text = ["efficientnet-lite0", "opennsfw"], ["minilm", "mpnet"]
     with pytest.raises(Stop):
-        experiment.quality_run(cfg, progress=False)
+        quality.quality_run(cfg, progress=False)
     assert seen["cfg"].encoders.image == ["efficientnet-lite0"] and seen["cfg"].encoders.text == ["minilm"]
     assert cfg.encoders.text == ["minilm", "mpnet"]  # the caller's configuration is left as it was

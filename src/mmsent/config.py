@@ -106,7 +106,7 @@ class SplitConfig:
 
 @dataclass
 class EncoderConfig:
-    # Names as in the README's Encoders table (efficientnet-lite0, opennsfw, minilm, mpnet, hf-text:<id or
+    # Names as in docs/guide.md, "Encoders" (efficientnet-lite0, opennsfw, minilm, mpnet, hf-text:<id or
     # folder>, finetuned:<folder>, ...). Several per modality are read side by side: their pooled vectors
     # concatenated in the order named, the first one's tokens for heads that read tokens.
     image: list[str] = field(default_factory=lambda: ["efficientnet-lite0", "opennsfw"])
@@ -203,7 +203,7 @@ class RunConfig:
     name: str = ""
     """folder under `out` that the command writes; empty: its default (for run and train, a timestamp)"""
     quality: bool = False
-    """the tuned ensemble of mmsent/search/quality.yaml, its text backbone fine-tuned inside each fold,
+    """the tuned ensemble of mmsent/recipes/quality.yaml, its text backbone fine-tuned inside each fold,
     instead of the candidates (more accurate; ~24 min on 2 CPU cores)"""
 
 

@@ -28,7 +28,7 @@ from mmsent.features.table import FeatureTable
 from mmsent.lists import predict
 from mmsent.model import PROBE, Predictor
 from mmsent.progress import overall_progress, progress_note
-from mmsent.runs import RunFolder, run_record
+from mmsent.runs import RunFolder, metrics_record, run_record
 from mmsent.train.cv import CVResult, cross_validate, fold_scores, majority_scores, summarise
 from mmsent.train.decision import Decision, choose_decision
 from mmsent.train.fit import FitSettings, check_logger
@@ -159,19 +159,14 @@ def train_into(
     )
     model.save(run.path)
     curves = {name: mean_curve(result.histories) for name, result in selection.results.items()}
+    decision = {
+        "rule": selection.decision.rule,
+        "calibration": selection.decision.calibration.to_dict(),
+        "rules": selection.decision.summaries,
+    }
     run.write_json(
         "metrics.json",
-        {
-            "chosen": selection.chosen,
-            "members": chosen,
-            "cross_validation": selection.summaries,
-            "decision": {
-                "rule": selection.decision.rule,
-                "calibration": selection.decision.calibration.to_dict(),
-                "rules": selection.decision.summaries,
-            },
-            "curves": curves,
-        },
+        metrics_record(selection.chosen, chosen, selection.summaries, decision=decision, curves=curves),
     )
     record = run_record(
         cfg,

@@ -103,6 +103,16 @@ def run_record(
     }
 
 
+def metrics_record(
+    chosen: str, members: list[str], cross_validation: dict[str, dict], **sections: Any
+) -> dict[str, Any]:
+    """What metrics.json says of a run, the same keys whichever command made it: the model it
+    answers with, that model's members, every candidate's cross-validated mean ± sd; then the
+    command's own sections (the main job: `decision`, `curves`; an ensemble: `combination`,
+    `calibration`)."""
+    return {"chosen": chosen, "members": members, "cross_validation": cross_validation, **sections}
+
+
 @dataclass
 class RunFolder:
     path: Path

@@ -123,7 +123,7 @@ def cmd_run(args) -> int:
     cfg = resolve_config(args)
     # torch and the models load only once the options are known to be good
     if cfg.quality:  # the tuned ensemble on per-fold fine-tuned text features instead of the candidates
-        from mmsent.search.experiment import quality_run
+        from mmsent.recipes.quality import quality_run
 
         run, filled = quality_run(cfg, progress=not args.quiet)
     else:

@@ -185,7 +185,7 @@ def cross_fitted_tables(args, ft: FinetuneConfig | None, cfg: RunConfig, table):
     (kept, and reused by later commands, beside the feature store); else None."""
     if ft is None:
         return None
-    from mmsent.search.crossfit import cross_fit_text
+    from mmsent.finetune.crossfit import cross_fit_text
 
     splits = table.folds(args.folds, args.fold_seed)
     return cross_fit_text(cfg, ft, table, splits, not args.quiet, final=False).tables
@@ -198,7 +198,7 @@ def overall(args, what: str, fits: int, ft: FinetuneConfig | None):
 
     backbones, weight = 0, 0
     if ft is not None:
-        from mmsent.search.crossfit import BACKBONE_STEP_WEIGHT
+        from mmsent.finetune.crossfit import BACKBONE_STEP_WEIGHT
 
         backbones, weight = args.folds, BACKBONE_STEP_WEIGHT
     return overall_progress(backbones + fits, what, not args.quiet, units=fits + backbones * weight)
@@ -244,7 +244,7 @@ def cmd_cv(args) -> int:
     cfg = resolve_config(args)
     ft = finetune_text_config(args)
     from mmsent.features.encode import load_table
-    from mmsent.search.experiment import cv_recipes, write_cv
+    from mmsent.recipes.cv import cv_recipes, write_cv
     from mmsent.train.fit import FitSettings
     from mmsent.train.spec import read_recipes, spec_for
 
@@ -277,7 +277,7 @@ def cmd_ensemble(args) -> int:
     cfg = resolve_config(args)
     ft = finetune_text_config(args)
     cfg = dataclasses.replace(cfg, name=cfg.name or time.strftime("ensemble-%Y%m%d-%H%M%S"))
-    from mmsent.search.experiment import ensemble_run
+    from mmsent.recipes.ensemble_run import ensemble_run
     from mmsent.train.spec import read_recipes
 
     recipes = [r for path in args.recipes for r in read_recipes(path)]

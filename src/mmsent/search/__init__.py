@@ -1,4 +1,6 @@
-"""Tuning on stored features: cross-validation, Optuna search, ensembles, calibration, lexicon features.
+"""The Optuna search of head and training settings on stored features (`search.optuna_search`),
+and the building blocks it shares with `mmsent cv` and `ensemble` (`mmsent.recipes`): cross-validation,
+ensembles, calibration.
 
     table = load_table(cfg)                                   # labelled pairs, features in memory
     result = cross_validate(Recipe("concat"), table, table.folds(5, 0))

@@ -102,7 +102,7 @@ def tune(
     """Search each head for `trials` more trials (or until `timeout` seconds, shared by the heads).
 
     `fold_tables`: one table per fold (text features of a backbone fine-tuned inside that fold,
-    `search.crossfit`), in place of `table` for training and validation. Each fold of each trial
+    `finetune.crossfit`), in place of `table` for training and validation. Each fold of each trial
     is a step of the overall progress display, when the caller opened one. Every fit is made with
     `settings` (engine, options, fit cache), as the main job makes it; the folds of a trial train
     one after another, since a trial may be pruned after any of them."""

@@ -61,7 +61,7 @@ def summarise(fold_metrics: Sequence[dict]) -> dict[str, float]:
     return out
 
 
-# One table for every fold, or one per fold (features that depend on the fold: `search.crossfit`).
+# One table for every fold, or one per fold (features that depend on the fold: `finetune.crossfit`).
 Tables = FeatureTable | Sequence[FeatureTable]
 
 

@@ -1,61 +1,31 @@
-"""What the `mmsent cv` and `mmsent ensemble` commands do, as functions: score, build, save, report."""
+"""`mmsent ensemble`: recipes cross-validated together, combined, calibrated, retrained on all
+labelled pairs and saved as a run folder with its report."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import time
-from pathlib import Path
 
 from mmsent import LABELS
-from mmsent.config import RunConfig, encoder_names, from_plain, to_plain
+from mmsent.config import RunConfig, to_plain
 from mmsent.ensemble import Combine, build_ensemble, cross_validate_ensemble
 from mmsent.errors import MmsentError
 from mmsent.evaluate.calibration import expected_calibration_error, nll, reliability_plot
 from mmsent.evaluate.metrics import classification_metrics, confusion_table
 from mmsent.features.encode import load_table
-from mmsent.files import write_text
-from mmsent.finetune.config import BackboneTuning, FinetuneConfig, text_tuning
+from mmsent.finetune.config import FinetuneConfig
+from mmsent.finetune.crossfit import BACKBONE_STEP_WEIGHT, cross_fit_text, keep_final_backbone
 from mmsent.lists import predict
 from mmsent.model import Predictor
 from mmsent.progress import overall_progress
-from mmsent.runs import RunFolder, run_record
-from mmsent.search.crossfit import BACKBONE_STEP_WEIGHT, cross_fit_text, keep_final_backbone
-from mmsent.train.cv import Folds, Tables, cross_validate, cv_table, majority_scores, summarise
+from mmsent.runs import RunFolder, metrics_record, run_record
+from mmsent.train.cv import Tables, cross_validate, cv_table, majority_scores, summarise
 from mmsent.train.fit import FitSettings
 from mmsent.train.spec import PROBE, Recipe
 
 log = logging.getLogger("mmsent")
 TEXT_BACKBONE = "text-backbone"  # an ensemble's own copy of its fine-tuned text backbone
-
-
-def cv_recipes(
-    tables: Tables,
-    recipes: list[Recipe],
-    splits: Folds,
-    seeds: list[int],
-    settings: FitSettings,
-) -> dict[str, dict]:
-    """Mean and standard deviation over folds of each recipe (seeds averaged within a fold), every
-    fit made with `settings` (engine, options, fit cache, jobs) as the main job makes it."""
-    rows = {}
-    for recipe in recipes:
-        started = time.perf_counter()
-        result = cross_validate(recipe, tables, splits, seeds, settings)
-        rows[recipe.name] = {**result.summary(), "seconds": round(time.perf_counter() - started, 1)}
-        log.info(
-            "cv %s: accuracy %.4f, macro F1 %.4f",
-            recipe.name,
-            rows[recipe.name]["accuracy"],
-            rows[recipe.name]["macro_f1"],
-        )
-    return rows
-
-
-def write_cv(out: Path, rows: dict[str, dict], note: str) -> Path:
-    write_text(out / "cv.json", json.dumps(rows, indent=2) + "\n")
-    return write_text(out / "cv.md", f"# mmsent cv\n\n{note}\n\n{cv_table(rows)}\n")
 
 
 def ensemble_run(
@@ -74,7 +44,7 @@ def ensemble_run(
     fill in the test list, and write the report (CV table, calibration, reliability plot).
 
     With `finetune_text`, the text backbone is fine-tuned per fold and once on all pairs
-    (`search.crossfit`), and the saved ensemble reads the final backbone's features.
+    (`finetune.crossfit`), and the saved ensemble reads the final backbone's features.
     """
     started = time.perf_counter()
     table = load_table(cfg, progress=progress)
@@ -116,14 +86,10 @@ def ensemble_run(
         run.write_json(
             "cv.json", {"folds": folds, "fold_seed": fold_seed, "seeds": seeds, "models": summaries}
         )
+        members = [m.name for m in ensemble.members]
         run.write_json(
             "metrics.json",
-            {
-                "best_head": "ensemble",
-                "cross_validation": summaries,
-                "chosen": chosen,
-                "calibration": calibration,
-            },
+            metrics_record("ensemble", members, summaries, combination=chosen, calibration=calibration),
         )
         record = run_record(
             cfg,
@@ -132,7 +98,7 @@ def ensemble_run(
             fold_seed=fold_seed,
             train_seeds=seeds,
             folds=folds,
-            models=[m.name for m in ensemble.members],
+            models=members,
             chosen="ensemble",
             seconds=time.perf_counter() - started,
         )
@@ -236,36 +202,3 @@ def write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble: Pre
     for member in ensemble.members:
         lines.append(f"- **{member.name}**: `{json.dumps(member.recipe, sort_keys=True)}`")
     run.write_text("report.md", "\n".join(lines) + "\n")
-
-
-QUALITY_FILE = Path(__file__).with_name("quality.yaml")
-
-
-def quality_run(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
-    """`mmsent run --quality`: the tuned ensemble shipped with mmsent (quality.yaml beside this file),
-    cross-validated, retrained on all labelled pairs, then the test list filled in."""
-    import yaml
-
-    spec = yaml.safe_load(QUALITY_FILE.read_text(encoding="utf-8"))
-    recipes = [Recipe.from_dict(r, str(QUALITY_FILE)) for r in spec["recipes"]]
-    # The shipped recipes were tuned on one encoder per modality, and stage 1 fine-tunes one text
-    # backbone: the first named of each (by default efficientnet-lite0 and minilm).
-    firsts = {side: encoder_names(getattr(cfg.encoders, side))[:1] for side in ("image", "text")}
-    cfg = dataclasses.replace(cfg, encoders=dataclasses.replace(cfg.encoders, **firsts))
-    finetune_text = None
-    if spec.get("finetune_text"):
-        # `finetune_text: true`, or a mapping of stage-1 options over the text defaults.
-        options = spec["finetune_text"] if isinstance(spec["finetune_text"], dict) else {}
-        tuning = from_plain(BackboneTuning, {**to_plain(text_tuning()), **options}, "finetune_text.")
-        finetune_text = FinetuneConfig(tune=["text"], text=tuning)
-    run = ensemble_run(
-        cfg,
-        recipes,
-        spec["seeds"],
-        folds=spec["folds"],
-        how=spec["combine"],
-        tolerance=spec.get("tolerance", 0.0),
-        progress=progress,
-        finetune_text=finetune_text,
-    )
-    return run, run.path / "predictions" / Path(cfg.data.test_list).name
