@@ -70,27 +70,60 @@ def test_a_pair_answers_with_every_field_of_the_one_shape(tiny_run, tiny_lab, cl
     assert json.loads(json.dumps(found)) == found  # plain JSON types throughout
 
 
-def test_the_sentences_quote_the_answers_without_each_side_and_the_single_modality_models(
-    tiny_lab, classifier
-):
+def quoted(answer: dict) -> str:
+    return f"{answer['label']} {100 * answer['probabilities'][answer['label']]:.1f}%"
+
+
+def test_without_each_side_is_the_other_sides_own_model_so_sentences_and_cards_agree(tiny_lab, classifier):
     image, text = lab_pair(tiny_lab)
-    explanation = classifier.predict(image, text).explanation
-    per_model = classifier.predict(image, text).per_model
+    answer = classifier.predict(image, text)
+    explanation, cards = answer.explanation, answer.per_model
+    for side, alone in (("text", "image_only"), ("image", "text_only")):
+        without = explanation[f"without_{side}"]
+        assert without["model"] == alone and without["method"] == "single-modality model"
+        assert without["label"] == cards[alone]["label"]
+        assert without["probabilities"] == cards[alone]["probabilities"]
+        # ... and it is what the run answers when given the other side alone
+        given = {"image": image} if side == "text" else {"text": text}
+        assert without["probabilities"] == pytest.approx(classifier.predict(**given).probabilities, abs=1e-6)
+    sentences = explanation["sentences"]
+    assert sentences[0] == f"Without the text: {quoted(cards['image_only'])} (the image-only model)."
+    assert sentences[1] == f"Without the image: {quoted(cards['text_only'])} (the text-only model)."
+    text_says, image_says = cards["text_only"]["label"], cards["image_only"]["label"]
+    assert sentences[2].startswith(
+        f"The text and the image each point to {text_says}"
+        if text_says == image_says
+        else f"The text alone points to {text_says}, the image alone to {image_says}; together,"
+    )
+    assert any(s.startswith("A close call: ") for s in sentences) is answer.close_call
 
-    def quoted(answer: dict) -> str:
-        return f"{answer['label']} {100 * answer['probabilities'][answer['label']]:.1f}%"
 
-    without_text, without_image = explanation["without_text"], explanation["without_image"]
-    assert explanation["sentences"] == [
-        f"Without the text: {quoted(without_text)}; the image-only model: {quoted(per_model['image_only'])}.",
-        f"Without the image: {quoted(without_image)}; the text-only model: {quoted(per_model['text_only'])}.",
-    ]
-    # A single-modality model answers the same with or without the side it never reads.
-    image_only = classifier.model.answering_with("image_only")
-    alone = classifier.__class__(
-        classifier.run, classifier.cfg, classifier.image_encoder, classifier.text_encoder, image_only
-    ).predict(image, text)
-    assert alone.explanation["without_text"]["probabilities"] == pytest.approx(alone.probabilities)
+def test_a_run_without_single_modality_models_falls_back_to_ablation_and_says_so(tiny_lab, classifier):
+    image, text = lab_pair(tiny_lab)
+    fused_only = classifier.model.answering_with("concat")
+    fused_only.others = [m for m in fused_only.others if m.name not in ("text_only", "image_only")]
+    bare = classifier.__class__(
+        classifier.run, classifier.cfg, classifier.image_encoder, classifier.text_encoder, fused_only
+    )
+    answer = bare.predict(image, text)
+    ablated = fused_only.explain(bare.encode([image], [text]))[0]
+    without = answer.explanation["without_text"]
+    assert without["model"] == "concat" and without["method"] == "ablation"
+    assert list(without["probabilities"].values()) == pytest.approx(ablated["without_text"])
+    assert answer.explanation["sentences"][0] == (
+        f"Without the text: {quoted(without)} (concat with an average text in its place; this run has no "
+        "image-only model)."
+    )
+
+
+def test_close_call_sentence_names_both_classes(tiny_lab, classifier):
+    from mmsent.serve.classifier import explain_in_words
+
+    answer = classifier.predict(*lab_pair(tiny_lab))
+    answer.label, answer.probabilities = "positive", dict(zip(LABELS, (0.47, 0.09, 0.44), strict=True))
+    assert explain_in_words(answer, {"text": None, "image": None})[-1] == (
+        "A close call: positive 47.0% against negative 44.0%, within 10 points."
+    )
 
 
 @pytest.mark.parametrize("side", ["text", "image"])

@@ -344,13 +344,19 @@ class Predictor:
                 ablated = self.predict_proba(table.without(side, np.asarray(self.reference[side])), rows)
                 for entry, probs in zip(out, ablated, strict=True):
                     entry[f"without_{side}"] = [float(p) for p in probs]
+        for entry, readout in zip(out, self.readout(table, rows), strict=True):
+            if readout is not None:
+                entry["readout"] = readout
+        return out
+
+    def readout(self, table: FeatureTable, rows: np.ndarray | None = None) -> list[dict[str, Any] | None]:
+        """Per pair: the first member's own figures that has any (gate values, input shares), named."""
+        rows = all_rows(table, rows)
         for member in self.members:
             readouts = member.models[0].explain(table, rows)
             if any(readouts):
-                for entry, readout in zip(out, readouts, strict=True):
-                    entry["readout"] = {"model": member.name, **readout}
-                break
-        return out
+                return [{"model": member.name, **readout} for readout in readouts]
+        return [None for _ in rows]
 
     def answering_with(self, name: str) -> Predictor:
         """The same models, answering with the one called `name` (a member or another candidate)."""

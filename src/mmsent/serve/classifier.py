@@ -62,9 +62,9 @@ class Prediction:
     members: list[str]  # the models the answer combines (one for a single model)
     inputs: list[str]  # what was given: ["image", "text"], or the one side alone
     per_model: dict[str, dict[str, Any]] = field(default_factory=dict)  # each model's own answer
-    # `without_image` / `without_text`: what the model answers with that side replaced by its
-    # training mean; `sentences`: the same in words, beside the single-modality models' answers;
-    # `readout`: the head's own figures.
+    # `without_text` / `without_image`: what the run answers from the other side alone (its
+    # single-modality model; else by ablation); `sentences`: that in words, how the two sides
+    # combine, and a close call; `readout`: the head's own figures, labelled.
     explanation: dict[str, Any] = field(default_factory=dict)
     cv_accuracy: float | None = None  # the answering model's cross-validated accuracy, where recorded
     hardest_class: dict[str, Any] | None = None
@@ -300,16 +300,17 @@ class Classifier:
         table = self.encode(images, texts)
         per_model = self.model.member_proba(table)
         probs = self.model.combined(per_model)
-        explanations = self.model.explain(table)
+        # What the run answers without a side is its model for the other side alone; only a run that
+        # has none falls back to ablation (the answering model with that side's training mean).
+        lacking = any(name not in per_model for name in SINGLE_MODALITY.values())
+        ablated = self.model.explain(table) if lacking and self.model.reference else [{} for _ in texts]
+        readouts = self.model.readout(table)
         out = []
         for i in range(len(texts)):
             answers = {name: self.answer(p[i], name) for name, p in per_model.items()}
-            explanation = self.described(explanations[i], answers)
-            out.append(
-                self.prediction(
-                    probs[i], self.answering, self.members, ["image", "text"], answers, explanation
-                )
-            )
+            found = self.prediction(probs[i], self.answering, self.members, ["image", "text"], answers, {})
+            found.explanation = self.explained(found, ablated[i], readouts[i])
+            out.append(found)
         return out
 
     def _predict_one_side(self, side: str, inputs: list) -> list[Prediction]:
@@ -362,39 +363,69 @@ class Classifier:
     def draft_size(self) -> int | None:
         return getattr(self.image_encoder, "draft_size", None)
 
-    def described(self, explanation: dict[str, Any], per_model: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        """Predictor.explain's figures as answers and sentences, with the head's readout labelled."""
-        without = {
-            side: None
-            if explanation.get(f"without_{side}") is None
-            else as_answer(explanation[f"without_{side}"], self.labels)
-            for side in ("image", "text")
-        }
-        readout = explanation.get("readout")
+    def explained(
+        self, prediction: Prediction, ablated: dict[str, Any], readout: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        """What the run answers without each side, in figures and in words, and the head's readout."""
+        without: dict[str, dict[str, Any] | None] = {}
+        for side, other in (("text", "image"), ("image", "text")):
+            alone = SINGLE_MODALITY[other]
+            if alone in prediction.per_model:
+                found = prediction.per_model[alone]
+                without[side] = {**as_answer(found["probabilities"].values(), self.labels), "model": alone}
+                without[side]["method"] = "single-modality model"
+            elif ablated.get(f"without_{side}") is not None:
+                found = as_answer(ablated[f"without_{side}"], self.labels)
+                without[side] = {**found, "model": prediction.model, "method": "ablation"}
+            else:
+                without[side] = None
         return {
-            "without_image": without["image"],
             "without_text": without["text"],
-            "sentences": explain_in_words(without, per_model),
+            "without_image": without["image"],
+            "sentences": explain_in_words(prediction, without),
             "readout": None
             if readout is None
             else describe_readout(readout, self.kinds.get(readout.get("model"))),
         }
 
 
-def explain_in_words(without: dict[str, dict | None], per_model: dict[str, dict[str, Any]]) -> list[str]:
-    """What the model answers without each side, each beside the model that reads the remaining side
-    alone, so that a sentence and that model's card quote the same kind of figure:
-    "Without the text: negative 61.0%; the image-only model: negative 55.2%."."""
-    if without["image"] is None or without["text"] is None:
-        return [
-            "This run's model was saved without its training averages, so what it would answer without "
-            "each side cannot be measured."
-        ]
+def explain_in_words(prediction: Prediction, without: dict[str, dict[str, Any] | None]) -> list[str]:
+    """The answer without each side, as the cards of the single-modality models show it, how the two
+    sides combine, and a close call named as one:
+    "Without the text: negative 72.6% (the image-only model)." ... "A close call: ..."."""
     sentences = []
     for side, other in (("text", "image"), ("image", "text")):
-        line = f"Without the {side}: {top_class(without[side])}"
-        alone = per_model.get(SINGLE_MODALITY[other])
-        sentences.append(line + (f"; the {other}-only model: {top_class(alone)}." if alone else "."))
+        found = without[side]
+        if found is None:
+            sentences.append(
+                f"Without the {side}: not known (this run has no {other}-only model, and its model was "
+                "saved without the training averages that could stand in for the missing side)."
+            )
+        elif found["method"] == "single-modality model":
+            sentences.append(f"Without the {side}: {top_class(found)} (the {other}-only model).")
+        else:
+            sentences.append(
+                f"Without the {side}: {top_class(found)} ({found['model']} with an average {side} in its "
+                f"place; this run has no {other}-only model)."
+            )
+    text_alone, image_alone = without["image"], without["text"]
+    if text_alone is not None and image_alone is not None:
+        together = f"together, {prediction.model} answers {top_class(prediction.to_dict())}"
+        if text_alone["label"] == image_alone["label"] == prediction.label:
+            sentences.append(f"The text and the image each point to {prediction.label}.")
+        elif text_alone["label"] == image_alone["label"]:
+            sentences.append(f"The text and the image each point to {text_alone['label']}; {together}.")
+        else:
+            sentences.append(
+                f"The text alone points to {text_alone['label']}, the image alone to {image_alone['label']}; "
+                f"{together}."
+            )
+    if prediction.close_call:
+        runner_up = prediction.runner_up
+        sentences.append(
+            f"A close call: {prediction.label} {percent(prediction.confidence)} against {runner_up} "
+            f"{percent(prediction.probabilities[runner_up])}, within {round(100 * CLOSE_CALL)} points."
+        )
     return sentences
 
 
@@ -409,7 +440,7 @@ def percent(value: float) -> str:
 def describe_readout(readout: dict[str, Any], kind: str | None) -> dict[str, Any]:
     """A head's own figures with `kind` and `what`: they describe the head's inner workings (how
     loud each input is, where attention went, how far a gate opened), not what supported the answer:
-    that is the ablation's `image_effect` / `text_effect`."""
+    that is what the run answers without each side (`explanation.without_text` / `without_image`)."""
     kind = kind or ""
     if kind in ("text_only", "image_only"):
         side = kind.removesuffix("_only")
