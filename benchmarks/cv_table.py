@@ -46,7 +46,7 @@ def main() -> None:
     from mmsent.recipes.ensemble_run import calibration_rows
     from mmsent.train.cv import cross_validate, cv_table, fold_scores, summarise
     from mmsent.train.fit import PLAIN
-    from mmsent.train.spec import read_recipes, spec_for
+    from mmsent.train.recipe import read_recipes, recipe_for
 
     started = time.perf_counter()
     cfg = RunConfig()
@@ -56,7 +56,7 @@ def main() -> None:
     folds = table.folds(args.folds, args.fold_seed)
     rows: dict[str, dict] = {}
     for head in ("text_only", "image_only", "concat"):
-        recipe = spec_for(head, cfg.train)
+        recipe = recipe_for(head, cfg.train)
         rows[recipe.name] = cross_validate(recipe, table, folds).summary()
     for recipe in [r for path in args.recipes for r in read_recipes(path)]:
         rows[f"{recipe.name}, seed 0"] = cross_validate(recipe, table, folds).summary()

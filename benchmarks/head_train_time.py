@@ -18,7 +18,7 @@ from mmsent.config import RunConfig
 from mmsent.evaluate.metrics import classification_metrics
 from mmsent.features.encode import load_table
 from mmsent.train.fit import fit
-from mmsent.train.spec import spec_for
+from mmsent.train.recipe import recipe_for
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
     print("| head | fit (s) | epochs | s/epoch | val accuracy | val macro F1 |")
     print("| --- | --- | --- | --- | --- | --- |")
     for head in args.heads:
-        fitted = fit(spec_for(head, cfg.train), table, train, val, seed=cfg.train.seed)
+        fitted = fit(recipe_for(head, cfg.train), table, train, val, seed=cfg.train.seed)
         m = classification_metrics(table.labels.numpy()[val], fitted.predict_proba(table, val).argmax(axis=1))
         epochs = max(1, fitted.epochs)
         scores = f"{m['accuracy']:.4f} | {m['macro_f1']:.4f}"

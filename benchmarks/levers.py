@@ -244,10 +244,10 @@ def cv_run_options(head: str, table, folds) -> Scored:
     """`mmsent run`'s options for `head` (60 epochs, early stopping with patience 8 on the val fold)."""
     from mmsent.config import TrainConfig
     from mmsent.train.cv import cross_validate
-    from mmsent.train.spec import spec_for
+    from mmsent.train.recipe import recipe_for
 
     wall, cpu = time.perf_counter(), time.process_time()
-    result = cross_validate(spec_for(head, TrainConfig()), table, folds)
+    result = cross_validate(recipe_for(head, TrainConfig()), table, folds)
     scored = Scored(result.oof, result.fold_metrics, time.perf_counter() - wall, time.process_time() - cpu)
     scored.epochs = result.epochs
     return scored

@@ -28,7 +28,7 @@ def main() -> None:
     from mmsent.config import RunConfig
     from mmsent.features.table import FeatureTable, load_table
     from mmsent.train.cv import cross_validate
-    from mmsent.train.spec import read_recipes
+    from mmsent.train.recipe import read_recipes
 
     cfg = RunConfig()
     cfg.data.root, cfg.encoders.cache = Path(args.data), Path(args.cache)

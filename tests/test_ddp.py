@@ -20,7 +20,7 @@ from mmsent.evaluate.metrics import classification_metrics
 from mmsent.features.encode import load_table
 from mmsent.finetune import FinetuneConfig, run_finetune
 from mmsent.train.fit import FitSettings, fit
-from mmsent.train.spec import spec_for
+from mmsent.train.recipe import recipe_for
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -52,7 +52,7 @@ def test_two_processes_train_a_head_like_one(tmp_path, lab, tiny_encoders):
         options = dataclasses.replace(cfg.train, devices=devices)
         # After the spawned processes end, the caller holds the best model and predicts alone.
         fitted = fit(
-            spec_for("concat", options), table, train, val, settings=FitSettings("lightning", options)
+            recipe_for("concat", options), table, train, val, settings=FitSettings("lightning", options)
         )
         metrics = classification_metrics(labels, fitted.predict_proba(table, val).argmax(axis=1))
         results[devices] = (metrics, fitted)

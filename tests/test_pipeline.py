@@ -242,13 +242,13 @@ def test_run_and_cv_and_compare_agree_for_the_same_spec(tiny_run: Path, tmp_path
     from mmsent.compare import compare
     from mmsent.features.encode import load_table
     from mmsent.train.cv import cross_validate
-    from mmsent.train.spec import spec_for
+    from mmsent.train.recipe import recipe_for
 
     run = RunFolder.open(tiny_run)
     cfg = run.run_config()
     table = load_table(cfg, progress=False)
     folds = table.folds(cfg.split.folds, cfg.split.seed)
-    result = cross_validate(spec_for("concat", cfg.train), table, folds, [cfg.train.seed])
+    result = cross_validate(recipe_for("concat", cfg.train), table, folds, [cfg.train.seed])
     in_run = run.read_json("metrics.json")["cross_validation"]["concat"]
     assert {k: v for k, v in in_run.items() if k != "seconds"} == pytest.approx(result.summary())
     cfg.split.fold, cfg.train.heads, cfg.out, cfg.name = 0, ["concat"], tmp_path, "cmp"

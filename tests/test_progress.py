@@ -84,7 +84,7 @@ def test_compare_cv_and_search_count_every_fit(drawn, capsys, tmp_path, tiny_lab
 
 def test_an_ensemble_counts_its_folds_finals_and_probe(drawn, capsys, tmp_path, tiny_lab, tiny_encoders):
     from mmsent.recipes.ensemble_run import ensemble_run
-    from mmsent.train.spec import Recipe
+    from mmsent.train.recipe import Recipe
 
     cfg = tiny_config(tiny_lab, tiny_encoders, tmp_path)
     recipes = [Recipe("text_only", epochs=2, name="a"), Recipe("concat", epochs=2, name="b")]

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from mmsent import LABELS
+from mmsent.data import decode_text
 from mmsent.data.images import open_image
 from mmsent.errors import BadInput
 from mmsent.serve.app import MAX_BATCH, MAX_IMAGE_BYTES, MAX_TEXT_CHARS, STATIC, STATUS_CODES, create_app
@@ -504,3 +505,44 @@ def test_python_api_answers_one_pair_in_plain_scalars(classifier):
     for key, value in (answer.explanation.get("readout") or {}).items():
         assert not (isinstance(value, list) and len(value) == 1), (key, value)
     assert json.loads(json.dumps(answer.to_dict())) == answer.to_dict()
+
+
+@pytest.mark.parametrize(
+    "text, codec",
+    [("今天很开心 #happy", "gb18030"), ("naïve café, très bien", "cp1252"), ("sunny ☀", "utf-8")],
+)
+def test_text_bytes_are_read_as_the_cli_reads_a_text_file(client, classifier, text, codec):
+    raw = text.encode(codec)
+    assert decode_text(raw, "--text-file")[0] == text  # what `mmsent predict --text-file` would read
+    single = client.post("/v1/predict", files={"image": ("a.jpg", jpeg(), "image/jpeg"), "text": (None, raw)})
+    assert single.status_code == 200, single.text
+    expected = classifier.predict(jpeg(), text).probabilities
+    assert single.json()["probabilities"] == pytest.approx(expected, abs=1e-5)
+    batch = client.post(
+        "/v1/predict/batch",
+        files=[("images", ("a.jpg", jpeg(), "image/jpeg")), ("texts", (None, raw))],
+    )
+    assert batch.status_code == 200, batch.text
+    assert batch.json()["predictions"][0]["probabilities"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_openapi_marks_required_fields_binary_images_and_named_probabilities(client):
+    spec = client.get("/openapi.json").json()
+    single = spec["paths"]["/v1/predict"]["post"]["requestBody"]
+    batch = spec["paths"]["/v1/predict/batch"]["post"]["requestBody"]
+    form = single["content"]["multipart/form-data"]["schema"]
+    assert single["required"] and set(form["required"]) == {"image", "text"}
+    assert form["properties"]["image"]["type"] == "string"
+    assert form["properties"]["image"]["format"] == "binary"
+    assert form["properties"]["text"]["type"] == "string"  # a plain string, not `string | null`
+    batch_form = batch["content"]["multipart/form-data"]["schema"]
+    assert set(batch_form["required"]) == {"images", "texts"}  # skip_bad has a default
+    assert batch_form["properties"]["images"]["items"] == {"type": "string", "format": "binary"}
+    schemas = spec["components"]["schemas"]
+    for model in ("Prediction", "Answer"):
+        probabilities = schemas[model]["properties"]["probabilities"]
+        named = schemas[probabilities["$ref"].rsplit("/", 1)[-1]]
+        assert "additionalProperties" not in named
+        assert list(named["properties"]) == list(LABELS)  # positive, neutral, negative
+        assert set(named["required"]) == set(LABELS)
+        assert all(field["type"] == "number" for field in named["properties"].values())

@@ -14,7 +14,7 @@ from mmsent.config import TrainConfig
 from mmsent.errors import MmsentError
 from mmsent.features.encode import load_table
 from mmsent.train.fit import FitSettings, check_logger, fit
-from mmsent.train.spec import Recipe
+from mmsent.train.recipe import Recipe
 
 HAS_TENSORBOARD = importlib.util.find_spec("tensorboard") is not None
 

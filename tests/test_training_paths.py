@@ -21,8 +21,8 @@ from mmsent.recipes.cv import cv_recipes
 from mmsent.search.optuna_search import tune
 from mmsent.train.cv import cross_validate
 from mmsent.train.fit import FitSettings, is_stored
+from mmsent.train.recipe import Recipe, recipe_for
 from mmsent.train.retrain import fixed_epochs
-from mmsent.train.spec import Recipe, spec_for
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def setup(tmp_path_factory, tiny_lab, tiny_encoders):
 def test_the_main_job_cv_and_ensemble_give_the_same_answers_and_models(setup):
     cfg, table, folds = setup
     settings = FitSettings.of(cfg)
-    recipe = spec_for("concat", cfg.train)
+    recipe = recipe_for("concat", cfg.train)
     seeds = [cfg.train.seed]
 
     chosen = pipeline.select(cfg, table, progress=False).results["concat"]

@@ -13,7 +13,7 @@ from mmsent.features.lexicon import lexicon_features
 from mmsent.model import HeadModel, ProbeModel
 from mmsent.train.cv import cross_validate, cv_table
 from mmsent.train.fit import FitSettings, fit
-from mmsent.train.spec import PROBE, Recipe, read_recipes, spec_for, write_recipes
+from mmsent.train.recipe import PROBE, Recipe, read_recipes, recipe_for, write_recipes
 
 
 @pytest.fixture(scope="module")
@@ -43,12 +43,12 @@ def test_recipe_checks_and_round_trip(tmp_path):
 def test_recipe_from_run_options_mirrors_mmsent_run():
     from mmsent.config import TrainConfig
 
-    recipe = spec_for("gated_text", TrainConfig())
+    recipe = recipe_for("gated_text", TrainConfig())
     assert recipe.patience == 0 and recipe.epochs == 15 and recipe.lr == 3e-4 and recipe.batch_size == 128
     assert "hidden" not in recipe.hparams  # a gated head keeps its linear classifier, as in mmsent run
     concat = {"hidden": 64, "dropout": 0.5, "input_dropout": 0.2}
-    assert spec_for("concat", TrainConfig()).hparams == concat
-    assert spec_for("linear_probe", TrainConfig()).is_probe
+    assert recipe_for("concat", TrainConfig()).hparams == concat
+    assert recipe_for("linear_probe", TrainConfig()).is_probe
 
 
 def test_lexicon_scores_read_sentiment():

@@ -18,7 +18,7 @@ from mmsent.model import load_run
 from mmsent.runs import RunFolder
 from mmsent.search.optuna_search import tune
 from mmsent.serve.classifier import Classifier
-from mmsent.train.spec import Recipe, read_recipes, write_recipes
+from mmsent.train.recipe import Recipe, read_recipes, write_recipes
 
 
 def flags(lab: Path, encoders: tuple[str, str], work: Path, name: str) -> list[str]:

@@ -26,7 +26,7 @@ from mmsent.progress import overall_progress, step_done
 from mmsent.runs import RunFolder
 from mmsent.train.cv import majority_scores
 from mmsent.train.fit import FitSettings, check_logger, fit
-from mmsent.train.spec import check_heads, spec_for
+from mmsent.train.recipe import check_heads, recipe_for
 
 log = logging.getLogger("mmsent")
 ALL_HEADS = (PROBE, *ABLATION_HEADS, *FUSION_HEADS)
@@ -82,7 +82,7 @@ def compare(cfg: RunConfig, seeds: list[int] | None = None, progress: bool = Tru
 def fit_and_score(cfg: RunConfig, head: str, seed: int, table, train_rows, val_rows) -> dict:
     """One head trained with one seed on the training rows: its record on the validation rows."""
     log.info("compare: %s, seed %d", head, seed)
-    spec = spec_for(head, cfg.train)
+    spec = recipe_for(head, cfg.train)
     fitted = fit(spec, table, train_rows, val_rows, seed=seed, settings=FitSettings.of(cfg))
     labels = table.labels.numpy()[val_rows]
     metrics = classification_metrics(labels, fitted.predict_proba(table, val_rows).argmax(axis=1))

@@ -22,8 +22,8 @@ from mmsent.features.table import FeatureTable
 from mmsent.model import Predictor, apply_stacker, combine, stack_inputs
 from mmsent.train.cv import CVResult, Folds, Tables, cross_validate, fold_scores, fold_table
 from mmsent.train.fit import FitSettings
+from mmsent.train.recipe import Recipe
 from mmsent.train.retrain import Candidate, retrain
-from mmsent.train.spec import Recipe
 
 Combine = Literal["mean", "stack"]
 STACK_C = 1.0  # the stacker sees 3 log-probabilities per member: little to over-fit

@@ -32,8 +32,8 @@ from mmsent.runs import RunFolder, metrics_record, run_record
 from mmsent.train.cv import CVResult, cross_validate, fold_scores, majority_scores, summarise
 from mmsent.train.decision import Decision, choose_decision
 from mmsent.train.fit import FitSettings, check_logger
+from mmsent.train.recipe import check_heads, recipe_for
 from mmsent.train.retrain import Candidate, retrain
-from mmsent.train.spec import check_heads, spec_for
 
 log = logging.getLogger("mmsent")
 FUSION_MEAN = "mean of fusion models"  # the candidate that averages every model reading both modalities
@@ -69,7 +69,7 @@ def select(cfg: RunConfig, table: FeatureTable, progress: bool = True) -> Select
     for i, head in enumerate(cfg.train.heads, 1):
         started = time.perf_counter()
         results[head] = cross_validate(
-            spec_for(head, cfg.train), table, folds, seeds_for(head, cfg), settings
+            recipe_for(head, cfg.train), table, folds, seeds_for(head, cfg), settings
         )
         summary = results[head].summary()
         progress_note(
@@ -145,7 +145,7 @@ def train_into(
     with overall_progress(planned_fits(cfg), "cross-validating", progress):
         selection = select(cfg, table, progress)
         candidates = {
-            name: Candidate(spec_for(name, cfg.train), result.epochs, seeds_for(name, cfg))
+            name: Candidate(recipe_for(name, cfg.train), result.epochs, seeds_for(name, cfg))
             for name, result in selection.results.items()
         }
         finals = retrain(candidates, table, FitSettings.of(cfg))

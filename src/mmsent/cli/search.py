@@ -246,12 +246,12 @@ def cmd_cv(args) -> int:
     from mmsent.features.encode import load_table
     from mmsent.recipes.cv import cv_recipes, write_cv
     from mmsent.train.fit import FitSettings
-    from mmsent.train.spec import read_recipes, spec_for
+    from mmsent.train.recipe import read_recipes, recipe_for
 
     recipes = [r for path in args.recipes for r in read_recipes(path)]
     if args.baseline or not recipes:
         baseline = [
-            dataclasses.replace(spec_for(h, cfg.train), name=f"{h} (run options)") for h in cfg.train.heads
+            dataclasses.replace(recipe_for(h, cfg.train), name=f"{h} (run options)") for h in cfg.train.heads
         ]
         recipes = baseline + recipes
     table = load_table(cfg, progress=not args.quiet)
@@ -278,7 +278,7 @@ def cmd_ensemble(args) -> int:
     ft = finetune_text_config(args)
     cfg = dataclasses.replace(cfg, name=cfg.name or time.strftime("ensemble-%Y%m%d-%H%M%S"))
     from mmsent.recipes.ensemble_run import ensemble_run
-    from mmsent.train.spec import read_recipes
+    from mmsent.train.recipe import read_recipes
 
     recipes = [r for path in args.recipes for r in read_recipes(path)]
     run = ensemble_run(

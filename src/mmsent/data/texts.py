@@ -48,20 +48,26 @@ LATIN_MARKS = set(
 
 def decode_text(raw: bytes, path: str | Path) -> tuple[str, str]:
     """Bytes of a tweet file to (text, codec); codec is "ascii", "utf-8", "gb18030" or "cp1252"."""
-    if raw.startswith(UTF8_BOM):
-        raw = raw[len(UTF8_BOM) :]
-    if raw.isascii():
-        text, codec = raw.decode("ascii"), "ascii"
-    else:
-        try:
-            text, codec = raw.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            text, codec = _not_utf8(raw, path)
+    text, codec = decode_bytes(raw, path)
     if "\x00" in text:
         raise BadInput("text file holds NUL bytes: binary data, not a tweet", path)
     if is_blank(text):
         raise BadInput("text file is empty" + (" (invisible characters only)" if text.strip() else ""), path)
     return text, codec
+
+
+def decode_bytes(raw: bytes, where: str | Path) -> tuple[str, str]:
+    """Bytes to (text, codec) by the rules above, with no check of what the text holds (the
+    service's text fields use this and check the text as the Python API does); BadInput naming
+    `where` if no codec reads them."""
+    if raw.startswith(UTF8_BOM):
+        raw = raw[len(UTF8_BOM) :]
+    if raw.isascii():
+        return raw.decode("ascii"), "ascii"
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return _not_utf8(raw, where)
 
 
 def is_blank(text: str) -> bool:

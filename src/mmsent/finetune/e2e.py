@@ -45,7 +45,7 @@ from mmsent.finetune.trainer import best_epoch, fit_backbone
 from mmsent.heads import create_head, head_needs_tokens, shared_hparams
 from mmsent.heads.base import Features
 from mmsent.train.losses import class_weights_for
-from mmsent.train.spec import check_heads
+from mmsent.train.recipe import check_heads
 
 log = logging.getLogger("mmsent")
 

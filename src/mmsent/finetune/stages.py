@@ -46,7 +46,7 @@ from mmsent.lists import predict
 from mmsent.runs import RunFolder
 from mmsent.train.distributed import alone, global_rank, launched_externally
 from mmsent.train.losses import class_weights_for
-from mmsent.train.spec import check_heads
+from mmsent.train.recipe import check_heads
 
 log = logging.getLogger("mmsent")
 STAGES = ("tune", "extract", "heads")

@@ -10,7 +10,7 @@ from pathlib import Path
 from mmsent.files import write_text
 from mmsent.train.cv import Folds, Tables, cross_validate, cv_table
 from mmsent.train.fit import FitSettings
-from mmsent.train.spec import Recipe
+from mmsent.train.recipe import Recipe
 
 log = logging.getLogger("mmsent")
 

@@ -22,7 +22,7 @@ from mmsent.progress import overall_progress
 from mmsent.runs import RunFolder, metrics_record, run_record
 from mmsent.train.cv import Tables, cross_validate, cv_table, majority_scores, summarise
 from mmsent.train.fit import FitSettings
-from mmsent.train.spec import PROBE, Recipe
+from mmsent.train.recipe import PROBE, Recipe
 
 log = logging.getLogger("mmsent")
 TEXT_BACKBONE = "text-backbone"  # an ensemble's own copy of its fine-tuned text backbone

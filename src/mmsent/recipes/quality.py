@@ -9,7 +9,7 @@ from mmsent.config import RunConfig, encoder_names, from_plain, to_plain
 from mmsent.finetune.config import BackboneTuning, FinetuneConfig, text_tuning
 from mmsent.recipes.ensemble_run import ensemble_run
 from mmsent.runs import RunFolder
-from mmsent.train.spec import Recipe
+from mmsent.train.recipe import Recipe
 
 QUALITY_FILE = Path(__file__).with_name("quality.yaml")
 

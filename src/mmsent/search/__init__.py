@@ -16,7 +16,7 @@ from mmsent.features.encode import load_table
 from mmsent.features.table import FeatureTable
 from mmsent.model import Predictor
 from mmsent.train.cv import CVResult, cross_validate, cv_table
-from mmsent.train.spec import Recipe, read_recipes, spec_for, write_recipes
+from mmsent.train.recipe import Recipe, read_recipes, recipe_for, write_recipes
 
 __all__ = [
     "CVResult",
@@ -31,6 +31,6 @@ __all__ = [
     "fit_calibration",
     "load_table",
     "read_recipes",
-    "spec_for",
+    "recipe_for",
     "write_recipes",
 ]

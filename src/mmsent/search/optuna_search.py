@@ -33,7 +33,7 @@ from mmsent.heads import head_defaults, head_needs_tokens
 from mmsent.progress import step_done
 from mmsent.train.cv import Tables, cross_validate
 from mmsent.train.fit import PLAIN, FitSettings
-from mmsent.train.spec import Recipe, write_recipes
+from mmsent.train.recipe import Recipe, write_recipes
 
 log = logging.getLogger("mmsent")
 OBJECTIVES = ("accuracy", "macro_f1", "balanced")  # balanced: the mean of accuracy and macro F1

@@ -30,15 +30,17 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, FastAPI, File, Form, Request, UploadFile
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from PIL import Image
+from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
 from swagger_ui_bundle import swagger_ui_path
 
@@ -71,7 +73,7 @@ from mmsent.serve.limits import (
     require_multipart,
     upload_pixels,
 )
-from mmsent.serve.schema import BatchAnswer, ErrorBody, Health, Prediction
+from mmsent.serve.schema import BatchAnswer, BatchForm, ErrorBody, Health, PredictForm, Prediction
 
 STATIC = Path(__file__).parent / "static"
 SWAGGER_AT = "/docs/assets"  # Swagger UI's own files, from the swagger-ui-bundle package
@@ -93,7 +95,8 @@ STATUS_CODES = {
     "part whose bytes are no JPEG, PNG, WebP, GIF, BMP "
     "or TIFF (whatever content type it was sent as).",
     422: "A field is missing, repeated or empty; a picture in an accepted format is truncated or "
-    f"corrupt; a text is not UTF-8, holds NUL characters or is over {MAX_TEXT_CHARS} characters; "
+    "corrupt; a text is not UTF-8, GB18030 or cp1252, holds NUL characters or is over "
+    f"{MAX_TEXT_CHARS} characters; "
     "a batch's images and texts do not pair up.",
     500: "A bug in mmsent: the error names the exception type; the server goes on.",
 }
@@ -262,29 +265,44 @@ def health(request: Request) -> dict[str, Any]:
     }
 
 
+def form_body(model: type[BaseModel]) -> dict[str, Any]:
+    """The request body the docs show for a predict endpoint: `model`'s fields as a multipart form.
+
+    The handlers read the form themselves, so that each refusal is the service's own (a missing
+    field, a text the CLI would not read, a plain field where a file belongs) rather than
+    FastAPI's validation, and describe it here: required fields marked, pictures `format: binary`."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"multipart/form-data": {"schema": model.model_json_schema()}},
+        }
+    }
+
+
+def one_file(form: FormData, name: str) -> UploadFile | None:
+    """The form's file `name`; None when it is missing or sent as a plain field (read_upload says so)."""
+    part = form.get(name)
+    return part if isinstance(part, UploadFile) else None
+
+
 @router.post(
     "/v1/predict",
     summary="Classify one tweet: an image file and its text",
     response_model=Prediction,
     responses=ERRORS,
+    openapi_extra=form_body(PredictForm),
 )
-async def predict(
-    request: Request,
-    image: Annotated[UploadFile | None, File(description="the tweet's picture (JPEG, PNG, ...)")] = None,
-    text: Annotated[
-        str | None, Form(description=f"the tweet's text, 1 to {MAX_TEXT_CHARS} characters")
-    ] = None,
-) -> dict[str, Any]:
+async def predict(request: Request) -> dict[str, Any]:
     require_multipart(request)
-    parts = form_parts(request)
-    for name in ("image", "text"):
-        if parts.count(name) > 1:
-            raise ApiError(422, f"the form has {parts.count(name)} '{name}' fields; send one")
-    upload = await read_upload(image, "image")
-    if text is None and parts.count("text"):  # FastAPI reads a field sent empty as missing
-        text = ""
-    checked = form_text(text, "text", (parts.text_faults.get("text") or [None])[-1])
-    return (await run_in_threadpool(request.app.state.service.classify, [upload], [checked]))[0]
+    async with request.form() as form:  # the uploads stay open until the model has answered
+        parts = form_parts(request)
+        for name in ("image", "text"):
+            if parts.count(name) > 1:
+                raise ApiError(422, f"the form has {parts.count(name)} '{name}' fields; send one")
+        upload = await read_upload(one_file(form, "image"), "image")
+        text, fault = (parts.texts.get("text") or [None])[-1], (parts.text_faults.get("text") or [None])[-1]
+        checked = form_text(text, "text", fault)
+        return (await run_in_threadpool(request.app.state.service.classify, [upload], [checked]))[0]
 
 
 @router.post(
@@ -292,43 +310,45 @@ async def predict(
     summary=f"Classify up to {MAX_BATCH} tweets, images and texts paired in order",
     response_model=BatchAnswer,
     responses=ERRORS,
+    openapi_extra=form_body(BatchForm),
 )
-async def predict_batch(
-    request: Request,
-    images: Annotated[list[UploadFile] | None, File(description="the pictures, in order")] = None,
-    texts: Annotated[
-        list[str] | None, Form(description="the texts, one per picture, in the same order")
-    ] = None,
-    skip_bad: Annotated[
-        bool,
-        Form(
-            description="true: answer the good pairs and list the bad ones under 'skipped' "
-            "(their 'predictions' entry is null) instead of refusing the whole batch"
-        ),
-    ] = False,
-) -> dict[str, Any]:
+async def predict_batch(request: Request) -> dict[str, Any]:
     require_multipart(request)
-    parts = form_parts(request)
-    if parts.count("skip_bad") > 1:
-        raise ApiError(422, f"the form has {parts.count('skip_bad')} 'skip_bad' fields; send one")
-    images, texts = images or [], texts or []
-    faults = parts.text_faults.get("texts") or []
-    faults = faults if len(faults) == len(texts) else [None] * len(texts)
-    if not images and not texts:
-        raise ApiError(422, "empty batch: send 'images' files and 'texts' fields, paired in order")
-    if len(images) != len(texts):
-        raise ApiError(422, f"{len(images)} images but {len(texts)} texts; they are paired in order")
-    if len(images) > MAX_BATCH:
-        raise ApiError(413, f"{len(images)} pairs in one batch; the limit is {MAX_BATCH}")
-    uploads = [await read_upload(part, f"images[{i}]") for i, part in enumerate(images)]
-    if skip_bad:
-        checked = [attempt(form_text, t, f"texts[{i}]", faults[i]) for i, t in enumerate(texts)]
-        return await run_in_threadpool(request.app.state.service.classify_skipping, uploads, checked)
-    checked = [form_text(t, f"texts[{i}]", faults[i]) for i, t in enumerate(texts)]
-    return {
-        "predictions": await run_in_threadpool(request.app.state.service.classify, uploads, checked),
-        "skipped": [],
-    }
+    async with request.form() as form:
+        parts = form_parts(request)
+        if parts.count("skip_bad") > 1:
+            raise ApiError(422, f"the form has {parts.count('skip_bad')} 'skip_bad' fields; send one")
+        skip_bad = read_flag(form.get("skip_bad"), "skip_bad")
+        images = form.getlist("images")
+        texts, faults = parts.texts.get("texts") or [], parts.text_faults.get("texts") or []
+        if len(texts) != len(form.getlist("texts")):
+            raise ApiError(422, "texts are plain form fields, not files")
+        if not images and not texts:
+            raise ApiError(422, "empty batch: send 'images' files and 'texts' fields, paired in order")
+        if len(images) != len(texts):
+            raise ApiError(422, f"{len(images)} images but {len(texts)} texts; they are paired in order")
+        if len(images) > MAX_BATCH:
+            raise ApiError(413, f"{len(images)} pairs in one batch; the limit is {MAX_BATCH}")
+        for i, part in enumerate(images):
+            if not isinstance(part, UploadFile):
+                raise ApiError(422, f"images[{i}] is a plain field: send each picture as a file")
+        uploads = [await read_upload(part, f"images[{i}]") for i, part in enumerate(images)]
+        service = request.app.state.service
+        if skip_bad:
+            checked = [attempt(form_text, t, f"texts[{i}]", faults[i]) for i, t in enumerate(texts)]
+            return await run_in_threadpool(service.classify_skipping, uploads, checked)
+        checked = [form_text(t, f"texts[{i}]", faults[i]) for i, t in enumerate(texts)]
+        return {"predictions": await run_in_threadpool(service.classify, uploads, checked), "skipped": []}
+
+
+def read_flag(value: str | UploadFile | None, name: str) -> bool:
+    """A true/false form field, read as FastAPI reads a bool (true/false, 1/0, yes/no, on/off)."""
+    if value is None:
+        return False
+    try:
+        return TypeAdapter(bool).validate_python(value)
+    except ValidationError:
+        raise ApiError(422, f"{name}: send true or false") from None
 
 
 @router.get("/", include_in_schema=False)

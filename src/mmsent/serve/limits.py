@@ -4,7 +4,8 @@ Everything here acts before the model is reached, most of it before anything is 
 `mmsent.serve.app` mounts the two middlewares (BodyLimit, FormCheck) and calls the checks.
 
 Only JPEG, PNG, WebP, GIF, BMP and TIFF are decoded, told from their first bytes (anything
-else is a 415 before any decoder runs). Text fields must be UTF-8 without NUL characters,
+else is a 415 before any decoder runs). Text fields are read as `mmsent predict --text-file`
+reads a file (UTF-8, GB18030 or cp1252) and must hold no NUL characters,
 and each field of the single endpoint comes once (checked on the raw parts, see FormCheck);
 a text field over MAX_TEXT_FIELD_BYTES is a 413 as it streams in.
 
@@ -28,7 +29,6 @@ the mix of allowed uploads (benchmarks/serve_memory.py measures it).
 
 from __future__ import annotations
 
-import codecs
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -42,6 +42,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.exceptions import HTTPException
 
 from mmsent.data.images import MAX_PIXELS, ImageTooLarge, UnsupportedImage, decode_image, decoded_pixels
+from mmsent.data.texts import decode_bytes
 from mmsent.errors import BadInput
 from mmsent.serve.classifier import check_text
 
@@ -218,11 +219,12 @@ class BodyLimit:
 
 @dataclass
 class FormParts:
-    """What FormCheck saw of one multipart body: each part's field name, in order, and for
-    text fields what is wrong with their bytes (None when they are fine)."""
+    """What FormCheck saw of one multipart body: each part's field name, in order, and each text
+    field's text (decoded as the CLI reads `--text-file`), or what is wrong with its bytes."""
 
     names: list[str] = field(default_factory=list)
-    text_faults: dict[str, list[str | None]] = field(default_factory=dict)
+    texts: dict[str, list[str | None]] = field(default_factory=dict)  # None where the bytes are no text
+    text_faults: dict[str, list[str | None]] = field(default_factory=dict)  # None where they are fine
     too_large: str | None = None  # a text field over MAX_TEXT_FIELD_BYTES: its name
 
     def count(self, name: str) -> int:
@@ -230,15 +232,20 @@ class FormParts:
 
 
 class _PartReader:
-    """python-multipart callbacks that note each part's name and check text parts as UTF-8."""
+    """python-multipart callbacks that note each part's name and decode text parts.
+
+    A text part's bytes are read as the lab's text files and `mmsent predict --text-file` are
+    (`mmsent.data.texts.decode_bytes`: strict UTF-8, then GB18030, then cp1252), so the
+    service accepts what the CLI accepts. The form parser's own reading would take any bytes
+    that are not UTF-8 as Latin-1."""
 
     def __init__(self, parts: FormParts):
         self.parts = parts
         self.header, self.value, self.headers = b"", b"", {}
-        self.name, self.decoder, self.fault, self.size = "", None, None, 0
+        self.name, self.text, self.size = "", None, 0
 
     def on_part_begin(self) -> None:
-        self.headers, self.name, self.decoder, self.fault, self.size = {}, "", None, None, 0
+        self.headers, self.name, self.text, self.size = {}, "", None, 0
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self.header += data[start:end]
@@ -253,34 +260,36 @@ class _PartReader:
     def on_headers_finished(self) -> None:
         _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
         self.name = options.get(b"name", b"").decode("utf-8", "replace")
-        if b"filename" not in options:  # a text field: its bytes must be UTF-8
-            self.decoder = codecs.getincrementaldecoder("utf-8")()
+        if b"filename" not in options:  # a text field: its bytes are kept to be decoded at its end
+            self.text = bytearray()
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         self.size += end - start
-        if self.decoder is not None and self.size > MAX_TEXT_FIELD_BYTES:
+        if self.text is None:
+            return
+        if self.size > MAX_TEXT_FIELD_BYTES:  # a 413 in any case: keep no more of it
             self.parts.too_large = self.parts.too_large or self.name
-        if self.decoder is not None and self.fault is None:
-            try:
-                self.decoder.decode(data[start:end])
-            except UnicodeDecodeError:
-                self.fault = "is not valid UTF-8 text"
+        else:
+            self.text += data[start:end]
 
     def on_part_end(self) -> None:
         self.parts.names.append(self.name)
-        if self.decoder is not None:
-            if self.fault is None:
-                try:
-                    self.decoder.decode(b"", final=True)
-                except UnicodeDecodeError:
-                    self.fault = "is not valid UTF-8 text"
-            self.parts.text_faults.setdefault(self.name, []).append(self.fault)
+        if self.text is None:
+            return
+        text, fault = None, None
+        try:
+            text = decode_bytes(bytes(self.text), self.name)[0]
+        except BadInput as error:
+            fault = f"cannot be read: {error.message}"
+        self.parts.texts.setdefault(self.name, []).append(text)
+        self.parts.text_faults.setdefault(self.name, []).append(fault)
 
 
 class FormCheck:
     """Reads each multipart body alongside the app with python-multipart's streaming parser
-    (keeping no data), into `request.state.form_parts`: the form parser itself would quietly
-    read a text field that is not UTF-8 as Latin-1, and keeps only the last of a repeated field."""
+    (keeping only the text fields, decoded), into `request.state.form_parts`: the form parser
+    itself would read a text field that is not UTF-8 as Latin-1, and keeps only the last of a
+    repeated field."""
 
     def __init__(self, app, paths: set[str]):
         self.app, self.paths = app, paths
@@ -322,10 +331,10 @@ def form_text(text: str | None, name: str, fault: str | None = None) -> str:
     """A text field as sent: present and decodable (`fault` is what FormCheck found wrong with its
     bytes), then checked by the Python API's own rule (`classifier.check_text`), so the service
     and `Classifier.predict` refuse the same texts."""
-    if text is None:
-        raise ApiError(422, f"no {name}: send the tweet as a non-empty multipart form field named '{name}'")
     if fault is not None:
         raise ApiError(422, f"{name} {fault}")
+    if text is None:
+        raise ApiError(422, f"no {name}: send the tweet as a non-empty multipart form field named '{name}'")
     try:
         return check_text(text, name)
     except BadInput as error:

@@ -7,14 +7,46 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from mmsent.serve.classifier import MAX_TEXT_CHARS
+
+
+class PredictForm(BaseModel):
+    """The multipart form of POST /v1/predict (for the docs: the handler reads the form itself)."""
+
+    image: bytes = Field(description="the tweet's picture (JPEG, PNG, WebP, GIF, BMP or TIFF), as a file")
+    text: str = Field(
+        description=f"the tweet's text, 1 to {MAX_TEXT_CHARS} characters; its bytes read as "
+        "`mmsent predict --text-file` reads a file (UTF-8, else GB18030, else cp1252)"
+    )
+
+
+class BatchForm(BaseModel):
+    """The multipart form of POST /v1/predict/batch."""
+
+    images: list[bytes] = Field(description="the pictures, in order, each as a file")
+    texts: list[str] = Field(description="the texts, one per picture, in the same order")
+    skip_bad: bool = Field(
+        False,
+        description="true: answer the good pairs and list the bad ones under 'skipped' "
+        "(their 'predictions' entry is null) instead of refusing the whole batch",
+    )
+
 
 class ErrorBody(BaseModel):
     error: str = Field(description="what was wrong, naming the field at fault ('image', 'texts[2]')")
 
 
+class Probabilities(BaseModel):
+    """Each class's probability, by name (mmsent.LABELS, in its order); they sum to 1."""
+
+    positive: float
+    neutral: float
+    negative: float
+
+
 class Answer(BaseModel):
     label: str = Field(description="the most probable class")
-    probabilities: dict[str, float] = Field(description="each class's probability; they sum to 1")
+    probabilities: Probabilities = Field(description="each class's probability; they sum to 1")
 
 
 class Readout(BaseModel):
@@ -78,7 +110,7 @@ class Confidence(BaseModel):
 
 class Prediction(BaseModel):
     label: str = Field(description="the answer: the most probable class")
-    probabilities: dict[str, float] = Field(description="each class's probability; they sum to 1")
+    probabilities: Probabilities = Field(description="each class's probability; they sum to 1")
     head: str = Field(description="the answering model: the run's choice, or the one `serve --model` named")
     members: list[str] = Field(description="the models the answer combines (one for a single model)")
     per_head: dict[str, Answer] = Field(description="every model of the run, each with its own answer")

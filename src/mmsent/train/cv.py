@@ -20,7 +20,7 @@ from mmsent.features.table import FeatureTable
 from mmsent.progress import step_done
 from mmsent.train.fit import PLAIN, FitSettings, fit, is_stored
 from mmsent.train.parallel import imap_tasks
-from mmsent.train.spec import Recipe
+from mmsent.train.recipe import Recipe
 
 HEADLINE = ("accuracy", "macro_f1", "weighted_f1")
 Folds = list[tuple[np.ndarray, np.ndarray]]

@@ -33,7 +33,7 @@ from mmsent.features.encode import store_root
 from mmsent.features.table import FeatureTable
 from mmsent.model import Fitted, HeadModel
 from mmsent.train import fit_cache
-from mmsent.train.spec import Recipe
+from mmsent.train.recipe import Recipe
 
 ENGINES = ("auto", "plain", "lightning")
 

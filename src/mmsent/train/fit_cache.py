@@ -1,7 +1,7 @@
 """Fits kept on disk, keyed by everything that decides them: an unchanged run trains nothing again.
 
 Extract once, train many times; and a fit that was already made is not made again. The
-key digests the training spec, the seed, the engine, the code that trains and runs a model
+key digests the recipe, the seed, the engine, the code that trains and runs a model
 (`code_digest`: a changed head or loop never reuses a stale fit), the feature
 store keys of both modalities (which digest the encoders and the data's content), the
 pairs' order and labels, and the training and validation rows. Every fit is seeded, so
@@ -33,7 +33,7 @@ from mmsent.errors import MmsentError
 from mmsent.features.table import FeatureTable
 from mmsent.files import make_folder, write_json
 from mmsent.model import HeadModel, ProbeModel
-from mmsent.train.spec import Recipe
+from mmsent.train.recipe import Recipe
 from mmsent.weightfiles import record, settings_path, verify
 
 log = logging.getLogger(__name__)

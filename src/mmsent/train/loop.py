@@ -25,7 +25,7 @@ from mmsent.features.table import FeatureTable
 from mmsent.model import HEAD_THREADS, HeadModel, torch_threads
 from mmsent.train.losses import class_weights_for
 from mmsent.train.module import HeadModule
-from mmsent.train.spec import Recipe
+from mmsent.train.recipe import Recipe
 
 
 @dataclass

@@ -20,7 +20,7 @@ from mmsent.model import Member
 from mmsent.progress import step_done
 from mmsent.train.fit import FitSettings, fit, is_stored
 from mmsent.train.parallel import imap_tasks
-from mmsent.train.spec import Recipe
+from mmsent.train.recipe import Recipe
 
 
 @dataclass

@@ -1,9 +1,9 @@
-"""The training spec: everything that turns stored features into a trained model, as one small record.
+"""A recipe: everything that turns stored features into a trained model, as one small record.
 
 The head and its own settings (width, depth, attention heads, dropout), the
 optimiser (learning rate, weight decay, batch size, epochs), the loss (kind,
 class weighting, label smoothing) and whether the lexicon scores ride along with
-the text vector. The main job trains its candidates from recipes (`spec_for` turns
+the text vector. The main job trains its candidates from recipes (`recipe_for` turns
 the run options into one), `mmsent search` searches them, `mmsent cv` scores them and
 `mmsent ensemble` combines them; they read and write as plain YAML mappings. The
 head `linear_probe` is the logistic-regression baseline (hparams: `C`, or none to
@@ -132,7 +132,7 @@ def write_recipes(path: str | Path, recipes: list[Recipe], note: str = "") -> Pa
     return write_text(path, header + body)
 
 
-def spec_for(head: str, train) -> Recipe:
+def recipe_for(head: str, train) -> Recipe:
     """The recipe `mmsent run` trains `head` with under the run's `train` options: the same
     record `mmsent cv` and `mmsent compare` take, so all three give the same numbers."""
     return Recipe(
