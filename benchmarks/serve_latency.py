@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     figures = {
         "run": health["run"],
         "encoders": health["encoders"],
-        "head": health["best_head"],
-        "heads": health["heads"],
+        "model": health["model"],
+        "models": health["models"],
         "requests": args.requests,
         "median_ms": statistics.median(latencies),
         "p95_ms": percentile(latencies, 95),
@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     verdict = lambda value, target: "ok" if value < target else "OVER TARGET"  # noqa: E731
     print(
         f"run {figures['run']}: {health['encoders']['image']} + {health['encoders']['text']}, "
-        f"heads {', '.join(health['heads'])} (answering: {health['best_head']})"
+        f"models {', '.join(health['models'])} (answering: {health['model']})"
     )
     print(f"server ready in {ready_s:.1f} s")
     print(f"{args.requests} sequential requests, {len(pairs)} distinct lab pairs:")

@@ -46,61 +46,122 @@ def assert_answer(answer: dict) -> None:
     assert answer["label"] == max(answer["probabilities"], key=answer["probabilities"].get)
 
 
-def test_predict_answers_label_probabilities_and_modalities(client, classifier):
+def test_predict_answers_label_probabilities_and_every_models_answer(client, classifier):
     response = client.post("/v1/predict", **GOOD)
     assert response.status_code == 200, response.text
     body = response.json()
     assert_answer(body)
-    assert body["head"] == classifier.best
-    assert set(body["per_head"]) == {"linear_probe", "text_only", "image_only", "concat"}
-    assert set(body["modalities"]) == {"text", "image"}
-    for side in ("text", "image"):
-        assert_answer(body["modalities"][side])
-        assert body["modalities"][side] == body["per_head"][f"{side}_only"]
-    assert body["members"] == classifier.members
-    # The answering model of the tiny run may be a single-modality one; its share is then 0 or 1.
-    fusion = body["fusion"]
-    direct = classifier.predict(jpeg(), GOOD["data"]["text"]).explanation
-    assert body["explanation"]["image_effect"] == pytest.approx(direct["image_effect"], abs=1e-6)
-    assert fusion["text_effect"] == pytest.approx(direct["text_effect"], abs=1e-6)
-    image, text = abs(direct["image_effect"]), abs(direct["text_effect"])
-    assert fusion["image_share"] == pytest.approx(image / (image + text) if image + text else 0.5, abs=1e-6)
-    assert fusion["leaned_on"] == ("image" if image > text else "text")
+    assert body["model"] == classifier.answering and body["members"] == classifier.members
+    assert set(body["per_model"]) == {"linear_probe", "text_only", "image_only", "concat"}
+    for answer in body["per_model"].values():
+        assert_answer(answer)
+    # without each side: the other side's own model, as its entry in per_model
+    for side, alone in (("text", "image_only"), ("image", "text_only")):
+        without = body["explanation"][f"without_{side}"]
+        assert (
+            without["model"] == alone
+            and without["probabilities"] == body["per_model"][alone]["probabilities"]
+        )
+    assert body["explanation"]["sentences"][0].startswith("Without the text: ")
 
 
 def test_the_answer_says_how_confident_it_is_and_which_class_is_hardest(client, classifier, tiny_run):
     body = client.post("/v1/predict", **GOOD).json()
-    confidence, probabilities = body["confidence"], body["probabilities"]
+    probabilities = body["probabilities"]
     top = probabilities[body["label"]]
-    assert confidence["probability"] == top and confidence["threshold"] == LOW_CONFIDENCE == 0.5
-    assert confidence["low"] is (top < 0.5)
+    assert body["confidence"] == top and LOW_CONFIDENCE == 0.5
+    assert body["low_confidence"] is (top < 0.5)
     second = sorted(probabilities.values())[-2]
-    assert probabilities[confidence["runner_up"]] == second
-    assert confidence["margin"] == pytest.approx(top - second)
+    assert probabilities[body["runner_up"]] == second
+    assert body["margin"] == pytest.approx(top - second)
+    assert body["close_call"] is (body["margin"] <= 0.10)
     # The hardest class: the answering model's lowest mean recall over the run's folds.
-    measured = json.loads((tiny_run / "metrics.json").read_text())["cross_validation"][classifier.best]
+    measured = json.loads((tiny_run / "metrics.json").read_text())["cross_validation"][classifier.answering]
     recalls = {label: measured[f"{label}_recall"] for label in LABELS}
     hardest = min(recalls, key=recalls.get)
     expected = {
         "label": hardest,
         "recall": recalls[hardest],
-        "model": classifier.best,
+        "model": classifier.answering,
         "measured_on": "cross-validation",
     }
-    assert confidence["hardest_class"] == expected
+    assert body["hardest_class"] == expected
     assert client.get("/health").json()["hardest_class"] == expected
+    assert body["cv_accuracy"] == pytest.approx(measured["accuracy"])
 
 
-@pytest.mark.parametrize("answer", ["concat", "text_only"])
-def test_another_model_answers_with_its_own_hardest_class_and_labelled_readout(tiny_run, answer):
-    chosen = Classifier.load(tiny_run, answer=answer)
+@pytest.mark.parametrize("model", ["concat", "text_only"])
+def test_another_model_answers_with_its_own_hardest_class_and_labelled_readout(tiny_run, model):
+    chosen = Classifier.load(tiny_run, model=model)
     body = TestClient(create_app(chosen)).post("/v1/predict", **GOOD).json()
-    assert body["head"] == answer and body["members"] == [answer]
-    assert body["confidence"]["hardest_class"]["model"] == answer
+    assert body["model"] == model and body["members"] == [model]
+    assert body["hardest_class"]["model"] == model
     readout = body["explanation"]["readout"]
-    kind = {"concat": "input share", "text_only": "single modality"}[answer]
-    assert readout["model"] == answer and readout["kind"] == kind and readout["what"]
+    kind = {"concat": "input share", "text_only": "single modality"}[model]
+    assert readout["model"] == model and readout["kind"] == kind and readout["what"]
     assert isinstance(readout["image_share"], float)  # a plain number for one pair, not [0.46]
+
+
+@pytest.mark.parametrize("side", ["text", "image"])
+def test_one_side_alone_is_answered_by_that_sides_model(client, classifier, side):
+    text = {"text": (None, GOOD["data"]["text"])}  # a multipart field without a file
+    sent = {"files": text} if side == "text" else {"files": GOOD["files"]}
+    response = client.post("/v1/predict", **sent)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["model"] == f"{side}_only" and body["inputs"] == [side]
+    assert list(body["per_model"]) == [f"{side}_only"]
+    pair = client.post("/v1/predict", **GOOD).json()
+    for label in LABELS:
+        want = pair["per_model"][f"{side}_only"]["probabilities"][label]
+        assert body["probabilities"][label] == pytest.approx(want, abs=1e-5)
+    assert body["cv_accuracy"] == pair["per_model"][f"{side}_only"]["cv_accuracy"]
+
+
+def test_neither_side_and_an_empty_text_are_refused(client):
+    response = client.post("/v1/predict", files={"other": ("a.txt", b"x", "text/plain")})
+    assert response.status_code == 422 and "no image and no text" in response.json()["error"]
+    response = client.post("/v1/predict", files=GOOD["files"], data={"text": "  "})
+    assert response.status_code == 422 and "text is empty" in response.json()["error"]  # not taken as absent
+
+
+def test_the_one_answer_schema_holds_for_the_service_the_python_api_and_the_command_line(
+    client, classifier, tiny_run, tmp_path, capsys, monkeypatch
+):
+    """One JSON Schema (schema.Prediction's) for every answer; unknown fields are refused."""
+    import io
+    import sys
+
+    jsonschema = pytest.importorskip("jsonschema")
+    from mmsent.cli.main import main
+    from mmsent.serve.schema import LineAnswer, Prediction
+
+    (tmp_path / "sun.jpg").write_bytes(jpeg())
+    text = GOOD["data"]["text"]
+    served = client.post("/v1/predict", **GOOD).json()
+    direct = classifier.predict(tmp_path / "sun.jpg", text).to_dict()
+    assert (
+        main(["predict", str(tiny_run), "--image", str(tmp_path / "sun.jpg"), "--text", text, "--json"]) == 0
+    )
+    printed = json.loads(capsys.readouterr().out)
+    stdin = f'{{"image": "{tmp_path / "sun.jpg"}", "text": "{text}"}}\n{{"text": "{text}", "id": 1}}\n'
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin.encode())))
+    assert main(["predict", str(tiny_run), "--stdin", "--quiet"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    text_alone = client.post("/v1/predict", files={"text": (None, text)}).json()
+    schema, line_schema = Prediction.model_json_schema(), LineAnswer.model_json_schema()
+    for answer in (served, direct, printed, text_alone, classifier.predict(text=text).to_dict()):
+        jsonschema.validate(answer, schema)
+        Prediction.model_validate(answer)
+    for line in lines:
+        jsonschema.validate(line, line_schema)
+    # ... and the same answer through each door
+    for other in (direct, printed, {k: v for k, v in lines[0].items() if k != "line"}):
+        assert set(other) == set(served) and other["label"] == served["label"]
+        assert other["probabilities"] == pytest.approx(served["probabilities"], abs=1e-5)
+        assert other["explanation"]["sentences"] == served["explanation"]["sentences"]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**served, "head": served["model"]}, schema)  # an old name is refused
 
 
 def test_predict_equals_the_python_api(client, classifier):
@@ -178,11 +239,13 @@ def test_batch_answers_in_order_and_like_single_requests(client):
             )
 
 
-def test_health_names_run_heads_and_encoders(client, tiny_run):
+def test_health_names_run_models_and_encoders(client, tiny_run):
     body = client.get("/health").json()
     assert body["status"] == "ok"
     assert body["run"] == tiny_run.name
-    assert set(body["heads"]) == {"linear_probe", "text_only", "image_only", "concat"}
+    assert set(body["models"]) == {"linear_probe", "text_only", "image_only", "concat"}
+    measured = json.loads((tiny_run / "metrics.json").read_text())["cross_validation"]
+    assert body["cv_accuracy"] == {name: measured[name]["accuracy"] for name in body["models"]}
     assert body["encoders"]["image"].startswith("hf-resnet:") and body["encoders"]["text"].startswith(
         "hf-text:"
     )
@@ -201,7 +264,9 @@ def test_openapi_types_every_answer_and_lists_every_status(client):
             name = ok["$ref"].rsplit("/", 1)[-1]  # a named model, not a bare object
             assert schemas[name]["properties"], (path, method)
     answer = schemas["Prediction"]["properties"]
-    assert {"label", "probabilities", "per_head", "explanation", "fusion", "confidence"} <= set(answer)
+    assert {"label", "confidence", "low_confidence", "probabilities", "per_model", "explanation"} <= set(
+        answer
+    )
     errors = spec["paths"]["/v1/predict"]["post"]["responses"]
     assert {"400", "413", "415", "422", "500"} <= set(errors)
     assert errors["422"]["content"]["application/json"]["schema"] == {
@@ -258,8 +323,7 @@ def truncated_jpeg() -> bytes:
 
 
 BAD_SINGLE = {
-    "no image": ({"files": {"text": (None, "hello")}}, 422, "no image"),
-    "no text": ({"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}}, 422, "no text"),
+    "neither image nor text": ({"files": {"caption": (None, "hello")}}, 422, "no image and no text"),
     "empty text": ({"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}, "data": {"text": ""}}, 422, "text"),
     "blank text": (
         {"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}, "data": {"text": "  \n "}},
@@ -499,9 +563,9 @@ def test_python_api_answers_one_pair_in_plain_scalars(classifier):
     assert all(type(p) is float for p in answer.probabilities.values())
     assert answer.confidence == answer.probabilities[answer.label]
     assert answer.low_confidence is (answer.confidence < LOW_CONFIDENCE)
-    for key, value in answer.explanation.items():
-        if key != "readout":
-            assert type(value) is float, (key, value)
+    for side in ("text", "image"):
+        without = answer.explanation[f"without_{side}"]
+        assert all(type(p) is float for p in without["probabilities"].values()), (side, without)
     for key, value in (answer.explanation.get("readout") or {}).items():
         assert not (isinstance(value, list) and len(value) == 1), (key, value)
     assert json.loads(json.dumps(answer.to_dict())) == answer.to_dict()
@@ -531,7 +595,9 @@ def test_openapi_marks_required_fields_binary_images_and_named_probabilities(cli
     single = spec["paths"]["/v1/predict"]["post"]["requestBody"]
     batch = spec["paths"]["/v1/predict/batch"]["post"]["requestBody"]
     form = single["content"]["multipart/form-data"]["schema"]
-    assert single["required"] and set(form["required"]) == {"image", "text"}
+    # either side may be sent alone (its single-modality model answers), so neither is required
+    assert single["required"] and "required" not in form
+    assert "image-only model" in form["properties"]["image"]["description"]
     assert form["properties"]["image"]["type"] == "string"
     assert form["properties"]["image"]["format"] == "binary"
     assert form["properties"]["text"]["type"] == "string"  # a plain string, not `string | null`

@@ -122,7 +122,7 @@ def test_ensemble_loads_evaluates_and_serves(ensemble_run: Path, tiny_lab: Path)
     guid, _ = (tiny_lab / "test_with_label.txt").read_text().splitlines()[1].split(",")
     text = (tiny_lab / "data" / f"{guid}.txt").read_text()
     answer = clf.predict(tiny_lab / "data" / f"{guid}.jpg", text).to_dict()
-    assert answer["head"] == "ensemble" and set(answer["per_head"]) == set(run.meta["heads"])
+    assert answer["model"] == "ensemble" and set(answer["per_model"]) == set(run.meta["heads"])
     assert abs(sum(answer["probabilities"].values()) - 1) < 1e-6
     # Served and batch predictions agree for the same pair.
     filled = dict(
@@ -189,7 +189,7 @@ def test_ensemble_is_served_over_http(ensemble_run: Path, tiny_lab: Path):
     from mmsent.serve.app import create_app
 
     client = TestClient(create_app(Classifier.load(ensemble_run)))
-    assert client.get("/health").json()["best_head"] == "ensemble"
+    assert client.get("/health").json()["model"] == "ensemble"
     guid = (tiny_lab / "test_with_label.txt").read_text().splitlines()[1].split(",")[0]
     response = client.post(
         "/v1/predict",

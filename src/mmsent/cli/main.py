@@ -341,7 +341,7 @@ def cmd_serve(args) -> int:
     finished_run(args.run)
     from mmsent.serve.app import serve
 
-    serve(args.run, host=args.host, port=args.port, answer=args.model)
+    serve(args.run, host=args.host, port=args.port, model=args.model)
     return 0
 
 

@@ -94,16 +94,18 @@ STATUS_CODES = {
     415: "Not a multipart/form-data body (a url-encoded form cannot carry the picture), or an image "
     "part whose bytes are no JPEG, PNG, WebP, GIF, BMP "
     "or TIFF (whatever content type it was sent as).",
-    422: "A field is missing, repeated or empty; a picture in an accepted format is truncated or "
-    "corrupt; a text is not UTF-8, GB18030 or cp1252, holds NUL characters or is over "
-    f"{MAX_TEXT_CHARS} characters; "
-    "a batch's images and texts do not pair up.",
+    422: "A field is missing (neither image nor text; in a batch, either), repeated or empty; a picture "
+    "in an accepted format is truncated or corrupt; a text is not UTF-8, GB18030 or cp1252, holds NUL "
+    f"characters or is over {MAX_TEXT_CHARS} characters; a batch's images and texts do not pair up; "
+    "one side alone sent to a run without a model for that side.",
     500: "A bug in mmsent: the error names the exception type; the server goes on.",
 }
 API_DESCRIPTION = (
-    "Send a tweet's picture and text as a multipart form; the answer is the run's model's class, "
-    "every model's own answer, how much each side moved it (by ablation) and whether it is "
-    "confident. The web page at [/](/) uses the same endpoint.\n\n"
+    "Send a tweet's picture and text as a multipart form (or either alone: the run's image-only or "
+    "text-only model answers); the answer is the run's model's class, every model's own answer, what "
+    "the run answers without each side, and whether it is confident. It has the same fields as the "
+    "Python API's `Prediction.to_dict()` and `mmsent predict --json`. The web page at [/](/) uses "
+    "the same endpoint.\n\n"
     'Every error answers `{"error": "message"}`. The status codes:\n\n'
     "| status | meaning |\n| --- | --- |\n"
     + "".join(f"| {code} | {meaning} |\n" for code, meaning in STATUS_CODES.items())
@@ -150,11 +152,13 @@ class Service:
         self.decoding = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="mmsent-decode")
         self.budget = PixelBudget(PIXELS_IN_FLIGHT)
 
-    def classify(self, uploads: list[Upload], texts: list[str]) -> list[dict[str, Any]]:
-        pixels = request_pixels([upload_pixels(upload, self.draft_size) for upload in uploads])
+    def classify(self, uploads: list[Upload | None], texts: list[str | None]) -> list[dict[str, Any]]:
+        """Answers in order; a None upload or text is a side not sent (its single-modality model answers)."""
+        sent = [upload for upload in uploads if upload is not None]
+        pixels = request_pixels([upload_pixels(upload, self.draft_size) for upload in sent])
         with self.budget.hold(pixels):  # the decoded images live until the model has answered
-            images = list(self.decoding.map(lambda upload: decode_upload(upload, self.draft_size), uploads))
-            return self.answer(images, texts)
+            decoded = iter(self.decoding.map(lambda upload: decode_upload(upload, self.draft_size), sent))
+            return self.answer([None if upload is None else next(decoded) for upload in uploads], texts)
 
     def classify_skipping(
         self, uploads: list[Upload | ApiError], texts: list[str | ApiError]
@@ -169,9 +173,9 @@ class Service:
         upload.pixels = upload_pixels(upload, self.draft_size)
         return upload
 
-    def answer(self, images: list[Image.Image], texts: list[str]) -> list[dict[str, Any]]:
+    def answer(self, images: list[Image.Image | None], texts: list[str | None]) -> list[dict[str, Any]]:
         predictions = self.predicting.submit(self.classifier.predict_batch, images, texts).result()
-        return [self.classifier.full_answer(p) for p in predictions]
+        return [p.to_dict() for p in predictions]  # the Python API's own answer, field for field
 
     def answer_skipping(
         self, uploads: list[Upload | ApiError], texts: list[str | ApiError]
@@ -247,10 +251,10 @@ def health(request: Request) -> dict[str, Any]:
     return {
         "status": "ok",
         "run": Path(classifier.run.path).name,
-        "model": classifier.best,
+        "model": classifier.answering,
         "members": list(classifier.members),
-        "heads": list(classifier.heads),
-        "best_head": classifier.best,
+        "models": list(classifier.models),
+        "cv_accuracy": {name: classifier.cv_accuracy.get(name) for name in classifier.models},
         "encoders": {"image": classifier.image_encoder.name, "text": classifier.text_encoder.name},
         "labels": list(classifier.labels),
         "hardest_class": classifier.hardest_class,
@@ -287,7 +291,7 @@ def one_file(form: FormData, name: str) -> UploadFile | None:
 
 @router.post(
     "/v1/predict",
-    summary="Classify one tweet: an image file and its text",
+    summary="Classify one tweet: an image file and its text, or either alone",
     response_model=Prediction,
     responses=ERRORS,
     openapi_extra=form_body(PredictForm),
@@ -299,9 +303,15 @@ async def predict(request: Request) -> dict[str, Any]:
         for name in ("image", "text"):
             if parts.count(name) > 1:
                 raise ApiError(422, f"the form has {parts.count(name)} '{name}' fields; send one")
-        upload = await read_upload(one_file(form, "image"), "image")
+        if not parts.count("image") and not parts.count("text"):
+            raise ApiError(
+                422,
+                "no image and no text: send the picture as a file field named 'image', the tweet as a "
+                "field named 'text', or both",
+            )
+        upload = await read_upload(one_file(form, "image"), "image") if parts.count("image") else None
         text, fault = (parts.texts.get("text") or [None])[-1], (parts.text_faults.get("text") or [None])[-1]
-        checked = form_text(text, "text", fault)
+        checked = form_text(text, "text", fault) if parts.count("text") else None
         return (await run_in_threadpool(request.app.state.service.classify, [upload], [checked]))[0]
 
 
@@ -369,8 +379,8 @@ def docs() -> HTMLResponse:
     )
 
 
-def serve(run_dir: Path, host: str, port: int, answer: str | None = None) -> None:
-    """Load the run once, then answer requests until stopped (Ctrl-C); `answer` names the model
+def serve(run_dir: Path, host: str, port: int, model: str | None = None) -> None:
+    """Load the run once, then answer requests until stopped (Ctrl-C); `model` names the model
     that answers (default: the one the run chose by cross-validation)."""
     import uvicorn
 
@@ -378,8 +388,13 @@ def serve(run_dir: Path, host: str, port: int, answer: str | None = None) -> Non
     from mmsent.serve.protocol import server_options
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    classifier = Classifier.load(run_dir, answer)
+    classifier = Classifier.load(run_dir, model)
     log.info(
-        "loaded run %s (heads: %s); serving on http://%s:%d", run_dir, ", ".join(classifier.heads), host, port
+        "loaded run %s (models: %s; answering: %s); serving on http://%s:%d",
+        run_dir,
+        ", ".join(classifier.models),
+        classifier.answering,
+        host,
+        port,
     )
     uvicorn.run(create_app(classifier), host=host, port=port, log_level="info", **server_options())

@@ -184,7 +184,7 @@ def require_multipart(request: Request) -> None:
     if kind != "multipart/form-data":  # a url-encoded form too: it cannot carry a picture
         raise ApiError(
             415,
-            "expected a multipart/form-data body (an image file and a text field), "
+            "expected a multipart/form-data body (an image file, a text field, or both), "
             f"got {kind or 'no content type'!r}",
         )
 
