@@ -137,7 +137,10 @@ def test_one_side_alone_is_answered_by_that_sides_model(tiny_lab, classifier, si
     assert answer.probabilities == pytest.approx(pair.per_model[name]["probabilities"], abs=1e-6)
     assert answer.cv_accuracy == pair.per_model[name]["cv_accuracy"]
     assert answer.explanation["without_image"] is None and answer.explanation["without_text"] is None
-    assert f"the {side}-only model answered (cross-validated accuracy" in answer.explanation["sentences"][0]
+    sentences = answer.explanation["sentences"]
+    assert f"the {side}-only model answered (cross-validated accuracy" in sentences[0]
+    assert sentences[1:] == ([sentences[-1]] if answer.close_call else [])  # a close call is said last
+    assert all(s.startswith("A close call: ") for s in sentences[1:])
 
 
 def test_a_batch_may_mix_pairs_and_single_sides_and_keeps_its_order(tiny_lab, classifier):

@@ -154,23 +154,6 @@ def test_a_client_that_never_finishes_its_headers_is_disconnected(tiny_run):
             assert predict(client, PAIRS[0]).status_code == 200
 
 
-def effect_sentence(label: str, fusion: dict) -> str:
-    """The page's sentence, written out here from the API's numbers (the larger effect first)."""
-
-    def points(effect: float) -> str:
-        n = round(100 * effect)
-        return f"+{n}" if n > 0 else f"\u2212{-n}" if n < 0 else "0"
-
-    (first, a), (second, b) = sorted(
-        [("text", fusion["text_effect"]), ("image", fusion["image_effect"])], key=lambda s: -abs(s[1])
-    )
-    if round(100 * a) == 0:
-        return f"Neither the text nor the image moved \u201c{label}\u201d by a whole point."
-    unit = "point" if abs(round(100 * a)) == 1 else "points"
-    tail = f"the {second} did not move it" if round(100 * b) == 0 else f"the {second} by {points(b)}"
-    return f"The {first} moved \u201c{label}\u201d by {points(a)} {unit}; {tail}."
-
-
 def screenshot_folder(tmp_path: Path) -> Path:
     """Where the page tests leave screenshots: $MMSENT_SCREENSHOTS if set, else the test's tmp folder."""
     folder = Path(os.environ.get("MMSENT_SCREENSHOTS") or tmp_path)
@@ -221,9 +204,11 @@ def test_page_shows_the_fusion_answer_explained_in_view_and_focused(server, brow
     shots = screenshot_folder(tmp_path)
     with httpx.Client(base_url=server, timeout=60) as client:
         answers = {pair: predict(client, pair).json() for pair in PAIRS}
-    low = next((pair for pair, a in answers.items() if a["confidence"]["low"]), None)
-    sure = next((pair for pair, a in answers.items() if not a["confidence"]["low"]), None)
+    low = next((pair for pair, a in answers.items() if a["low_confidence"]), None)
+    sure = next((pair for pair, a in answers.items() if not a["low_confidence"]), None)
+    close = next((pair for pair, a in answers.items() if a["close_call"]), None)
     assert low and sure, "the tiny run should answer one of PAIRS under 50% and one above"
+    assert close, "the tiny run should answer one of PAIRS with a runner-up within 10 points"
 
     # Desktop: 1280x800. Reduced motion: bars at their final width at once, scrolling instant.
     page = browser.new_page(viewport={"width": 1280, "height": 800}, reduced_motion="reduce")
@@ -240,6 +225,7 @@ def test_page_shows_the_fusion_answer_explained_in_view_and_focused(server, brow
     expect(page.locator("#result-head")).to_have_text(
         f"by mean of fusion models (linear probe + concat), "
         f"{100 * expected['probabilities'][expected['label']]:.1f}% sure"
+        f" · cross-validated accuracy {100 * expected['cv_accuracy']:.1f}%"
     )
     shown = bar_values(page, "#result-bars")
     for label in LABELS:
@@ -255,18 +241,24 @@ def test_page_shows_the_fusion_answer_explained_in_view_and_focused(server, brow
         "text_only",
         "image_only",
     ]
-    for name, answer in expected["per_head"].items():
+    for name, answer in expected["per_model"].items():
         card = page.locator(f".model-card[data-model='{name}']")
         assert card.locator(".badge").inner_text().lower() == answer["label"]
         in_answer = name in ("linear_probe", "concat")
         expect(card.locator(".role")).to_contain_text("part of the answer" if in_answer else "not part of")
-    # The explanation: one sentence from the ablation effects, and a bar per side.
-    expect(page.locator("#explain-sentence")).to_have_text(
-        effect_sentence(expected["label"], expected["fusion"])
-    )
-    for side in ("text", "image"):
-        row = page.locator(f".effect-row[data-side='{side}']")
-        assert float(row.get_attribute("data-value")) == pytest.approx(expected["fusion"][f"{side}_effect"])
+        expect(card.locator(".role")).to_contain_text(
+            f"cross-validated accuracy {100 * answer['cv_accuracy']:.1f}%"
+        )
+    # The explanation: the API's sentences, as written; each side's figure is its single-modality card's.
+    sentences = page.locator("#explain-sentences li")
+    said = expected["explanation"]["sentences"]
+    expect(sentences).to_have_text(said[:-1] if expected["close_call"] else said)
+    for side, alone in (("text", "image_only"), ("image", "text_only")):
+        card = bar_values(page, f".model-card[data-model='{alone}']")
+        label = expected["per_model"][alone]["label"]
+        expect(sentences.nth(0 if side == "text" else 1)).to_have_text(
+            f"Without the {side}: {label} {card[label]['text']} (the {alone.replace('_', '-')} model)."
+        )
     readout = expected["explanation"]["readout"]
     expect(page.locator("#readout")).to_have_text(
         f"The concat model's own readout (input share {100 * readout['image_share']:.1f}%), "
@@ -282,16 +274,61 @@ def test_page_shows_the_fusion_answer_explained_in_view_and_focused(server, brow
     classify(page, *low)
     flag = page.locator("#low-confidence")
     expect(flag).to_be_visible()
-    probability = expected["confidence"]["probability"]
-    expect(flag).to_contain_text(f"{100 * probability:.1f}% is under 50%: by the model's own account")
-    expect(flag).to_contain_text(f"Runner-up: {expected['confidence']['runner_up']}")
-    hardest = expected["confidence"]["hardest_class"]
+    expect(flag).to_contain_text(
+        f"{100 * expected['confidence']:.1f}% is under 50%: by the model's own account"
+    )
+    expect(flag).to_contain_text(f"Runner-up: {expected['runner_up']}")
+    hardest = expected["hardest_class"]
     expect(flag).to_contain_text(
         f"The class this model finds hardest is {hardest['label']}: it recognised "
         f"{100 * hardest['recall']:.1f}% of {hardest['label']} tweets in the run's cross-validation."
     )
+    said = expected["explanation"]["sentences"]
+    expect(page.locator("#explain-sentences li")).to_have_text(said[:-1] if expected["close_call"] else said)
     assert result_in_view_and_focused(page)["focused"]
     page.screenshot(path=str(shots / "desktop-low-confidence.png"), full_page=True)
+
+    # A close call is named as one, with both classes' figures as the bars show them.
+    expected = answers[close]
+    classify(page, *close)
+    call = page.locator("#close-call")
+    expect(call).to_be_visible()
+    shown = bar_values(page, "#result-bars")
+    runner_up = expected["runner_up"]
+    expect(call).to_contain_text(
+        f"A close call: {expected['label']} {shown[expected['label']]['text']} against {runner_up} "
+        f"{shown[runner_up]['text']}, within 10 points."
+    )
+    expect(page.locator("#explain-sentences")).not_to_contain_text("A close call")  # said once
+    page.screenshot(path=str(shots / "desktop-close-call.png"), full_page=True)
+    classify(page, *sure)
+    if not answers[sure]["close_call"]:
+        expect(page.locator("#close-call")).to_be_hidden()
+
+    # The text alone: the run's text-only model answers, labelled as such, with its CV accuracy.
+    page.reload()
+    page.fill("#text-input", sure[1])
+    page.click("#classify")
+    expect(page.locator("#result")).to_be_visible()
+    alone = answers[sure]["per_model"]["text_only"]
+    expect(page.locator("#result-head")).to_have_text(
+        f"by text only, from the text alone, {100 * alone['probabilities'][alone['label']]:.1f}% sure"
+        f" · cross-validated accuracy {100 * alone['cv_accuracy']:.1f}%"
+    )
+    assert page.locator(".model-card").evaluate_all("(cards) => cards.map((c) => c.dataset.model)") == [
+        "text_only"
+    ]
+    expect(page.locator("#models-title")).to_have_text("The model that answered")
+    top, second = sorted(alone["probabilities"].values())[:-3:-1]
+    if top - second <= 0.10:  # the flag quotes the close call, never the note on which model answered
+        expect(page.locator("#close-call")).to_contain_text("A close call: ")
+    page.screenshot(path=str(shots / "desktop-text-alone.png"), full_page=True)
+
+    # Neither side: the page says what to send, and sends nothing.
+    page.fill("#text-input", "   ")
+    page.click("#classify")
+    expect(page.locator("#error")).to_have_text("Choose a picture, type the tweet's text, or both.")
+    classify(page, *sure)
 
     # A file that is no picture: the API's own message reaches the page; the old answer goes.
     page.set_input_files(

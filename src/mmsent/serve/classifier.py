@@ -333,10 +333,18 @@ class Classifier:
             f"Only the {side} was given, so the {side}-only model answered{measured}; "
             f"the models that read both sides need the {other} too."
         )
-        explanation = {"without_image": None, "without_text": None, "sentences": [sentence], "readout": None}
-        return [
-            self.prediction(p, name, [name], [side], {name: self.answer(p, name)}, explanation) for p in probs
-        ]
+        out = []
+        for p in probs:
+            found = self.prediction(p, name, [name], [side], {name: self.answer(p, name)}, {})
+            sentences = [sentence, *close_call_sentence(found)]
+            found.explanation = {
+                "without_text": None,
+                "without_image": None,
+                "sentences": sentences,
+                "readout": None,
+            }
+            out.append(found)
+        return out
 
     def prediction(
         self, probabilities, name: str, members: list[str], inputs: list[str], per_model, explanation
@@ -420,13 +428,18 @@ def explain_in_words(prediction: Prediction, without: dict[str, dict[str, Any] |
                 f"The text alone points to {text_alone['label']}, the image alone to {image_alone['label']}; "
                 f"{together}."
             )
-    if prediction.close_call:
-        runner_up = prediction.runner_up
-        sentences.append(
-            f"A close call: {prediction.label} {percent(prediction.confidence)} against {runner_up} "
-            f"{percent(prediction.probabilities[runner_up])}, within {round(100 * CLOSE_CALL)} points."
-        )
-    return sentences
+    return sentences + close_call_sentence(prediction)
+
+
+def close_call_sentence(prediction: Prediction) -> list[str]:
+    """The close-call note, always an explanation's last sentence (the web page shows it apart)."""
+    if not prediction.close_call:
+        return []
+    runner_up = prediction.runner_up
+    return [
+        f"A close call: {prediction.label} {percent(prediction.confidence)} against {runner_up} "
+        f"{percent(prediction.probabilities[runner_up])}, within {round(100 * CLOSE_CALL)} points."
+    ]
 
 
 def top_class(answer: dict[str, Any]) -> str:

@@ -120,52 +120,13 @@ function badge(label, small) {
 // "mean of fusion models (linear probe + concat)": a combined model names its members.
 function modelName(result) {
   const members = result.members || [];
-  const name = headName(result.head);
-  return members.length > 1 || (members.length === 1 && members[0] !== result.head)
+  const name = headName(result.model);
+  return members.length > 1 || (members.length === 1 && members[0] !== result.model)
     ? `${name} (${members.map(headName).join(" + ")})`
     : name;
 }
 
-// Percentage points, signed: "+31", "−4" (a true minus sign), "0".
-function signedPoints(effect) {
-  const points = Math.round(100 * effect);
-  return points > 0 ? `+${points}` : points < 0 ? `\u2212${-points}` : "0";
-}
-
-// One plain sentence from the two ablation effects, the larger first:
-// 'The text moved "positive" by +31 points; the image by +4.'
-function effectSentence(label, fusion) {
-  const sides = [
-    ["text", fusion.text_effect],
-    ["image", fusion.image_effect],
-  ].sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]));
-  const [[first, firstEffect], [second, secondEffect]] = sides;
-  const quoted = `\u201c${label}\u201d`;
-  if (Math.round(100 * firstEffect) === 0) return `Neither the text nor the image moved ${quoted} by a whole point.`;
-  const one = Math.abs(Math.round(100 * firstEffect)) === 1 ? "point" : "points";
-  const head = `The ${first} moved ${quoted} by ${signedPoints(firstEffect)} ${one}`;
-  const tail =
-    Math.round(100 * secondEffect) === 0 ? `the ${second} did not move it` : `the ${second} by ${signedPoints(secondEffect)}`;
-  return `${head}; ${tail}.`;
-}
-
-// A bar per side from a centre line: right for support of the answer, left for against.
-function effectRows(fusion) {
-  return ["text", "image"].map((side) => {
-    const effect = fusion[`${side}_effect`];
-    const row = el("div", "effect-row");
-    row.dataset.side = side;
-    row.dataset.value = String(effect);
-    const track = el("div", "effect-track");
-    track.setAttribute("role", "img");
-    track.setAttribute("aria-label", `${side}: ${signedPoints(effect)} points`);
-    const fill = el("div", `effect-fill ${effect >= 0 ? "for" : "against"}`);
-    fill.style.width = `${Math.min(50, 50 * Math.abs(effect))}%`;
-    track.append(fill);
-    row.append(el("span", "effect-name", side), track, el("span", "effect-value", `${signedPoints(effect)} pts`));
-    return row;
-  });
-}
+const accuracyNote = (accuracy) => (accuracy == null ? "" : `cross-validated accuracy ${percent(accuracy)}`);
 
 // A head's own figures, named as what they are (the API says which kind and what it measures).
 function readoutText(readout) {
@@ -180,64 +141,67 @@ function readoutText(readout) {
 
 function showConfidence(result) {
   const flag = $("low-confidence");
-  const confidence = result.confidence;
-  if (!confidence || !confidence.low) {
+  if (!result.low_confidence) {
     flag.hidden = true;
-    return;
+  } else {
+    const runnerUp = result.runner_up;
+    $("low-confidence-why").textContent =
+      `${percent(result.confidence)} is under 50%: by the model's own account this answer is more ` +
+      `likely wrong than right. Runner-up: ${runnerUp} (${percent(result.probabilities[runnerUp])}).`;
+    const hardest = result.hardest_class;
+    $("hardest-class").textContent = hardest
+      ? `The class this model finds hardest is ${hardest.label}: it recognised ${percent(hardest.recall)} of ` +
+        `${hardest.label} tweets in the run's ${hardest.measured_on}.`
+      : "";
+    $("hardest-class").hidden = !hardest;
+    flag.hidden = false;
   }
-  const runnerUp = confidence.runner_up;
-  $("low-confidence-why").textContent =
-    `${percent(confidence.probability)} is under ${Math.round(100 * confidence.threshold)}%: by the model's ` +
-    `own account this answer is more likely wrong than right. ` +
-    `Runner-up: ${runnerUp} (${percent(result.probabilities[runnerUp])}).`;
-  const hardest = confidence.hardest_class;
-  $("hardest-class").textContent = hardest
-    ? `The class this model finds hardest is ${hardest.label}: it recognised ${percent(hardest.recall)} of ` +
-      `${hardest.label} tweets in the run's ${hardest.measured_on}.`
-    : "";
-  $("hardest-class").hidden = !hardest;
-  flag.hidden = false;
+  // The API's own sentence (the last of the explanation's when the runner-up is within 10 points).
+  const sentences = (result.explanation && result.explanation.sentences) || [];
+  $("close-call-why").textContent = result.close_call ? sentences[sentences.length - 1] : "";
+  $("close-call").hidden = !result.close_call;
 }
 
+// The API's sentences, as written: what the run answers without each side (the single-modality
+// models, whose cards below show the same figures), how the sides combine, and a close call.
 function showExplanation(result) {
-  const fusion = result.fusion;
-  if (fusion) {
-    $("explain-sentence").textContent = effectSentence(result.label, fusion);
-    $("effects").replaceChildren(...effectRows(fusion));
-  } else {
-    $("explain-sentence").textContent =
-      "This run's model was saved without its training averages, so how much each side moved the answer cannot be measured.";
-    $("effects").replaceChildren();
-  }
-  $("effects").hidden = $("explain-how").hidden = !fusion;
-  const readout = result.explanation && result.explanation.readout;
+  const explanation = result.explanation || {};
+  const said = explanation.sentences || [];
+  // A close call's sentence (always the last) stands in its own flag above.
+  const sentences = (result.close_call ? said.slice(0, -1) : said).map((sentence) => el("li", null, sentence));
+  $("explain-sentences").replaceChildren(...sentences);
+  const readout = explanation.readout;
   $("readout").textContent = readout ? readoutText(readout) : "";
   $("readout").hidden = !readout;
 }
 
-// Every model the run holds: the answer's members first, then the candidates trained beside it.
+// Every model that answered: the answer's members first, then the candidates trained beside it.
 function showModels(result) {
-  const members = new Set(result.members || [result.head]);
-  const names = Object.keys(result.per_head || {}).sort((a, b) => members.has(b) - members.has(a));
+  const members = new Set(result.members || [result.model]);
+  const names = Object.keys(result.per_model || {}).sort((a, b) => members.has(b) - members.has(a));
   const cards = names.map((name) => {
-    const answer = result.per_head[name];
+    const answer = result.per_model[name];
     const card = el("div", "model-card");
     card.dataset.model = name;
     const title = el("h4", null, headName(name));
     title.append(badge(answer.label, true));
     const alone = name.match(/^(text|image)_only$/);
     const role = members.has(name) ? "part of the answer" : "trained beside it, not part of the answer";
-    card.append(title, el("p", "role", alone ? `${role} · reads the ${alone[1]} alone` : role), bars(answer.probabilities));
+    const notes = [role, alone ? `reads the ${alone[1]} alone` : "", accuracyNote(answer.cv_accuracy)];
+    card.append(title, el("p", "role", notes.filter(Boolean).join(" · ")), bars(answer.probabilities));
     return card;
   });
   $("models").replaceChildren(...cards);
+  $("models-title").textContent = result.inputs.length === 1 ? "The model that answered" : "Every model in this run";
 }
 
 function showResult(result) {
   const label = $("result-label");
   label.textContent = result.label;
   label.dataset.label = result.label;
-  $("result-head").textContent = `by ${modelName(result)}, ${percent(result.probabilities[result.label])} sure`;
+  const alone = result.inputs.length === 1 ? `, from the ${result.inputs[0]} alone` : "";
+  const accuracy = result.cv_accuracy == null ? "" : ` · ${accuracyNote(result.cv_accuracy)}`;
+  $("result-head").textContent = `by ${modelName(result)}${alone}, ${percent(result.confidence)} sure${accuracy}`;
   $("result-bars").replaceChildren(...bars(result.probabilities).children);
   showConfidence(result);
   showExplanation(result);
@@ -259,12 +223,12 @@ form.addEventListener("submit", async (event) => {
   event.preventDefault();
   clearError();
   const text = textInput.value;
-  if (!chosenFile) return showError("Choose a picture first.");
-  if (!text.trim()) return showError("Type the tweet's text first.");
+  // Either side alone is answered by the run's model for that side; a blank text counts as none.
+  if (!chosenFile && !text.trim()) return showError("Choose a picture, type the tweet's text, or both.");
 
   const body = new FormData();
-  body.append("image", chosenFile, chosenFile.name);
-  body.append("text", text);
+  if (chosenFile) body.append("image", chosenFile, chosenFile.name);
+  if (text.trim()) body.append("text", text);
   button.disabled = true;
   button.textContent = "Classifying…";
   try {
@@ -291,9 +255,9 @@ form.addEventListener("submit", async (event) => {
 fetch("/health")
   .then((response) => response.json())
   .then((health) => {
-    const others = health.heads.filter((name) => !health.members.includes(name));
+    const others = health.models.filter((name) => !health.members.includes(name));
     $("model-info").textContent =
-      `Run “${health.run}” · answers with ${modelName({ head: health.model, members: health.members })}` +
+      `Run “${health.run}” · answers with ${modelName({ model: health.model, members: health.members })}` +
       ` · ${shortName(health.encoders.image)} + ${shortName(health.encoders.text)}` +
       (others.length ? ` · also shown: ${others.map(headName).join(", ")}` : "");
   })
