@@ -1,9 +1,14 @@
 """The Python API: a trained run folder as an object that classifies raw pairs.
 
-    clf = Classifier.load("runs/my-run")
+    from mmsent import Classifier
+    clf = Classifier.load("runs/my-run")                 # or Classifier.load(): the starter model
     result = clf.predict("photo.jpg", "What a day! #sunny")
-    result.label, result.probabilities, result.low_confidence
-    clf.labels, clf.hardest_class
+    result.label, result.probabilities, result.low_confidence, result.explanation["sentences"]
+    clf.predict(text="What a day! #sunny")               # one side alone: the run's text-only model
+    clf.labels, clf.hardest_class, clf.answering, clf.models
+
+`Prediction.to_dict()` is the one shape of an answer: the service and `mmsent predict --json`
+give the same fields (`mmsent.serve.schema.Prediction`).
 
 The service (`mmsent.serve.app`) answers with this class and checks its inputs with the
 same rules (`check_text`, `as_image`), so a pair refused here is refused there, and the
