@@ -280,6 +280,24 @@ def test_filled_in_list_keeps_the_lab_format_and_probabilities_sit_beside_it(
     assert (tiny_run / "predictions" / "test_without_label.probabilities.csv").is_file()
 
 
+def test_a_relative_list_is_read_from_the_current_folder_else_the_data_folder(
+    tiny_run, tiny_lab, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    rows = (tiny_lab / "test_without_label.txt").read_text().splitlines()[:3]
+    (tmp_path / "mine.txt").write_text("\n".join(rows) + "\n")
+    target = tmp_path / "mine.filled.txt"
+    assert main(["predict", str(tiny_run), "--list", "mine.txt", "--output", str(target), "--quiet"]) == 0
+    assert len(target.read_text().splitlines()) == 3  # the two pairs of ./mine.txt, not the lab's list
+    capsys.readouterr()
+    # a name found only in the data folder is the lab's own list there
+    assert main(["evaluate", str(tiny_run), "--list", "train.txt", "--quiet", "--json"]) == 0
+    assert json_out(capsys)[0]["metrics"]
+    assert main(["predict", str(tiny_run), "--list", "nowhere.txt", "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert str(tmp_path / "nowhere.txt") in err and str(tiny_lab / "nowhere.txt") in err
+
+
 def test_an_existing_probabilities_file_is_kept_without_overwrite(tiny_run, tmp_path, capsys):
     target = tmp_path / "filled.txt"
     (tmp_path / "filled.probabilities.csv").write_text("mine\n")
@@ -326,6 +344,14 @@ def test_run_json_is_the_only_thing_on_stdout(tmp_path, tiny_lab, tiny_encoders,
     assert got["filled_in"] == str(run / "predictions" / "test_without_label.txt")
     assert Path(got["probabilities"]).is_file()
     assert "[1/2] linear_probe: accuracy" in err  # the per-candidate lines went to stderr
+    # stderr is no terminal here (captured, as in a log file): no progress bar is drawn into it
+    assert "%|" not in err and "\r" not in err and "it/s" not in err
+
+
+def test_audit_draws_no_progress_into_a_file(tiny_lab, capsys):
+    assert main(["audit", str(tiny_lab), "--output", str(tiny_lab.parent / "a.json")]) == 0
+    err = capsys.readouterr().err
+    assert "%|" not in err and "\r" not in err and "img/s" not in err
 
 
 def test_json_output_keeps_library_prints_off_stdout(monkeypatch, capsys, tmp_path):

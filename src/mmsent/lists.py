@@ -38,6 +38,22 @@ def encode_for_run(run: RunFolder, list_name: str, root: Path | None, progress: 
     return encode(cfg, load_list(cfg, list_name, root), progress)
 
 
+def locate_list(run: RunFolder, list_name: str, data: Path | None = None) -> str:
+    """A list named on the command line, as a path: from the current folder when a file of that
+    name is there, else in the data folder (`data`, or the run's), where the lab's own lists are;
+    an error says both places it looked. The pairs' files are read from the data folder either way."""
+    given = Path(list_name).expanduser()
+    if given.is_file():
+        return str(given.resolve())
+    root = Path(data) if data is not None else Path(run.run_config().data.root)
+    if (root / given).is_file():
+        return str(root / given)
+    raise MmsentError(
+        f"list file not found: looked for {given.absolute()} (from the current folder) and "
+        f"{root / given} (in the data folder)"
+    )
+
+
 def predict(
     run: RunFolder,
     list_name: str,

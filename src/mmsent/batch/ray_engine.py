@@ -21,6 +21,7 @@ from mmsent.batch.pairs import answer, prepare
 from mmsent.batch.reader import Columns, InputFile, as_rows, count_rows, csv_options, file_format
 from mmsent.batch.writer import Parts
 from mmsent.errors import BadInput, MmsentError
+from mmsent.progress import drawable
 
 # Reading and writing take little CPU next to decoding and encoding, which happen in the actors:
 # one actor per CPU, each on one thread. Ray counts CPUs as labels, not as use, and some of Ray
@@ -120,7 +121,7 @@ def predict_on_ray(
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     # Ray Data's own display (rows done, rows/s, per operator) stands in for mmsent's; without
     # progress, its notes stay in its log folder too.
-    ray.data.DataContext.get_current().enable_progress_bars = progress
+    ray.data.DataContext.get_current().enable_progress_bars = drawable(progress)
     logging.getLogger("ray.data").setLevel(logging.INFO if progress else logging.WARNING)
     if actors is None:  # one per CPU of the cluster, each with one thread
         actors = max(1, int(ray.cluster_resources().get("CPU", 1)))

@@ -177,7 +177,8 @@ def cmd_evaluate(args) -> int:
     from mmsent.runs import RunFolder
 
     run = RunFolder.open(args.run)
-    results = lists.evaluate(run, args.list, args.data, progress=not args.quiet)
+    labelled = lists.locate_list(run, args.list, args.data)
+    results = lists.evaluate(run, labelled, args.data, progress=not args.quiet)
     data = {"run": run.path, "list": args.list, "model": run.meta.get("best_head"), "metrics": results}
     answer(args, data, metrics_table(results))
     return EXIT_OK
@@ -222,7 +223,7 @@ def cmd_predict(args) -> int:
     run = RunFolder.open(args.run)
     out, missing = lists.predict(
         run,
-        args.list or run.config()["data"]["test_list"],
+        lists.locate_list(run, args.list, args.data) if args.list else run.config()["data"]["test_list"],
         args.data,
         args.model,
         args.output,
@@ -451,7 +452,10 @@ def add_commands(commands) -> None:
     )
     evaluate.add_argument("run", type=Path, help="run folder")
     evaluate.add_argument(
-        "--list", required=True, metavar="NAME", help="labelled guid,tag list in the data folder"
+        "--list",
+        required=True,
+        metavar="FILE",
+        help="labelled guid,tag list (a path, else a name in the data folder)",
     )
     evaluate.add_argument("--data", type=Path, metavar="PATH", help="data folder (default: the run's)")
     add_json_flag(evaluate)
@@ -479,7 +483,9 @@ def add_commands(commands) -> None:
         help="run folder (default, for one pair: the starter model shipped with mmsent)",
     )
     predict.add_argument(
-        "--list", metavar="NAME", help="guid,null list in the data folder (default: the run's test list)"
+        "--list",
+        metavar="FILE",
+        help="guid,null list: a path, else a name in the data folder (default: the run's test list)",
     )
     predict.add_argument("--data", type=Path, metavar="PATH", help="data folder (default: the run's)")
     predict.add_argument(

@@ -32,6 +32,7 @@ from mmsent.data.pairs import ListRow, Pair, Skipped, check_row, read_list
 from mmsent.data.split import duplicate_groups
 from mmsent.data.texts import decode_text, doubtful_decoding, is_blank
 from mmsent.errors import BadInput
+from mmsent.progress import drawable
 
 # Kinds of row problem that leave nothing to decode (the header already failed, or the file is not ours).
 NO_IMAGE = {
@@ -58,7 +59,7 @@ def _inspect_image(path: Path) -> tuple[int, int, str] | str:
 
 
 def _decode_all(paths: list[Path], workers: int, progress: bool) -> list:
-    bar = dict(total=len(paths), desc="decoding images", unit="img", disable=not progress)
+    bar = dict(total=len(paths), desc="decoding images", unit="img", disable=not drawable(progress))
     if workers <= 1:
         return [_inspect_image(p) for p in tqdm(paths, **bar)]
     with ProcessPoolExecutor(max_workers=workers) as pool:

@@ -23,6 +23,7 @@ from mmsent.data.images import decode_image, open_image
 from mmsent.encoders.base import Encoder, EncoderOutput
 from mmsent.encoders.image import stack_pixels
 from mmsent.errors import BadInput, MmsentError
+from mmsent.progress import drawable
 from mmsent.runtime import release_memory
 
 PREFETCH_BATCHES = 4  # per worker: enough to ride out a slow image, little memory
@@ -202,7 +203,7 @@ def extract_to_folder(
     failed_rows: dict[int, str] = {}
     encoder.eval()
     unit = " img" if encoder.modality == "image" else " text"
-    with tqdm(total=len(items), desc=encoder.name, unit=unit, disable=not progress) as bar:
+    with tqdm(total=len(items), desc=encoder.name, unit=unit, disable=not drawable(progress)) as bar:
         for count, (rows, inputs, failures) in enumerate(batches, 1):
             for row, reason in failures:
                 if not skip_bad:

@@ -14,6 +14,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.loggers import CSVLogger
 
+from mmsent.progress import drawable
 from mmsent.train.distributed import (
     LeaveTogether,
     QuietProcesses,
@@ -50,7 +51,7 @@ def make_trainer(
         use_distributed_sampler=False,  # RankSampler deals training rows; validation stays whole
         callbacks=[*callbacks, QuietProcesses(), LeaveTogether()],
         logger=[CSVLogger(folder, name="", version=log_version), *loggers],
-        enable_progress_bar=progress,
+        enable_progress_bar=drawable(progress),
         enable_model_summary=False,
         num_sanity_val_steps=0,
         default_root_dir=folder,
