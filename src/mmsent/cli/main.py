@@ -194,9 +194,9 @@ def starter_note(args) -> None:
     metrics = json.loads((args.run / "metrics.json").read_text(encoding="utf-8"))
     chosen = metrics["cross_validation"][metrics["chosen"]]
     print(
-        f"mmsent: answering with the starter model shipped with mmsent ({metrics['chosen']}, trained on the "
-        f"lab's train.txt; cross-validated accuracy {chosen['accuracy']:.3f}); name a run folder to use "
-        "your own",
+        "mmsent: answering with the starter model shipped with mmsent (trained on the lab's train.txt; "
+        f"its chosen model, {metrics['chosen']}, has cross-validated accuracy {chosen['accuracy']:.3f}); "
+        "name a run folder to use your own",
         file=sys.stderr,
     )
 
@@ -480,7 +480,7 @@ def add_commands(commands) -> None:
         "run",
         type=Path,
         nargs="?",
-        help="run folder (default, for one pair: the starter model shipped with mmsent)",
+        help="run folder (default, for one pair or --stdin: the starter model shipped with mmsent)",
     )
     predict.add_argument(
         "--list",
