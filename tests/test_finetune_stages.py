@@ -76,7 +76,7 @@ def test_three_stages_leave_tuned_backbones_features_and_heads(finished, tiny_la
     configured = run.config()["encoders"]
     assert configured["image"] == f"finetuned:{(finished / 'tune-image' / 'tuned').resolve()}"
     assert run.meta["encoders"]["text"]["encoder"] == f"finetuned:{encoders[1]}"
-    assert set(run.meta["heads"]) == {"linear_probe", "text_only", "image_only", "concat"}
+    assert set(run.models) == {"linear_probe", "text_only", "image_only", "concat"}
     filled = (run.path / "predictions" / "test_without_label.txt").read_text().splitlines()
     assert filled[0] == "guid,tag" and all(line.split(",")[1] != "null" for line in filled[1:])
     # Frozen and tuned features sit side by side in one store; only tuned ones were made here.

@@ -22,12 +22,12 @@ def test_run_folder_says_what_the_run_was(tiny_run: Path):
     for name in ("config.yaml", "run.json", "model.json", "skipped.json", "metrics.json", "report.md"):
         assert (tiny_run / name).is_file(), name
     meta = json.loads((tiny_run / "run.json").read_text())
-    assert meta["heads"] == ["linear_probe", "text_only", "image_only", "concat"]
+    assert meta["models"] == ["linear_probe", "text_only", "image_only", "concat"]
     assert set(meta["encoders"]) == {"image", "text"} and len(meta["data_fingerprint"]) == 64
     metrics = json.loads((tiny_run / "metrics.json").read_text())
     table = metrics["cross_validation"]
     # every candidate, the mean of the fusion models and the majority class, scored over the folds
-    assert set(table) == {*meta["heads"], pipeline.FUSION_MEAN, "majority class"}
+    assert set(table) == {*meta["models"], pipeline.FUSION_MEAN, "majority class"}
     # how the chosen model's probabilities become answers: chosen by CV too, saved with the model
     decision = metrics["decision"]
     assert decision["rule"] in decision["rules"] and "argmax" in decision["rules"]
@@ -36,11 +36,11 @@ def test_run_folder_says_what_the_run_was(tiny_run: Path):
     assert "Neutral pairs are found" in (tiny_run / "report.md").read_text()
     assert all(row["folds"] == 5 for row in table.values())
     chosen = metrics["chosen"]
-    assert chosen == meta["best_head"] != "majority class"
+    assert chosen == meta["chosen"] != "majority class"
     assert table[chosen]["accuracy"] == max(row["accuracy"] for row in table.values())
     model = json.loads((tiny_run / "model.json").read_text())
     names = [m["name"] for m in model["members"] + model["others"]]
-    assert sorted(names) == sorted(meta["heads"])  # every candidate retrained and kept
+    assert sorted(names) == sorted(meta["models"])  # every candidate retrained and kept
     for member in model["members"] + model["others"]:
         assert all((tiny_run / f).is_file() for f in member["files"])
     report = (tiny_run / "report.md").read_text()
@@ -72,7 +72,7 @@ def test_the_tiny_task_is_learned(tiny_run: Path, tiny_lab: Path):
     # Colour and words both carry the label: a working pipeline gets most test pairs right.
     run = RunFolder.open(tiny_run)
     results = lists.evaluate(run, "test_with_label.txt", progress=False)
-    assert results[run.meta["best_head"]]["accuracy"] >= 0.8  # the model the run answers with
+    assert results[run.chosen]["accuracy"] >= 0.8  # the model the run answers with
     assert (tiny_run / "evaluations" / "test_with_label.json").is_file()
 
 

@@ -42,7 +42,7 @@ def test_from_mmsent_import_classifier_leaves_import_mmsent_free_of_torch():
 def test_load_names_the_answering_model_and_lists_the_others(tiny_run, classifier):
     from mmsent import Classifier
 
-    chosen = json.loads((tiny_run / "run.json").read_text())["best_head"]
+    chosen = json.loads((tiny_run / "run.json").read_text())["chosen"]
     assert classifier.answering == chosen
     assert set(classifier.models) == {"linear_probe", "text_only", "image_only", "concat"}
     other = next(name for name in classifier.models if name != chosen)

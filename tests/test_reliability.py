@@ -125,11 +125,7 @@ def test_3_a_link_leading_out_of_data_is_not_read_and_audit_names_it(tmp_path):
 def test_4_predict_with_another_model_never_replaces_the_chosen_models_answers(run_copy, capsys):
     best_file = run_copy / "predictions" / "test_without_label.txt"
     best_file.write_text("guid,tag\nthe best head's answers\n")
-    other = next(
-        h
-        for h in ("text_only", "image_only", "concat")
-        if h != pipeline.RunFolder(run_copy).meta["best_head"]
-    )
+    other = next(h for h in ("text_only", "image_only", "concat") if h != pipeline.RunFolder(run_copy).chosen)
     assert main(["predict", str(run_copy), "--model", other, "--quiet"]) == 0
     assert best_file.read_text() == "guid,tag\nthe best head's answers\n"
     written = run_copy / "predictions" / other / "test_without_label.txt"

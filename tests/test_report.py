@@ -189,7 +189,7 @@ def test_limitations_name_the_hardest_class_and_the_optimism_of_cv():
 
 def test_every_run_has_a_model_card_and_its_report_has_limitations(tiny_run):
     card = (tiny_run / "MODEL_CARD.md").read_text()
-    chosen = json.loads((tiny_run / "run.json").read_text())["best_head"]
+    chosen = json.loads((tiny_run / "run.json").read_text())["chosen"]
     assert (
         card.startswith(f"# Model card: {chosen}") and "## Limitations" in card and "majority class" in card
     )

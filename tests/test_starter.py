@@ -21,7 +21,7 @@ needs_starter = pytest.mark.skipif(
 def test_the_starter_is_a_whole_checked_run_trained_on_the_lab_data():
     model = load_run(runs.starter_run())  # every file checked against its SHA-256
     meta = json.loads((runs.STARTER / "run.json").read_text())
-    assert meta["starter"] and meta["pairs"] > 3000 and model.name == meta["best_head"]
+    assert meta["starter"] and meta["pairs"] > 3000 and model.name == meta["chosen"]
     assert (runs.STARTER / "MODEL_CARD.md").read_text().startswith("# Model card")
 
 

@@ -95,7 +95,7 @@ def test_ensemble_run_folder_is_complete(ensemble_run: Path, tiny_lab: Path):
     spec = json.loads((ensemble_run / "model.json").read_text())
     assert spec["combine"] == "stack" and [len(m["files"]) for m in spec["members"]] == [2, 2]  # two seeds
     meta = json.loads((ensemble_run / "run.json").read_text())
-    assert meta["best_head"] == "ensemble" and meta["heads"] == ["cat", "text_only"]
+    assert meta["chosen"] == "ensemble" and meta["models"] == ["cat", "text_only"]
     for member in spec["members"]:
         assert all((ensemble_run / f).is_file() for f in member["files"])
     report = (ensemble_run / "report.md").read_text()
@@ -122,7 +122,7 @@ def test_ensemble_loads_evaluates_and_serves(ensemble_run: Path, tiny_lab: Path)
     guid, _ = (tiny_lab / "test_with_label.txt").read_text().splitlines()[1].split(",")
     text = (tiny_lab / "data" / f"{guid}.txt").read_text()
     answer = clf.predict(tiny_lab / "data" / f"{guid}.jpg", text).to_dict()
-    assert answer["model"] == "ensemble" and set(answer["per_model"]) == set(run.meta["heads"])
+    assert answer["model"] == "ensemble" and set(answer["per_model"]) == set(run.models)
     assert abs(sum(answer["probabilities"].values()) - 1) < 1e-6
     # Served and batch predictions agree for the same pair.
     filled = dict(

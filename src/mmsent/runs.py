@@ -97,8 +97,8 @@ def run_record(
         "seeds": {"folds": fold_seed, "train": train_seeds},
         "folds": folds,
         "pairs": len(table),
-        "heads": models,  # every model the run holds (the key predates models that are not heads)
-        "best_head": chosen,  # the one it answers with
+        "models": models,  # every model the run holds
+        "chosen": chosen,  # the one it answers with
         "train_seconds": round(seconds, 2),
     }
 
@@ -213,6 +213,18 @@ class RunFolder:
     @property
     def meta(self) -> dict:
         return self.read_json("run.json")
+
+    @property
+    def chosen(self) -> str:
+        """The model the run answers with (run.json `chosen`; `best_head` in runs before 0.3)."""
+        meta = self.meta
+        return meta["chosen"] if "chosen" in meta else meta["best_head"]
+
+    @property
+    def models(self) -> list[str]:
+        """Every model the run holds (run.json `models`; `heads` in runs before 0.3)."""
+        meta = self.meta
+        return meta["models"] if "models" in meta else meta["heads"]
 
 
 def _partial(path: Path) -> Path:

@@ -179,7 +179,7 @@ def cmd_evaluate(args) -> int:
     run = RunFolder.open(args.run)
     labelled = lists.locate_list(run, args.list, args.data)
     results = lists.evaluate(run, labelled, args.data, progress=not args.quiet)
-    data = {"run": run.path, "list": args.list, "model": run.meta.get("best_head"), "metrics": results}
+    data = {"run": run.path, "list": args.list, "model": run.chosen, "metrics": results}
     answer(args, data, metrics_table(results))
     return EXIT_OK
 
