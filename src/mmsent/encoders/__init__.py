@@ -33,35 +33,35 @@ __all__ = [
 def _register_builtin() -> None:
     # Model code is imported inside each builder, so listing names stays cheap.
     def efficientnet(variant: int):
-        def build(*, network: bool = True):
+        def build(*, network: bool = True, onnx_folder=None):  # it keeps nothing of its own there
             from mmsent.encoders.efficientnet import EfficientNetLite
 
             return EfficientNetLite(variant, network=network)
 
         return build
 
-    def hf_text(name: str, source: str, *, max_tokens: int = 64, pooling: str = "cls", network: bool = True):
+    def hf_text(name: str, source: str, *, max_tokens: int = 64, pooling: str = "cls", **deferred):
         from mmsent.encoders.hf_text import HFTextEncoder
 
-        return HFTextEncoder(name, source, pooling=pooling, max_tokens=max_tokens, network=network)
+        return HFTextEncoder(name, source, pooling=pooling, max_tokens=max_tokens, **deferred)
 
-    def minilm(*, max_tokens: int = 64, network: bool = True):
+    def minilm(*, max_tokens: int = 64, **deferred):
         from mmsent.encoders.hf_text import MiniLM
 
-        return MiniLM(max_tokens=max_tokens, network=network)
+        return MiniLM(max_tokens=max_tokens, **deferred)
 
-    def mpnet(*, max_tokens: int = 64, network: bool = True):
+    def mpnet(*, max_tokens: int = 64, **deferred):
         from mmsent.encoders.mpnet import MPNet
 
-        return MPNet(max_tokens=max_tokens, network=network)
+        return MPNet(max_tokens=max_tokens, **deferred)
 
     def opennsfw(*, onnx_folder=None):
         from mmsent.encoders.opennsfw import OpenNSFW
 
         return OpenNSFW(onnx_folder)
 
-    def mbert(*, max_tokens: int = 64, network: bool = True):
-        return hf_text("mbert", "bert-base-multilingual-cased", max_tokens=max_tokens, network=network)
+    def mbert(*, max_tokens: int = 64, **deferred):
+        return hf_text("mbert", "bert-base-multilingual-cased", max_tokens=max_tokens, **deferred)
 
     def hf_resnet(name: str, source: str):
         from mmsent.encoders.hf_resnet import HFResNet

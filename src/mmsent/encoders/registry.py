@@ -28,8 +28,9 @@ class EncoderEntry:
     default_source: str | None = None
     pooling: bool = False  # takes a pooling option ("cls" | "mean")
     source_hint: str = "hub id or folder"  # what goes after the colon, for listings
-    # build(..., network=False) leaves the weights unloaded (`Encoder.load_network`): an encoder
-    # answered by its ONNX export needs its preprocessing and identity only
+    # build(..., network=False, onnx_folder=F) leaves the weights unloaded (`Encoder.load_network`):
+    # an encoder answered by its ONNX export needs its preprocessing and identity only (and keeps
+    # what it derives for that, e.g. a saved tokenizer, in F beside the export)
     defers_network: bool = False
     # an ONNX graph whatever the runtime: build(onnx_folder=...) keeps its optimised copy there
     onnx_native: bool = False
@@ -93,7 +94,7 @@ def create_encoder(
             raise MmsentError(f"encoder {prefix!r} has a fixed pooling; 'pooling' is for hf-text")
         options["pooling"] = pooling
     if runtime != "torch" and entry.defers_network:
-        options["network"] = False
+        options.update(network=False, onnx_folder=onnx_folder)
     if entry.family:
         source = source or entry.default_source or ""
         if not source:
