@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -198,3 +199,20 @@ def test_a_damaged_optimised_copy_is_made_again(tiny_encoders, tmp_path, damaged
         again = create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)
     assert "differs from the digest" in caplog.text and damaged in caplog.text
     assert torch.equal(_features(again), _features(first))
+
+
+def test_without_a_writable_folder_for_the_copy_the_graph_runs_as_it_is(tiny_encoders, tmp_path, monkeypatch):
+    from mmsent.encoders import derived
+
+    _, text_name = tiny_encoders
+    first = create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)
+    for copy in tmp_path.glob("*.ort-*"):
+        shutil.rmtree(copy)
+
+    def read_only(*_):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(derived, "remake", read_only)
+    again = create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)
+    assert not list(tmp_path.glob("*.ort-*"))
+    assert np.allclose(_features(again).numpy(), _features(first).numpy(), atol=1e-6)

