@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -123,3 +124,95 @@ def test_efficientnet_lite0_matches_pytorch(tmp_path):
     assert got.tokens.shape == (2, 49, 1280)
     assert _min_cosine(expected.pooled, got.pooled) >= 0.999
     assert _min_cosine(expected.tokens, got.tokens) >= 0.999
+
+
+def test_an_exported_encoder_is_built_without_its_pytorch_weights(tiny_encoders, tmp_path, monkeypatch):
+    from transformers import AutoModel
+
+    _, text_name = tiny_encoders
+    first = create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)  # exports: needs the weights
+    expected = first.encode(first.collate([first.preprocess(text) for text in TEXTS]))
+
+    def no_weights(*_, **__):
+        raise AssertionError("the PyTorch weights were loaded")
+
+    monkeypatch.setattr(AutoModel, "from_pretrained", no_weights)
+    second = create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)
+    got = second.encode(second.collate([second.preprocess(text) for text in TEXTS]))
+    assert second.identity() == first.identity() and second.dim == first.dim
+    assert torch.equal(got.pooled, expected.pooled) and torch.equal(got.tokens, expected.tokens)
+
+
+def test_a_model_that_does_not_export_gets_its_weights_back_for_pytorch(tiny_encoders, tmp_path, monkeypatch):
+    _, text_name = tiny_encoders
+    monkeypatch.setattr(onnx_runtime, "export_onnx", _refuse_export)
+    encoder = create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)
+    expected = create_encoder(text_name)
+    batch = expected.collate([expected.preprocess(text) for text in TEXTS])
+    with torch.inference_mode():
+        assert torch.equal(encoder.encode(batch).pooled, expected.encode(batch).pooled)
+
+
+def _refuse_export(encoder, path):
+    raise onnx_runtime.ExportFailed("no export in this test")
+
+
+def _features(encoder) -> torch.Tensor:
+    return encoder.encode(encoder.collate([encoder.preprocess(text) for text in TEXTS])).pooled
+
+
+def test_the_optimised_copy_is_made_once_checked_and_answers_as_the_export(
+    tiny_encoders, tmp_path, monkeypatch
+):
+    from mmsent.encoders import ort_session
+    from mmsent.encoders.derived import MADE
+
+    _, text_name = tiny_encoders
+    first = create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)
+    (copy,) = tmp_path.glob("*.ort-*")
+    assert copy.name.startswith(first.path.stem) and (copy / MADE).is_file()
+    # The copy answers as the exported graph itself does.
+    plain = ort_session.new_session(str(first.path))
+    names = [node.name for node in plain.get_inputs()]
+    batch = first.collate([first.preprocess(text) for text in TEXTS])
+    (pooled,) = plain.run(["pooled"], {name: batch[name].numpy() for name in names})
+    assert np.allclose(_features(first).numpy(), pooled, atol=1e-6)
+
+    def no_copy(*_):
+        raise AssertionError("made again")
+
+    monkeypatch.setattr(ort_session, "optimise", no_copy)
+    assert torch.equal(
+        _features(create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)), _features(first)
+    )
+
+
+@pytest.mark.parametrize("damaged", ["model.onnx", "weights.data"])
+def test_a_damaged_optimised_copy_is_made_again(tiny_encoders, tmp_path, damaged, caplog):
+    _, text_name = tiny_encoders
+    first = create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)
+    (copy,) = tmp_path.glob("*.ort-*")
+    data = bytearray((copy / damaged).read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / damaged).write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING):
+        again = create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)
+    assert "differs from the digest" in caplog.text and damaged in caplog.text
+    assert torch.equal(_features(again), _features(first))
+
+
+def test_without_a_writable_folder_for_the_copy_the_graph_runs_as_it_is(tiny_encoders, tmp_path, monkeypatch):
+    from mmsent.encoders import derived
+
+    _, text_name = tiny_encoders
+    first = create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)
+    for copy in tmp_path.glob("*.ort-*"):
+        shutil.rmtree(copy)
+
+    def read_only(*_):
+        raise PermissionError("read-only file system")
+
+    monkeypatch.setattr(derived, "remake", read_only)
+    again = create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)
+    assert not list(tmp_path.glob("*.ort-*"))
+    assert np.allclose(_features(again).numpy(), _features(first).numpy(), atol=1e-6)

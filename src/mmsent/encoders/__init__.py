@@ -33,35 +33,35 @@ __all__ = [
 def _register_builtin() -> None:
     # Model code is imported inside each builder, so listing names stays cheap.
     def efficientnet(variant: int):
-        def build():
+        def build(*, network: bool = True, onnx_folder=None):  # it keeps nothing of its own there
             from mmsent.encoders.efficientnet import EfficientNetLite
 
-            return EfficientNetLite(variant)
+            return EfficientNetLite(variant, network=network)
 
         return build
 
-    def hf_text(name: str, source: str, *, max_tokens: int = 64, pooling: str = "cls"):
+    def hf_text(name: str, source: str, *, max_tokens: int = 64, pooling: str = "cls", **deferred):
         from mmsent.encoders.hf_text import HFTextEncoder
 
-        return HFTextEncoder(name, source, pooling=pooling, max_tokens=max_tokens)
+        return HFTextEncoder(name, source, pooling=pooling, max_tokens=max_tokens, **deferred)
 
-    def minilm(*, max_tokens: int = 64):
+    def minilm(*, max_tokens: int = 64, **deferred):
         from mmsent.encoders.hf_text import MiniLM
 
-        return MiniLM(max_tokens=max_tokens)
+        return MiniLM(max_tokens=max_tokens, **deferred)
 
-    def mpnet(*, max_tokens: int = 64):
+    def mpnet(*, max_tokens: int = 64, **deferred):
         from mmsent.encoders.mpnet import MPNet
 
-        return MPNet(max_tokens=max_tokens)
+        return MPNet(max_tokens=max_tokens, **deferred)
 
-    def opennsfw():
+    def opennsfw(*, onnx_folder=None):
         from mmsent.encoders.opennsfw import OpenNSFW
 
-        return OpenNSFW()
+        return OpenNSFW(onnx_folder)
 
-    def mbert(*, max_tokens: int = 64):
-        return hf_text("mbert", "bert-base-multilingual-cased", max_tokens=max_tokens)
+    def mbert(*, max_tokens: int = 64, **deferred):
+        return hf_text("mbert", "bert-base-multilingual-cased", max_tokens=max_tokens, **deferred)
 
     def hf_resnet(name: str, source: str):
         from mmsent.encoders.hf_resnet import HFResNet
@@ -81,20 +81,45 @@ def _register_builtin() -> None:
     for variant, size in ((0, 224), (1, 240), (2, 260)):
         register_encoder(
             f"efficientnet-lite{variant}",
-            EncoderEntry(efficientnet(variant), f"EfficientNet-Lite{variant}, {size} px, 1280-d", "image"),
+            EncoderEntry(
+                efficientnet(variant),
+                f"EfficientNet-Lite{variant}, {size} px, 1280-d",
+                "image",
+                defers_network=True,
+            ),
         )
-    register_encoder("minilm", EncoderEntry(minilm, "all-MiniLM-L6-v2, mean pooled, 384-d", "text"))
     register_encoder(
-        "mpnet", EncoderEntry(mpnet, "all-mpnet-base-v2, mean pooled, 768-d (mmsent[strong])", "text")
+        "minilm", EncoderEntry(minilm, "all-MiniLM-L6-v2, mean pooled, 384-d", "text", defers_network=True)
+    )
+    register_encoder(
+        "mpnet",
+        EncoderEntry(
+            mpnet, "all-mpnet-base-v2, mean pooled, 768-d (mmsent[strong])", "text", defers_network=True
+        ),
     )
     register_encoder(
         "opennsfw",
-        EncoderEntry(opennsfw, "open_nsfw ResNet-50, penultimate 1024-d, ONNX (mmsent[strong])", "image"),
+        EncoderEntry(
+            opennsfw,
+            "open_nsfw ResNet-50, penultimate 1024-d, ONNX (mmsent[strong])",
+            "image",
+            onnx_native=True,
+        ),
     )
-    register_encoder("mbert", EncoderEntry(mbert, "bert-base-multilingual-cased, [CLS], 768-d", "text"))
+    register_encoder(
+        "mbert",
+        EncoderEntry(mbert, "bert-base-multilingual-cased, [CLS], 768-d", "text", defers_network=True),
+    )
     register_encoder(
         "hf-text",
-        EncoderEntry(hf_text, "any Hugging Face BERT-style model", "text", family=True, pooling=True),
+        EncoderEntry(
+            hf_text,
+            "any Hugging Face BERT-style model",
+            "text",
+            family=True,
+            pooling=True,
+            defers_network=True,
+        ),
     )
     register_encoder(
         "resnet50",

@@ -66,5 +66,9 @@ class Encoder(nn.Module):
         """A collated batch to features; runs under `torch.inference_mode()` for extraction."""
         raise NotImplementedError
 
+    def load_network(self) -> None:
+        """Load the network's weights where the encoder was built without them (`network=False`,
+        for ONNX Runtime): before exporting it, or when it must run on PyTorch after all."""
+
     def forward(self, batch: Any) -> EncoderOutput:
         return self.encode(batch)

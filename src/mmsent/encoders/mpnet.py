@@ -98,9 +98,16 @@ def model_folder(root: Path | None = None) -> Path:
 class MPNet(HFTextEncoder):
     """all-mpnet-base-v2, 768-d, mean pooled; 12 layers, so ~6x MiniLM's cost per text."""
 
-    def __init__(self, *, max_tokens: int = 64):
+    def __init__(self, *, max_tokens: int = 64, network: bool = True, onnx_folder: Path | str | None = None):
         folder = model_folder()
-        super().__init__("mpnet", str(folder), pooling="mean", max_tokens=max_tokens)
+        super().__init__(
+            "mpnet",
+            str(folder),
+            pooling="mean",
+            max_tokens=max_tokens,
+            network=network,
+            onnx_folder=onnx_folder,
+        )
         self.folder = folder
 
     def weights_identity(self) -> dict[str, Any]:

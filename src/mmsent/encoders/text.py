@@ -26,7 +26,8 @@ class TextEncoder(Encoder):
 
     def preprocessing_identity(self) -> dict[str, Any]:
         return {
-            "tokenizer": type(self.tokenizer).__name__,
+            # a saved tokenizer (`saved_tokenizer`) names the class transformers built it as
+            "tokenizer": getattr(self.tokenizer, "class_name", type(self.tokenizer).__name__),
             "max_tokens": self.max_tokens,
             "lower_case": tokenizer_lowercases(self.tokenizer),
             "truncation": "end",

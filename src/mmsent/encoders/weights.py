@@ -4,7 +4,8 @@ Weights come from an installed package, a local folder, or a Hugging Face hub
 id (only for users whose machine can reach the hub or has it cached). Each is
 identified for the feature store by where it came from plus a hash of the
 files themselves, so swapping the weights behind an unchanged name still
-changes the features' key.
+changes the features' key (large files' digests are remembered while the file
+is untouched: `mmsent.encoders.digests`).
 """
 
 from __future__ import annotations
@@ -17,22 +18,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from mmsent.encoders.digests import file_sha256
 from mmsent.errors import BadInput, MmsentError
 
 log = logging.getLogger(__name__)
 
 _IGNORED_FILES = {"README.md", ".gitattributes", ".gitignore"}
-_digest_memo: dict[tuple[str, int, int], str] = {}
-
-
-def file_sha256(path: Path) -> str:
-    """sha256 of a file, remembered per (path, size, mtime) for the life of the process."""
-    stat = path.stat()
-    memo_key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-    if memo_key not in _digest_memo:
-        with open(path, "rb") as handle:
-            _digest_memo[memo_key] = hashlib.file_digest(handle, "sha256").hexdigest()
-    return _digest_memo[memo_key]
 
 
 def folder_sha256(folder: Path) -> str:
