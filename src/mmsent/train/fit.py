@@ -29,7 +29,7 @@ import torch
 
 from mmsent.config import RunConfig
 from mmsent.errors import MmsentError
-from mmsent.features.encode import store_root
+from mmsent.features.encode import load_table, store_root
 from mmsent.features.table import FeatureTable
 from mmsent.model import Fitted, HeadModel
 from mmsent.train import fit_cache
@@ -46,12 +46,25 @@ class FitSettings:
     options: Any = None  # TrainConfig: devices, accelerator, precision, logger for Lightning
     jobs: int = 1  # fits side by side (`train.parallel`; the plain engine only); 0: one per core
     cache: Path | None = None  # finished fits (`train.fit_cache`) to read back and add to
+    # Self-training (`train.self_training`): the pairs to pseudo-label and the confidence they need.
+    unlabelled: FeatureTable | None = None
+    self_training: float = 0.0
 
     @classmethod
-    def of(cls, cfg: RunConfig) -> FitSettings:
-        """The settings a run configuration asks for, the fit cache beside its feature store."""
+    def of(cls, cfg: RunConfig, unlabelled: FeatureTable | None = None) -> FitSettings:
+        """The settings a run configuration asks for, the fit cache beside its feature store. With
+        `train.self_training`, the test list's pairs are the unlabelled ones (`unlabelled`, when the
+        caller holds them already, else read from the store, extracted if they are not there)."""
         engine = choose_engine(cfg.train.engine, cfg.train)
-        return cls(engine, cfg.train, cfg.train.jobs if engine == "plain" else 1, fits_folder(cfg))
+        jobs = cfg.train.jobs if engine == "plain" else 1
+        threshold = cfg.train.self_training
+        if threshold and unlabelled is None:
+            unlabelled = load_table(cfg, cfg.data.test_list, progress=False)
+        return cls(engine, cfg.train, jobs, fits_folder(cfg), unlabelled if threshold else None, threshold)
+
+    @property
+    def self_trains(self) -> bool:
+        return bool(self.self_training) and self.unlabelled is not None and len(self.unlabelled) > 0
 
 
 PLAIN = FitSettings()  # the plain loop in this process, no fit cache: what a test or a quick call wants
@@ -99,6 +112,10 @@ def fit(
 ) -> FitResult:
     if recipe.patience and val_rows is None and not recipe.is_probe:
         raise ValueError("early stopping (patience > 0) needs validation rows")
+    if settings.self_trains:
+        from mmsent.train.self_training import self_train
+
+        return self_train(recipe, table, train_rows, val_rows, seed, settings, progress)
     options, cache = settings.options, settings.cache
     engine = fit_engine(recipe, settings.engine, options)
     key = None if cache is None else fit_cache.fit_key(recipe, table, train_rows, val_rows, seed, engine)
@@ -153,8 +170,8 @@ def fit_engine(recipe: Recipe, engine: str, options) -> str:
 
 def is_stored(recipe, table, train_rows, val_rows, seed: int, settings: FitSettings) -> bool:
     """True when `fit` with these arguments reads its result back rather than training."""
-    if settings.cache is None:
-        return False
+    if settings.cache is None or settings.self_trains:
+        return False  # (a self-trained fit is two fits: said "not stored" rather than worked out)
     engine = fit_engine(recipe, settings.engine, settings.options)
     key = fit_cache.fit_key(recipe, table, train_rows, val_rows, seed, engine)
     return key is not None and (Path(settings.cache) / key / "fit.json").is_file()
