@@ -7,6 +7,11 @@ five differences). Fits go to the fit cache beside the store, so a second call t
 
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py self_training 0.8 0.9
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py heads concat_text_pool
+  OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py probe_grid 3e-5,1e-4,3e-4,1e-3
+
+`probe_grid`: the linear probe with its C chosen inside each training fold from the grid given (in
+place of `mmsent.train.probe.C_GRID`; these fits skip the fit cache, whose key does not hold the
+grid), alone and as the mean of fusion models with the default concat.
 """
 
 from __future__ import annotations
@@ -24,8 +29,8 @@ from common import bench_parser
 def main() -> None:
     parser = bench_parser(__doc__, cache=True)
     parser.set_defaults(cache=str(Path("~/.cache/mmsent/features").expanduser()))
-    parser.add_argument("lever", choices=["self_training", "heads"])
-    parser.add_argument("values", nargs="+", help="thresholds (self_training) or head names (heads)")
+    parser.add_argument("lever", choices=["self_training", "heads", "probe_grid"])
+    parser.add_argument("values", nargs="+", help="thresholds, head names or comma-separated C grids")
     args = parser.parse_args()
 
     import torch
@@ -47,12 +52,12 @@ def main() -> None:
     logging.getLogger("mmsent.train.self_training").addHandler(counts)
     logging.getLogger("mmsent.train.self_training").setLevel(logging.DEBUG)
 
-    def scored(head: str, fit_settings: FitSettings) -> tuple[list[dict], float]:
+    def scored(head: str, fit_settings: FitSettings, every=seeds):
         started = time.perf_counter()
-        result = cross_validate(recipe_for(head, cfg.train), table, folds, seeds, fit_settings)
-        return result.fold_metrics, time.perf_counter() - started
+        result = cross_validate(recipe_for(head, cfg.train), table, folds, every, fit_settings)
+        return result.fold_metrics, time.perf_counter() - started, result.oof
 
-    base, seconds = scored("concat", settings)
+    base, seconds, base_oof = scored("concat", settings)
     print(header())
     print(row("concat (default)", base, base, seconds))
     for value in args.values:
@@ -60,14 +65,27 @@ def main() -> None:
         if args.lever == "self_training":
             cfg.train.self_training = float(value)
             variant = FitSettings.of(cfg)
-            metrics, seconds = scored("concat", variant)
+            metrics, seconds, _ = scored("concat", variant)
             added = statistics.fmean(counts.added) if counts.added else 0.0
             share = f"{added:.0f} of {len(variant.unlabelled)} pairs added per fit"
             name = f"concat, self-training {value} ({share})"
+        elif args.lever == "probe_grid":
+            from mmsent.train import probe
+            from mmsent.train.cv import fold_scores
+
+            probe.C_GRID = tuple(float(c) for c in value.split(","))
+            metrics, seconds, oof = scored("linear_probe", dataclasses.replace(settings, cache=None), [0])
+            print(row(f"linear_probe, C chosen from {value}", metrics, base, seconds))
+            fused = fold_scores((oof + base_oof) / 2, table.labels.numpy(), folds)
+            metrics, name = fused, f"mean of fusion models (that probe + concat), C from {value}"
         else:
-            metrics, seconds = scored(value, dataclasses.replace(settings))
-            name = value
-        print(row(name, metrics, base, seconds))
+            from mmsent.train.cv import fold_scores
+
+            metrics, seconds, oof = scored(value, settings)
+            print(row(value, metrics, base, seconds))
+            metrics = fold_scores((oof + base_oof) / 2, table.labels.numpy(), folds)
+            name = f"mean of {value} and concat"
+        print(row(name, metrics, base, seconds), flush=True)
 
 
 class CountAdded(logging.Handler):
