@@ -96,7 +96,7 @@ class CountAdded(logging.Handler):
         self.added: list[int] = []
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.added.append(int(record.args[2]))
+        self.added.append(int(record.args[1]))
 
 
 def header() -> str:

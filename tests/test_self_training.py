@@ -99,3 +99,18 @@ def test_pseudo_labels_keep_the_confident_rows_and_their_class():
     probs = np.array([[0.9, 0.05, 0.05], [0.4, 0.3, 0.3], [0.1, 0.1, 0.8]])
     rows, labels = pseudo_labels(probs, 0.8)
     assert rows.tolist() == [0, 2] and labels.tolist() == [0, 2]
+
+
+def test_the_main_job_self_trains_its_cv_and_its_final_fits(setup, fits):
+    import shutil
+
+    from mmsent import pipeline
+    from mmsent.train.fit import fits_folder
+
+    cfg, table, _ = setup
+    shutil.rmtree(fits_folder(cfg), ignore_errors=True)  # every fit made here, none read back
+    run = pipeline.train(cfg, progress=False)
+    students = [f for f in fits if len(f[0]) > len(table)]
+    assert len(students) == cfg.split.folds + 1  # each fold's, then the one on every labelled pair
+    assert students[-1][2] is None and len(students[-1][1]) == len(table) + 6
+    assert "self_training: 0.34" in (run.path / "config.yaml").read_text()

@@ -17,6 +17,7 @@ configuration by `FitSettings.of(cfg)`.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import tempfile
 import time
@@ -113,8 +114,6 @@ def fit(
     if recipe.patience and val_rows is None and not recipe.is_probe:
         raise ValueError("early stopping (patience > 0) needs validation rows")
     if settings.self_trains:
-        from mmsent.train.self_training import self_train
-
         return self_train(recipe, table, train_rows, val_rows, seed, settings, progress)
     options, cache = settings.options, settings.cache
     engine = fit_engine(recipe, settings.engine, options)
@@ -142,6 +141,23 @@ def fit(
     if key is not None:
         fit_cache.save(cache, key, recipe, model, epochs, history, seconds)
     return FitResult(model, epochs, seconds, history)
+
+
+def self_train(recipe, table, train_rows, val_rows, seed: int, settings: FitSettings, progress: bool):
+    """One round of self-training (`train.self_training`): the fit made as usual (the teacher)
+    pseudo-labels the unlabelled pairs it is sure of; the same recipe and seed train again (the
+    student) on the training rows and those pairs, never on `val_rows`."""
+    from mmsent.train.self_training import student_rows
+
+    plain = dataclasses.replace(settings, unlabelled=None, self_training=0.0)
+    teacher = fit(recipe, table, train_rows, val_rows, seed=seed, settings=plain, progress=progress)
+    probs = teacher.predict_proba(settings.unlabelled)
+    student = student_rows(probs, table, settings.unlabelled, train_rows, settings.self_training, recipe.name)
+    if student is None:
+        return teacher
+    extended, rows = student
+    result = fit(recipe, extended, rows, val_rows, seed=seed, settings=plain, progress=progress)
+    return FitResult(result.model, result.epochs, teacher.seconds + result.seconds, result.history)
 
 
 def check_logger(options, engine: str) -> None:

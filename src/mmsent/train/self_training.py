@@ -7,44 +7,38 @@ answer as their label, and the same recipe, with the same seed, trains again on
 them all (the student, which is what the fit returns). The appended pairs go
 after the table's own rows (`FeatureTable.with_pseudo_labels`), so the
 validation rows are the same rows of the same pairs, never a pseudo-labelled
-one; in cross-validation the teacher has seen the training folds only.
+one; in cross-validation the teacher has seen the training folds only. `train.fit` runs the two
+fits; this module makes the student's rows.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 
 import numpy as np
 
 from mmsent.features.table import FeatureTable
-from mmsent.train.fit import FitResult, FitSettings, fit
-from mmsent.train.recipe import Recipe
 
 log = logging.getLogger(__name__)
 
 
-def self_train(
-    recipe: Recipe,
+def student_rows(
+    teacher_probs: np.ndarray,
     table: FeatureTable,
+    unlabelled: FeatureTable,
     train_rows: np.ndarray,
-    val_rows: np.ndarray | None,
-    seed: int,
-    settings: FitSettings,
-    progress: bool = False,
-) -> FitResult:
-    unlabelled = settings.unlabelled
-    plain = dataclasses.replace(settings, unlabelled=None, self_training=0.0)
-    teacher = fit(recipe, table, train_rows, val_rows, seed=seed, settings=plain, progress=progress)
-    confident, labels = pseudo_labels(teacher.predict_proba(unlabelled), settings.self_training)
-    log.debug("self-training %s (seed %d): %d of %d pairs pseudo-labelled", recipe.name, seed,
-              len(confident), len(unlabelled))  # fmt: skip
+    threshold: float,
+    name: str = "",
+) -> tuple[FeatureTable, np.ndarray] | None:
+    """The student's table and training rows, from the teacher's answers on `unlabelled`; None
+    when no answer reaches `threshold` (the teacher is then the fit)."""
+    confident, labels = pseudo_labels(teacher_probs, threshold)
+    log.debug("self-training %s: %d of %d pairs pseudo-labelled", name, len(confident), len(unlabelled))
     if not len(confident):
-        return teacher
+        return None
     extended = table.with_pseudo_labels(unlabelled, confident, labels)
-    rows = np.concatenate([np.asarray(train_rows, dtype=np.int64), len(table) + np.arange(len(confident))])
-    student = fit(recipe, extended, rows, val_rows, seed=seed, settings=plain, progress=progress)
-    return FitResult(student.model, student.epochs, teacher.seconds + student.seconds, student.history)
+    appended = len(table) + np.arange(len(confident))
+    return extended, np.concatenate([np.asarray(train_rows, dtype=np.int64), appended])
 
 
 def pseudo_labels(probs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
