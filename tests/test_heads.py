@@ -55,7 +55,7 @@ def test_registry_names():
 def test_every_head_builds_with_defaults_and_gives_logits(name):
     head = small(name, dropout=0.0).eval()
     assert isinstance(head, Head)
-    assert head.needs_tokens == head_needs_tokens(name)
+    assert bool(head.needs_tokens) == head_needs_tokens(name)
     logits = head(*features())
     assert logits.shape == (6, 3) and logits.dtype == torch.float32
     assert torch.isfinite(logits).all()

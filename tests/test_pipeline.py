@@ -170,10 +170,10 @@ def test_the_main_job_extracts_both_lists_then_trains_without_the_encoders(
     seen = {}
     real_select = pipeline.select
 
-    def watching_select(cfg, table, progress=True):
+    def watching_select(cfg, table, *args, **kwargs):
         seen["encoders"] = dict(encoding._encoders)
         seen["stores"] = [p for p in encoding.store_root(cfg).iterdir() if not p.name.startswith(".")]
-        return real_select(cfg, table, progress)
+        return real_select(cfg, table, *args, **kwargs)
 
     monkeypatch.setattr(pipeline, "select", watching_select)
     pipeline.run_all(tiny_config(tiny_lab, tiny_encoders, tmp_path, heads=["concat"]), progress=False)

@@ -57,6 +57,7 @@ Seed = Annotated[int, Limits(0, 2**32 - 1)]  # what NumPy and PyTorch both take
 Positive = Annotated[float, Limits(0, low_open=True)]
 NonNegative = Annotated[float, Limits(0)]
 Share = Annotated[float, Limits(0, 1, high_open=True)]  # dropout, label smoothing: 1 would leave nothing
+Probability = Annotated[float, Limits(0, 1)]
 
 
 @dataclass
@@ -166,6 +167,10 @@ class TrainConfig:
     """weight the loss by the inverse class frequency to this power: 0 none, 1 full"""
     label_smoothing: Share = 0.0
     """share of each target spread over the other classes"""
+    self_training: Probability = 0.0
+    """> 0: self-training, one round: each fit first trains as usual, labels the test list's pairs
+    (data.test_list, no other) it gives at least this probability, and trains again with them added
+    to its training rows (never to a validation fold); 0: off"""
     jobs: Natural = 1
     """processes that train folds and seeds side by side with the plain engine (0: one per CPU core;
     each holds its own copy of torch and the features, ~650 MB, so 1 keeps a run under 2 GB)"""

@@ -62,9 +62,11 @@ def fusion_names(results: dict[str, CVResult]) -> list[str]:
     return [name for name in results if name not in SINGLE_MODALITY]
 
 
-def select(cfg: RunConfig, table: FeatureTable, progress: bool = True) -> Selection:
+def select(
+    cfg: RunConfig, table: FeatureTable, progress: bool = True, settings: FitSettings | None = None
+) -> Selection:
     folds = table.folds(cfg.split.folds, cfg.split.seed)
-    settings = FitSettings.of(cfg)
+    settings = settings or FitSettings.of(cfg)
     results: dict[str, CVResult] = {}
     for i, head in enumerate(cfg.train.heads, 1):
         started = time.perf_counter()
@@ -112,27 +114,40 @@ def planned_fits(cfg: RunConfig) -> int:
 
 
 def train(
-    cfg: RunConfig, progress: bool = True, run: RunFolder | None = None, labelled: Encoded | None = None
+    cfg: RunConfig,
+    progress: bool = True,
+    run: RunFolder | None = None,
+    labelled: Encoded | None = None,
+    unlabelled: Encoded | None = None,
 ) -> RunFolder:
     """Load and encode the training list (unless `labelled` holds it already), choose a model by
-    CV, retrain it on all pairs, save the run."""
+    CV, retrain it on all pairs, save the run. `unlabelled`: the test list's pairs, when the caller
+    holds them (self-training reads them; otherwise they are read when it is asked for)."""
     check_heads(cfg.train.heads)
     check_logger(cfg.train, cfg.train.engine)
     started = time.perf_counter()
     # before the run folder: bad input leaves nothing behind
     load = labelled.load if labelled is not None else load_list(cfg, cfg.data.train_list)
     if run is not None:  # part of a larger job (run_all), which owns the folder
-        return train_into(run, cfg, load, labelled, progress, started)
+        return train_into(run, cfg, load, labelled, unlabelled, progress, started)
     with RunFolder.create(cfg) as run:
-        return train_into(run, cfg, load, labelled, progress, started).finish()
+        return train_into(run, cfg, load, labelled, unlabelled, progress, started).finish()
 
 
 def train_into(
-    run: RunFolder, cfg: RunConfig, load: LoadResult, labelled: Encoded | None, progress: bool, started: float
+    run: RunFolder,
+    cfg: RunConfig,
+    load: LoadResult,
+    labelled: Encoded | None,
+    unlabelled: Encoded | None,
+    progress: bool,
+    started: float,
 ) -> RunFolder:
     """`train`'s work, written into `run`."""
     if labelled is None:
         labelled = encode(cfg, load, progress)
+    # before the encoders go: self-training's pairs, extracted now if the store lacks them
+    settings = FitSettings.of(cfg, unlabelled.table() if unlabelled and unlabelled.pairs else None)
     release_encoders()  # training needs only the stored features
     if any(p.label is None for p in labelled.pairs):
         raise MmsentError("the training list has rows tagged null", labelled.load.list_path)
@@ -143,12 +158,12 @@ def train_into(
             labelled.load.list_path,
         )
     with overall_progress(planned_fits(cfg), "cross-validating", progress):
-        selection = select(cfg, table, progress)
+        selection = select(cfg, table, progress, settings)
         candidates = {
             name: Candidate(recipe_for(name, cfg.train), result.epochs, seeds_for(name, cfg))
             for name, result in selection.results.items()
         }
-        finals = retrain(candidates, table, FitSettings.of(cfg))
+        finals = retrain(candidates, table, settings)
     chosen = selection.chosen_members
     model = Predictor(
         members=[finals[name] for name in chosen],
@@ -233,7 +248,7 @@ def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
         # training would fork an image-decoding worker from a process grown by training (the cold run's
         # peak). Each list is encoded once: opening a store hashes every image and array it holds.
         labelled, unlabelled = encode_lists(cfg, loads, progress)
-        train(cfg, progress, run, labelled)
+        train(cfg, progress, run, labelled, unlabelled)
         filled, missing = predict(
             run, cfg.data.test_list, every_model=True, progress=progress, encoded=unlabelled
         )

@@ -8,6 +8,9 @@ and are gathered per batch for the heads that read them.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -15,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mmsent import LABEL_INDEX
+from mmsent import LABEL_INDEX, LABELS
 from mmsent.data import Pair, kfold
 from mmsent.errors import MmsentError
 from mmsent.features.lexicon import lexicon_features
@@ -92,6 +95,22 @@ class FeatureTable:
         image, text = (blank, self.text_store) if side == "image" else (self.image_store, blank)
         return FeatureTable(self.pairs, image, text)
 
+    def with_pseudo_labels(self, other: FeatureTable, rows: np.ndarray, labels: np.ndarray) -> FeatureTable:
+        """This table with `rows` of `other` (pairs of the same encoders, unlabelled) appended after
+        its own rows, labelled `labels` (class indices): self-training's training table. Every row of
+        this table keeps its index, so folds drawn on it mean the same rows; the appended pairs'
+        guids get a prefix, so a guid found in both lists cannot be confused."""
+        rows = np.asarray(rows, dtype=np.int64)
+        pairs = [
+            dataclasses.replace(
+                other.pairs[row], guid=f"{PSEUDO}{other.pairs[row].guid}", label=LABELS[label]
+            )
+            for row, label in zip(rows, labels, strict=True)
+        ]
+        image = _appended(self.image_store, other.image_store, other.image_rows[rows])
+        text = _appended(self.text_store, other.text_store, other.text_rows[rows])
+        return FeatureTable([*self.pairs, *pairs], image, text)
+
     @property
     def identities(self) -> dict[str, dict]:
         return {"image": self.image_store.identity, "text": self.text_store.identity}
@@ -111,21 +130,29 @@ class FeatureTable:
     def lexicon(self) -> torch.Tensor:
         return torch.from_numpy(lexicon_features([p.text for p in self.pairs]))
 
-    def features(self, rows: torch.Tensor | np.ndarray, tokens: bool = False, lexicon: bool = False):
-        """(image, text) Features of the given rows, as every head takes them."""
+    def features(
+        self, rows: torch.Tensor | np.ndarray, tokens: bool | Sequence[str] = False, lexicon: bool = False
+    ):
+        """(image, text) Features of the given rows, as every head takes them; `tokens`: True for
+        both modalities' token grids, or the modalities whose grids to gather (a head's `needs_tokens`)."""
         rows = torch.as_tensor(rows, dtype=torch.long)
         text = self.text[rows]
         if lexicon:
             text = torch.cat([text, self.lexicon[rows]], dim=1)
-        if not tokens:
-            return Features(self.image[rows]), Features(text)
-        if self.image_store.tokens is None or self.text_store.tokens is None:
-            raise MmsentError("this head reads token sequences, but the features were stored without them")
-        image_rows, text_rows = self.image_rows[rows.numpy()], self.text_rows[rows.numpy()]
-        return (
-            Features(self.image[rows], *_gather(self.image_store, image_rows)),
-            Features(text, *_gather(self.text_store, text_rows)),
-        )
+        wanted = ("image", "text") if tokens is True else tuple(tokens or ())
+        image, text = Features(self.image[rows]), Features(text)
+        for modality, store, positions, features in (
+            ("image", self.image_store, self.image_rows, image),
+            ("text", self.text_store, self.text_rows, text),
+        ):
+            if modality not in wanted:
+                continue
+            if store.tokens is None:
+                raise MmsentError(
+                    "this head reads token sequences, but the features were stored without them"
+                )
+            features.tokens, features.mask = _gather(store, positions[rows.numpy()])
+        return image, text
 
     def dims(self, lexicon: bool) -> tuple[int, int]:
         return self.image.shape[1], self.text.shape[1] + (self.lexicon.shape[1] if lexicon else 0)
@@ -133,6 +160,51 @@ class FeatureTable:
     def folds(self, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
         """Grouped (copies together), stratified folds: `mmsent.data.kfold`."""
         return [(np.asarray(tr), np.asarray(va)) for tr, va in kfold(self.pairs, k, seed)]
+
+
+PSEUDO = "pseudo:"  # guid prefix of pairs appended with a predicted label
+
+
+def _appended(store: StoredFeatures, other: StoredFeatures, rows: np.ndarray) -> StoredFeatures:
+    """`store` with rows `rows` of `other` after its own, their guids prefixed (`PSEUDO`). Token grids
+    stay memory-mapped (`_Stacked`): only the appended rows are copied."""
+    guids = [*store.guids, *(f"{PSEUDO}{other.guids[row]}" for row in rows)]
+    pooled = np.concatenate([store.pooled, other.pooled[rows]])
+    tokens = mask = None
+    if (
+        store.tokens is not None
+        and other.tokens is not None
+        and store.tokens.shape[1:] == other.tokens.shape[1:]
+    ):
+        tokens = _Stacked(store.tokens, np.asarray(other.tokens[rows]))
+        mask = np.concatenate([store.mask, other.mask[rows]])
+    key = (
+        ""
+        if not (store.key and other.key)
+        else hashlib.sha256(f"{store.key}+{other.key}".encode()).hexdigest()
+    )
+    return StoredFeatures(guids, pooled, tokens, mask, {}, key, store.identity, store.path)
+
+
+class _Stacked:
+    """Two token arrays read as one along the first axis (a memory-mapped store, then rows held in
+    memory), for the fancy indexing `_gather` does."""
+
+    def __init__(self, first: np.ndarray, second: np.ndarray):
+        self.first, self.second = first, second
+        self.shape = (len(first) + len(second), *first.shape[1:])
+        self.dtype = first.dtype
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), *self.shape[1:]), dtype=self.dtype)
+        low = rows < len(self.first)
+        out[low] = self.first[rows[low]]
+        out[~low] = self.second[rows[~low] - len(self.first)]
+        return out
 
 
 def _gather(store: StoredFeatures, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:

@@ -42,7 +42,7 @@ from mmsent.finetune.module import ClassifierModule
 from mmsent.finetune.optim import make_optimizer, make_schedule
 from mmsent.finetune.stages import labelled_split, readable_images, split_digest, workspace, write_json
 from mmsent.finetune.trainer import best_epoch, fit_backbone
-from mmsent.heads import create_head, head_needs_tokens, shared_hparams
+from mmsent.heads import create_head, head_defaults, head_needs_tokens, shared_hparams
 from mmsent.heads.base import Features
 from mmsent.train.losses import class_weights_for
 from mmsent.train.recipe import check_heads
@@ -69,7 +69,7 @@ class EndToEndModule(ClassifierModule):
         self.image = create_encoder(image_encoder)
         self.text = create_encoder(text_encoder, max_tokens=max_tokens)
         hparams = dict(head_hparams or {})
-        if head_needs_tokens(head):  # position tables sized to the live sequences
+        if head_needs_tokens(head) and "max_image_tokens" in head_defaults(head):  # sized to the sequences
             hparams.setdefault("max_image_tokens", self._image_tokens())
             hparams.setdefault("max_text_tokens", self.text.max_tokens)
         self.head = create_head(head, self.image.dim, self.text.dim, num_classes=len(labels), **hparams)

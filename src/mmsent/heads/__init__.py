@@ -21,7 +21,7 @@ from typing import Any
 from mmsent.errors import MmsentError
 from mmsent.heads.base import Features, Head
 from mmsent.heads.dual_stream import DualStreamHead
-from mmsent.heads.pooled import ConcatHead, GatedHead, SingleModalityHead
+from mmsent.heads.pooled import ConcatHead, GatedHead, SingleModalityHead, TextPoolHead
 from mmsent.heads.single_stream import SingleStreamHead
 
 # name -> (class, keyword arguments the name fixes)
@@ -30,6 +30,7 @@ _REGISTRY: dict[str, tuple[type[Head], dict[str, Any]]] = {
     "text_only": (SingleModalityHead, {"modality": "text"}),
     "image_only": (SingleModalityHead, {"modality": "image"}),
     "concat": (ConcatHead, {}),
+    "concat_text_pool": (TextPoolHead, {}),
     "gated_image": (GatedHead, {"gate": "image"}),
     "gated_text": (GatedHead, {"gate": "text"}),
     "single_stream": (SingleStreamHead, {"use_tokens": True}),
@@ -41,6 +42,7 @@ _REGISTRY: dict[str, tuple[type[Head], dict[str, Any]]] = {
 ABLATION_HEADS: tuple[str, ...] = ("text_only", "image_only")
 FUSION_HEADS: tuple[str, ...] = (
     "concat",
+    "concat_text_pool",
     "gated_image",
     "gated_text",
     "single_stream",
@@ -48,7 +50,13 @@ FUSION_HEADS: tuple[str, ...] = (
     "single_stream_light",
     "dual_stream_light",
 )
-TOKEN_HEADS: tuple[str, ...] = ("single_stream", "dual_stream")  # need stored token sequences
+# Heads that need stored token sequences, and of which modalities (only those grids are gathered).
+TOKEN_MODALITIES: dict[str, tuple[str, ...]] = {
+    "single_stream": ("image", "text"),
+    "dual_stream": ("image", "text"),
+    "concat_text_pool": ("text",),
+}
+TOKEN_HEADS: tuple[str, ...] = tuple(TOKEN_MODALITIES)
 
 _BUILD_ARGS = ("self", "image_dim", "text_dim", "num_classes")
 
@@ -72,6 +80,11 @@ def head_defaults(name: str) -> dict[str, Any]:
 
 def head_needs_tokens(name: str) -> bool:
     return name in TOKEN_HEADS
+
+
+def head_token_modalities(name: str) -> tuple[str, ...]:
+    """The modalities whose token grids head `name` reads (none: it reads pooled vectors only)."""
+    return TOKEN_MODALITIES.get(name, ())
 
 
 def shared_hparams(name: str, hidden: int, dropout: float, input_dropout: float = 0.0) -> dict[str, Any]:
@@ -118,6 +131,7 @@ __all__ = [
     "create_head",
     "head_defaults",
     "head_needs_tokens",
+    "head_token_modalities",
     "list_heads",
     "shared_hparams",
 ]

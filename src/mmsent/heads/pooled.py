@@ -1,4 +1,5 @@
-"""Heads on the pooled vectors: single-modality ablations, concatenation, gated fusion.
+"""Heads on the pooled vectors: single-modality ablations, concatenation, gated fusion, and
+concatenation with a learned pool over the text tokens (the one head here that reads a token grid).
 
 Each may drop input features at random while training (`input_dropout`, before the first
 layer norm): on ~3,000 pairs of 1,664 features a head otherwise memorises its training
@@ -12,6 +13,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from mmsent.errors import MmsentError
 from mmsent.heads.base import Features, Head
 from mmsent.heads.layers import (
     check_common,
@@ -146,3 +148,70 @@ class GatedHead(Head):
             "gate_max": gate.amax(-1).tolist(),
             "gate_open_fraction": (gate > 0.5).float().mean(-1).tolist(),
         }
+
+
+class TextPoolHead(Head):
+    """`concat` plus a third vector: the text tokens (the first text encoder's grid) averaged with
+    weights it learns, one score per token from a linear layer over the layer-normed token, softmax
+    over the real tokens. It reads no image tokens, so only the text grid is gathered for it."""
+
+    needs_tokens = ("text",)
+
+    def __init__(
+        self,
+        image_dim: int,
+        text_dim: int,
+        num_classes: int = 3,
+        *,
+        hidden: int = 256,
+        dropout: float = 0.3,
+        input_dropout: float = 0.0,
+        text_token_dim: int = 0,  # 0: the pooled text vector's size (one text encoder)
+    ):
+        super().__init__()
+        check_common(hidden, dropout)
+        check_common(0, input_dropout)
+        require(text_token_dim >= 0, f"text_token_dim must be >= 0, got {text_token_dim}")
+        self.token_dim = text_token_dim or text_dim
+        self.input_drop = nn.Dropout(input_dropout)
+        self.image_dim, self.text_dim = image_dim, text_dim
+        self.image_norm = nn.LayerNorm(image_dim)
+        self.text_norm = nn.LayerNorm(text_dim)
+        self.token_norm = nn.LayerNorm(self.token_dim)
+        self.score = nn.Linear(self.token_dim, 1)
+        self.classifier = classifier(image_dim + text_dim + self.token_dim, hidden, num_classes, dropout)
+
+    def pool(self, text: Features) -> tuple[torch.Tensor, torch.Tensor]:
+        """The learned mean of the text tokens [B, D], and each token's weight [B, T]."""
+        if text.tokens is None:
+            raise MmsentError(
+                "this head reads text token sequences, but only pooled vectors were given; "
+                "extract features with tokens enabled (encoders.tokens: true)"
+            )
+        tokens = text.tokens
+        mask = torch.ones(tokens.shape[:2], dtype=torch.bool) if text.mask is None else text.mask.bool()
+        if tokens.dim() != 3 or tokens.shape[2] != self.token_dim or mask.shape != tokens.shape[:2]:
+            raise MmsentError(
+                f"text tokens {tuple(tokens.shape)} (mask {tuple(mask.shape)}) do not match the head's "
+                f"token size {self.token_dim}"
+            )
+        tokens = self.token_norm(self.input_drop(tokens.masked_fill(~mask[..., None], 0.0)))
+        scores = self.score(tokens).squeeze(-1).masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=1).nan_to_num(0.0)  # a pair with no token: all zero
+        return (weights[..., None] * tokens).sum(1), weights
+
+    def _inputs(self, image: Features, text: Features) -> tuple[torch.Tensor, torch.Tensor]:
+        check_dim(image, self.image_dim, "image")
+        check_dim(text, self.text_dim, "text")
+        pooled_text = self.text_norm(self.input_drop(text.pooled))
+        return self.image_norm(self.input_drop(image.pooled)), torch.cat(
+            [pooled_text, self.pool(text)[0]], -1
+        )
+
+    def forward(self, image: Features, text: Features) -> torch.Tensor:
+        return self.classifier(torch.cat(self._inputs(image, text), dim=-1))
+
+    @torch.no_grad()
+    def explain(self, image: Features, text: Features) -> dict[str, Any]:
+        share = input_share(first_linear(self.classifier), *self._inputs(image, text))
+        return {"image_share": share.tolist(), "text_token_weights": self.pool(text)[1].tolist()}

@@ -17,6 +17,7 @@ configuration by `FitSettings.of(cfg)`.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import importlib.util
 import tempfile
 import time
@@ -29,7 +30,7 @@ import torch
 
 from mmsent.config import RunConfig
 from mmsent.errors import MmsentError
-from mmsent.features.encode import store_root
+from mmsent.features.encode import load_table, store_root
 from mmsent.features.table import FeatureTable
 from mmsent.model import Fitted, HeadModel
 from mmsent.train import fit_cache
@@ -46,12 +47,25 @@ class FitSettings:
     options: Any = None  # TrainConfig: devices, accelerator, precision, logger for Lightning
     jobs: int = 1  # fits side by side (`train.parallel`; the plain engine only); 0: one per core
     cache: Path | None = None  # finished fits (`train.fit_cache`) to read back and add to
+    # Self-training (`train.self_training`): the pairs to pseudo-label and the confidence they need.
+    unlabelled: FeatureTable | None = None
+    self_training: float = 0.0
 
     @classmethod
-    def of(cls, cfg: RunConfig) -> FitSettings:
-        """The settings a run configuration asks for, the fit cache beside its feature store."""
+    def of(cls, cfg: RunConfig, unlabelled: FeatureTable | None = None) -> FitSettings:
+        """The settings a run configuration asks for, the fit cache beside its feature store. With
+        `train.self_training`, the test list's pairs are the unlabelled ones (`unlabelled`, when the
+        caller holds them already, else read from the store, extracted if they are not there)."""
         engine = choose_engine(cfg.train.engine, cfg.train)
-        return cls(engine, cfg.train, cfg.train.jobs if engine == "plain" else 1, fits_folder(cfg))
+        jobs = cfg.train.jobs if engine == "plain" else 1
+        threshold = cfg.train.self_training
+        if threshold and unlabelled is None:
+            unlabelled = load_table(cfg, cfg.data.test_list, progress=False)
+        return cls(engine, cfg.train, jobs, fits_folder(cfg), unlabelled if threshold else None, threshold)
+
+    @property
+    def self_trains(self) -> bool:
+        return bool(self.self_training) and self.unlabelled is not None and len(self.unlabelled) > 0
 
 
 PLAIN = FitSettings()  # the plain loop in this process, no fit cache: what a test or a quick call wants
@@ -99,6 +113,8 @@ def fit(
 ) -> FitResult:
     if recipe.patience and val_rows is None and not recipe.is_probe:
         raise ValueError("early stopping (patience > 0) needs validation rows")
+    if settings.self_trains:
+        return self_train(recipe, table, train_rows, val_rows, seed, settings, progress)
     options, cache = settings.options, settings.cache
     engine = fit_engine(recipe, settings.engine, options)
     key = None if cache is None else fit_cache.fit_key(recipe, table, train_rows, val_rows, seed, engine)
@@ -127,6 +143,23 @@ def fit(
     return FitResult(model, epochs, seconds, history)
 
 
+def self_train(recipe, table, train_rows, val_rows, seed: int, settings: FitSettings, progress: bool):
+    """One round of self-training (`train.self_training`): the fit made as usual (the teacher)
+    pseudo-labels the unlabelled pairs it is sure of; the same recipe and seed train again (the
+    student) on the training rows and those pairs, never on `val_rows`."""
+    from mmsent.train.self_training import student_rows
+
+    plain = dataclasses.replace(settings, unlabelled=None, self_training=0.0)
+    teacher = fit(recipe, table, train_rows, val_rows, seed=seed, settings=plain, progress=progress)
+    probs = teacher.predict_proba(settings.unlabelled)
+    student = student_rows(probs, table, settings.unlabelled, train_rows, settings.self_training, recipe.name)
+    if student is None:
+        return teacher
+    extended, rows = student
+    result = fit(recipe, extended, rows, val_rows, seed=seed, settings=plain, progress=progress)
+    return FitResult(result.model, result.epochs, teacher.seconds + result.seconds, result.history)
+
+
 def check_logger(options, engine: str) -> None:
     """`--train.logger tensorboard` is written by the Lightning engine alone, with the tensorboard
     package: said before any training, rather than a run that ends without its logs."""
@@ -153,8 +186,8 @@ def fit_engine(recipe: Recipe, engine: str, options) -> str:
 
 def is_stored(recipe, table, train_rows, val_rows, seed: int, settings: FitSettings) -> bool:
     """True when `fit` with these arguments reads its result back rather than training."""
-    if settings.cache is None:
-        return False
+    if settings.cache is None or settings.self_trains:
+        return False  # (a self-trained fit is two fits: said "not stored" rather than worked out)
     engine = fit_engine(recipe, settings.engine, settings.options)
     key = fit_cache.fit_key(recipe, table, train_rows, val_rows, seed, engine)
     return key is not None and (Path(settings.cache) / key / "fit.json").is_file()

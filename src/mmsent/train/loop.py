@@ -38,9 +38,11 @@ class LoopResult:
 def build_module(recipe: Recipe, table: FeatureTable, train_labels: torch.Tensor) -> HeadModule:
     image_dim, text_dim = table.dims(recipe.lexicon)
     hparams = recipe.head_hparams()
-    if recipe.needs_tokens:  # position tables sized to the stored sequences
+    if "max_image_tokens" in hparams and recipe.needs_tokens:  # position tables sized to the sequences
         hparams.setdefault("max_image_tokens", table.image_store.tokens.shape[1])
         hparams.setdefault("max_text_tokens", table.text_store.tokens.shape[1])
+    if hparams.get("text_token_dim") == 0:  # the stored text grid's width (the first text encoder's)
+        hparams["text_token_dim"] = table.text_store.tokens.shape[2]
     return HeadModule(
         recipe.head,
         image_dim=image_dim,

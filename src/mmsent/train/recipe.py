@@ -21,7 +21,7 @@ import yaml
 
 from mmsent.errors import MmsentError
 from mmsent.files import write_text
-from mmsent.heads import create_head, head_defaults, head_needs_tokens, shared_hparams
+from mmsent.heads import create_head, head_defaults, head_needs_tokens, head_token_modalities, shared_hparams
 
 PROBE = "linear_probe"
 
@@ -79,8 +79,9 @@ class Recipe:
         return self.head == PROBE
 
     @property
-    def needs_tokens(self) -> bool:
-        return not self.is_probe and head_needs_tokens(self.head)
+    def needs_tokens(self) -> tuple[str, ...]:
+        """The modalities whose token grids the head reads (empty: pooled vectors only)."""
+        return () if self.is_probe else head_token_modalities(self.head)
 
     def head_hparams(self) -> dict[str, Any]:
         return {**head_defaults(self.head), **self.hparams}
