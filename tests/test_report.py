@@ -163,6 +163,8 @@ def test_a_near_tie_is_called_a_tie_and_a_clear_lead_is_not():
     assert "in a tie with linear_probe" in tied and "0.0014" in tied
     clear = why_chosen({"concat": summary(0.74), "linear_probe": summary(0.72)}, "concat", ["concat"])
     assert "tie" not in clear and "0.0200 ahead of linear_probe" in clear
+    alone = why_chosen({"concat": summary(0.74), "majority class": summary(0.6)}, "concat", ["concat"])
+    assert "its only candidate" in alone and "None" not in alone and "ahead" not in alone
 
 
 def test_a_rising_validation_curve_is_named_as_over_fitting():

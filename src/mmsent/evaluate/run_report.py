@@ -54,11 +54,17 @@ def runner_up(summaries: dict[str, dict], chosen: str) -> str | None:
 def why_chosen(summaries: dict[str, dict], chosen: str, members: list[str]) -> str:
     s = summaries[chosen]
     second = runner_up(summaries, chosen)
-    lead = s["accuracy"] - summaries[second]["accuracy"] if second else 1.0
-    if lead < TIE:
+    lead = s["accuracy"] - summaries[second]["accuracy"] if second else None
+    if lead is None:
+        text = (
+            f"The run answers with **{chosen}**, its only candidate: mean accuracy over the folds "
+            f"{s['accuracy']:.4f} ± {s['accuracy_std']:.4f} (macro F1 {s['macro_f1']:.4f})."
+        )
+    elif lead < TIE:
+        inside = "inside" if lead <= s["accuracy_std"] else "below 0.005 though not inside"
         text = (
             f"The run answers with **{chosen}**, in a tie with {second}: its mean accuracy over the folds "
-            f"({s['accuracy']:.4f} ± {s['accuracy_std']:.4f}) leads by {lead:.4f}, far inside the fold "
+            f"({s['accuracy']:.4f} ± {s['accuracy_std']:.4f}) leads by {lead:.4f}, {inside} the fold "
             f"standard deviation; either would serve as well, and the rule (highest mean) picked this one."
         )
     else:
