@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mmsent.batch import Columns, predict_input
+from mmsent.batch import Columns, InputFile, predict_input
 from mmsent.batch.writer import Parts, errors_path
 from mmsent.cli.main import main
 from mmsent.errors import MmsentError
@@ -264,3 +264,29 @@ def test_extraction_on_ray_fills_the_store_as_a_local_extraction_does(
     assert [p.guid for p in merged.pairs] == [p.guid for p in local.pairs]
     for side in ("image", "text"):
         np.testing.assert_allclose(getattr(merged, side).pooled, getattr(local, side).pooled, atol=1e-6)
+
+
+def test_the_ray_pool_runs_an_actor_per_cpu_and_leaves_every_node_room_for_reading():
+    from mmsent.batch.ray_engine import FREE_CPUS, pool_for
+
+    # Two nodes of one CPU (the two-node benchmark): the read and write tasks must still fit.
+    assert pool_for([1.0, 1.0]).actors == 2 and pool_for([1.0, 1.0]).cpus == 0.5
+    for nodes in ([2.0], [0.0, 8.0, 6.0], [3.0, 7.0], [1.5, 4.0]):
+        pool = pool_for(nodes)
+        assert pool.actors == sum(int(cpus) for cpus in nodes)
+        for cpus in nodes:  # a node full of its actors still has FREE_CPUS unpromised
+            assert cpus < 1 or int(cpus) * pool.cpus <= cpus - FREE_CPUS
+    with pytest.raises(MmsentError, match="no node with a whole CPU"):
+        pool_for([0.0])
+
+
+def test_a_ray_input_folder_counts_the_rows_of_all_its_files(tmp_path, tiny_lab):
+    from mmsent.batch.ray_engine import folder_format, input_rows
+
+    rows = lab_pairs(tiny_lab, 7)
+    write_input(tmp_path / "in", tiny_lab, rows[:3], "csv").rename(tmp_path / "in" / "a.csv")
+    write_input(tmp_path / "in", tiny_lab, rows[3:], "csv").rename(tmp_path / "in" / "b.csv")
+    assert (folder_format(tmp_path / "in"), input_rows(InputFile(tmp_path / "in"))) == ("csv", 7)
+    (tmp_path / "in" / "c.jsonl").write_text("{}\n", encoding="utf-8")
+    with pytest.raises(MmsentError, match="files of one format"):
+        folder_format(tmp_path / "in")

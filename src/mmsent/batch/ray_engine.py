@@ -12,8 +12,10 @@ here: a bad row is named by its id. Ray is an optional extra: `pip install 'mmse
 from __future__ import annotations
 
 import logging
+import math
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from mmsent.batch.local import Summary
@@ -22,15 +24,38 @@ from mmsent.batch.reader import Columns, InputFile, as_rows, count_rows, csv_opt
 from mmsent.batch.writer import Parts
 from mmsent.errors import BadInput, MmsentError
 
-# Reading and writing take little CPU next to decoding and encoding, which happen in the actors:
-# one actor per CPU, each on one thread. Ray counts CPUs as labels, not as use, and some of Ray
-# Data's own steps (listing a Parquet input's files, cutting blocks) ask for a whole CPU: with
-# every CPU promised to actors they would never be scheduled and the job would wait forever
-# (it did, with actors of 0.8 CPU on 2 CPUs). An actor therefore asks for half a CPU.
+# Ray counts CPUs as labels, not as use. Decoding and encoding happen in the actors, one per CPU
+# of the cluster; reading and writing take little CPU beside them, and Ray Data's own tasks ask
+# for a share of a CPU on some node (reading and writing IO_CPUS here, fetching the metadata of a
+# folder of many Parquet files half a CPU). An actor therefore asks for a little less than a
+# CPU, so that every node keeps FREE_CPUS unpromised whatever its actors: with every CPU of a
+# node promised, those tasks wait forever (a job did, on two nodes of one CPU each).
 IO_CPUS = 0.1
-ACTOR_CPUS = 0.5
+FREE_CPUS = 0.5
 BLOCKS_PER_ACTOR = 4  # at least this many blocks per actor, so that each has work to the end
 BLOCK_ROWS = 1024  # and at most about this many rows in a block (a long file is not one block)
+
+
+@dataclass(frozen=True)
+class Pool:
+    actors: int
+    cpus: float  # the share of a CPU each actor asks Ray for
+
+
+def pool_for(node_cpus: list[float]) -> Pool:
+    """The actor pool for a cluster whose nodes have these CPUs: one actor per whole CPU, each
+    asking for a share of a CPU small enough that, on every node, as many actors as it has CPUs
+    leave FREE_CPUS for Ray Data's tasks. Nodes of less than one CPU (a head started with
+    `--num-cpus 0`) run no actor."""
+    working = [cpus for cpus in node_cpus if cpus >= 1]
+    if not working:
+        raise MmsentError("the Ray cluster has no node with a whole CPU to run the model on")
+    share = min((cpus - FREE_CPUS) / int(cpus) for cpus in working)
+    return Pool(actors=sum(int(cpus) for cpus in working), cpus=math.floor(share * 1000) / 1000)
+
+
+def cluster_pool(ray) -> Pool:
+    return pool_for([node["Resources"].get("CPU", 0.0) for node in ray.nodes() if node["Alive"]])
 
 
 def import_ray():
@@ -77,26 +102,41 @@ class Answerer:
         return answer(self.classifier, prepared)
 
 
-def read_dataset(ray, source: InputFile, block_rows: int):
-    """The input as a Ray dataset of the three columns, in blocks of at most `block_rows` rows (a
-    folder: every file of its format). A block goes to one actor whole: a file read as one block
-    would keep every other actor idle, so blocks are cut smaller as they stream past (not a shuffle)."""
+def read_dataset(ray, source: InputFile, blocks: int):
+    """The input as a Ray dataset of the three columns, in about `blocks` blocks (a folder: every
+    file of its format). A block goes to one actor whole: a file read as one block would keep
+    every other actor idle, so each read task cuts its file's rows into several blocks.
+
+    Parquet is read by Ray Data's first reader (`use_datasource_v2` off): the second lists the
+    files in a task of a whole CPU that no option changes, which never runs on a node of one
+    CPU whose actor holds part of it; `repartition`, which cut blocks before, asks a whole CPU too."""
     path, columns = str(source.path), source.columns
     kind = source.format if source.path.is_file() else folder_format(source.path)
+    read = {"num_cpus": IO_CPUS, "override_num_blocks": blocks}
     if kind == "parquet":
-        dataset = ray.data.read_parquet(path, columns=columns.names(), num_cpus=IO_CPUS)
-    elif kind == "csv":
-        dataset = ray.data.read_csv(path, num_cpus=IO_CPUS, **csv_options(columns))
-    else:
-        dataset = ray.data.read_json(path, lines=True, num_cpus=IO_CPUS).select_columns(columns.names())
-    return dataset.repartition(target_num_rows_per_block=block_rows)
+        ray.data.DataContext.get_current().use_datasource_v2 = False
+        return ray.data.read_parquet(path, columns=columns.names(), **read)
+    if kind == "csv":
+        return ray.data.read_csv(path, **read, **csv_options(columns))
+    return ray.data.read_json(path, lines=True, **read).select_columns(columns.names())
 
 
 def folder_format(folder: Path) -> str:
-    kinds = {file_format(p) for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")}
+    kinds = {file_format(p) for p in input_files(folder)}
     if len(kinds) != 1:
         raise MmsentError("an input folder must hold files of one format (.csv, .jsonl or .parquet)", folder)
     return kinds.pop()
+
+
+def input_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def input_rows(source: InputFile) -> int:
+    """Rows of the input file, or of every file of the input folder."""
+    if source.path.is_file():
+        return count_rows(source)
+    return sum(count_rows(InputFile(p, source.columns)) for p in input_files(source.path))
 
 
 def predict_on_ray(
@@ -122,12 +162,12 @@ def predict_on_ray(
     # progress, its notes stay in its log folder too.
     ray.data.DataContext.get_current().enable_progress_bars = progress
     logging.getLogger("ray.data").setLevel(logging.INFO if progress else logging.WARNING)
-    if actors is None:  # one per CPU of the cluster, each with one thread
-        actors = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    rows = count_rows(source) if source.path.is_file() else BLOCK_ROWS * BLOCKS_PER_ACTOR * actors
-    block_rows = max(1, min(BLOCK_ROWS, rows // (BLOCKS_PER_ACTOR * actors)))
+    pool = cluster_pool(ray)
+    actors = actors or pool.actors
+    rows = input_rows(source)
+    blocks = max(1, min(rows, max(BLOCKS_PER_ACTOR * actors, -(-rows // BLOCK_ROWS))))
     shards = parts.folder / "ray"
-    answered = read_dataset(ray, source, block_rows).map_batches(
+    answered = read_dataset(ray, source, blocks).map_batches(
         Answerer,
         fn_constructor_kwargs={
             "run": str(Path(run).resolve()),
@@ -141,7 +181,7 @@ def predict_on_ray(
         batch_size=batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(size=actors),
-        num_cpus=ACTOR_CPUS,
+        num_cpus=pool.cpus,
     )
     try:
         answered.write_parquet(str(shards.resolve()), ray_remote_args={"num_cpus": IO_CPUS})
