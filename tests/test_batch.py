@@ -266,16 +266,18 @@ def test_extraction_on_ray_fills_the_store_as_a_local_extraction_does(
         np.testing.assert_allclose(getattr(merged, side).pooled, getattr(local, side).pooled, atol=1e-6)
 
 
-def test_the_ray_pool_runs_an_actor_per_cpu_and_leaves_every_node_room_for_reading():
-    from mmsent.batch.ray_engine import FREE_CPUS, pool_for
+def test_the_ray_pool_shares_each_node_between_actors_and_leaves_room_for_reading():
+    from mmsent.batch.ray_engine import ACTOR_THREADS, FREE_CPUS, Pool, pool_for
 
-    # Two nodes of one CPU (the two-node benchmark): the read and write tasks must still fit.
-    assert pool_for([1.0, 1.0]).actors == 2 and pool_for([1.0, 1.0]).cpus == 0.5
-    for nodes in ([2.0], [0.0, 8.0, 6.0], [3.0, 7.0], [1.5, 4.0]):
+    assert ACTOR_THREADS == 2  # the cases below are worked out for actors of two threads
+    assert pool_for([2.0]) == Pool(actors=1, cpus=1.5, threads=2)  # one machine of 2 CPUs
+    assert pool_for([1.0, 1.0]) == Pool(actors=2, cpus=0.5, threads=1)  # the two-node benchmark
+    assert pool_for([0.0, 8.0, 6.0]) == Pool(actors=7, cpus=1.833, threads=2)  # head of no CPU
+    for nodes in ([3.0, 7.0], [1.5, 4.0], [16.0, 2.0]):
         pool = pool_for(nodes)
-        assert pool.actors == sum(int(cpus) for cpus in nodes)
+        assert pool.actors == sum(max(1, int(cpus) // pool.threads) for cpus in nodes)
         for cpus in nodes:  # a node full of its actors still has FREE_CPUS unpromised
-            assert cpus < 1 or int(cpus) * pool.cpus <= cpus - FREE_CPUS
+            assert max(1, int(cpus) // pool.threads) * pool.cpus <= cpus - FREE_CPUS
     with pytest.raises(MmsentError, match="no node with a whole CPU"):
         pool_for([0.0])
 
