@@ -292,3 +292,17 @@ def test_a_ray_input_folder_counts_the_rows_of_all_its_files(tmp_path, tiny_lab)
     (tmp_path / "in" / "c.jsonl").write_text("{}\n", encoding="utf-8")
     with pytest.raises(MmsentError, match="files of one format"):
         folder_format(tmp_path / "in")
+
+
+def test_the_main_job_extracts_on_ray_when_asked(tmp_path, tiny_lab, tiny_encoders, local_ray, capsys):
+    image, text = tiny_encoders
+    tiny = ["--encoders.image", image, "--encoders.text", text, "--encoders.max_text_tokens", "24"]
+    quick = ["--train.max_epochs", "2", "--train.heads", "concat", "--split.folds", "3", "--quiet"]
+    filled = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        common = ["--data", str(tiny_lab), "--out", str(out), "--cache", str(out / "cache"), "--name", "job"]
+        assert main(["run", *common, *tiny, *quick, "--train.repeats", "1", "--engine", engine]) == 0
+        filled[engine] = (out / "job" / "predictions" / "test_without_label.txt").read_text()
+    assert "2 parts extracted on Ray" in capsys.readouterr().out  # one task per CPU of the test's Ray
+    assert filled["ray"] == filled["local"]
