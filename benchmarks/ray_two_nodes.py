@@ -1,8 +1,10 @@
 """The multi-node path of `predict --engine ray`, on one machine: a Ray cluster of a head and a
 worker node (separate raylets, one CPU each, Ray's own `ray.cluster_utils.Cluster`), joined with
-`--ray-address` as a real cluster would be. The pool has one actor per CPU (two), and an actor
-asks for 0.8 CPU, so one actor runs on each node. Prints the cluster, the job's answer and the
-largest difference from the local engine's answers on the same input.
+`--ray-address` as a real cluster would be. On nodes of one CPU the pool has one actor per node
+(two), each asking for half a CPU and encoding on one thread (`mmsent.batch.ray_engine.pool_for`).
+Prints the cluster, the job's answer, the most CPU Ray promised on each node while it ran (an
+actor holds half a CPU, a read task a tenth) and the largest difference from the local engine's
+answers on the same input.
 
     python benchmarks/ray_two_nodes.py --run RUN --input PAIRS [--work DIR]
 """
