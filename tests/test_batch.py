@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from mmsent.batch import Columns, predict_input
+from mmsent.batch import Columns, InputFile, predict_input
 from mmsent.batch.writer import Parts, errors_path
 from mmsent.cli.main import main
 from mmsent.errors import MmsentError
@@ -264,3 +264,45 @@ def test_extraction_on_ray_fills_the_store_as_a_local_extraction_does(
     assert [p.guid for p in merged.pairs] == [p.guid for p in local.pairs]
     for side in ("image", "text"):
         np.testing.assert_allclose(getattr(merged, side).pooled, getattr(local, side).pooled, atol=1e-6)
+
+
+def test_the_ray_pool_shares_each_node_between_actors_and_leaves_room_for_reading():
+    from mmsent.batch.ray_engine import ACTOR_THREADS, FREE_CPUS, Pool, pool_for
+
+    assert ACTOR_THREADS == 2  # the cases below are worked out for actors of two threads
+    assert pool_for([2.0]) == Pool(actors=1, cpus=1.5, threads=2)  # one machine of 2 CPUs
+    assert pool_for([1.0, 1.0]) == Pool(actors=2, cpus=0.5, threads=1)  # the two-node benchmark
+    assert pool_for([0.0, 8.0, 6.0]) == Pool(actors=7, cpus=1.833, threads=2)  # head of no CPU
+    for nodes in ([3.0, 7.0], [1.5, 4.0], [16.0, 2.0]):
+        pool = pool_for(nodes)
+        assert pool.actors == sum(max(1, int(cpus) // pool.threads) for cpus in nodes)
+        for cpus in nodes:  # a node full of its actors still has FREE_CPUS unpromised
+            assert max(1, int(cpus) // pool.threads) * pool.cpus <= cpus - FREE_CPUS
+    with pytest.raises(MmsentError, match="no node with a whole CPU"):
+        pool_for([0.0])
+
+
+def test_a_ray_input_folder_counts_the_rows_of_all_its_files(tmp_path, tiny_lab):
+    from mmsent.batch.ray_engine import folder_format, input_rows
+
+    rows = lab_pairs(tiny_lab, 7)
+    write_input(tmp_path / "in", tiny_lab, rows[:3], "csv").rename(tmp_path / "in" / "a.csv")
+    write_input(tmp_path / "in", tiny_lab, rows[3:], "csv").rename(tmp_path / "in" / "b.csv")
+    assert (folder_format(tmp_path / "in"), input_rows(InputFile(tmp_path / "in"))) == ("csv", 7)
+    (tmp_path / "in" / "c.jsonl").write_text("{}\n", encoding="utf-8")
+    with pytest.raises(MmsentError, match="files of one format"):
+        folder_format(tmp_path / "in")
+
+
+def test_the_main_job_extracts_on_ray_when_asked(tmp_path, tiny_lab, tiny_encoders, local_ray, capsys):
+    image, text = tiny_encoders
+    tiny = ["--encoders.image", image, "--encoders.text", text, "--encoders.max_text_tokens", "24"]
+    quick = ["--train.max_epochs", "2", "--train.heads", "concat", "--split.folds", "3", "--quiet"]
+    filled = {}
+    for engine in ("local", "ray"):
+        out = tmp_path / engine
+        common = ["--data", str(tiny_lab), "--out", str(out), "--cache", str(out / "cache"), "--name", "job"]
+        assert main(["run", *common, *tiny, *quick, "--train.repeats", "1", "--engine", engine]) == 0
+        filled[engine] = (out / "job" / "predictions" / "test_without_label.txt").read_text()
+    assert "2 parts extracted on Ray" in capsys.readouterr().out  # one task per CPU of the test's Ray
+    assert filled["ray"] == filled["local"]

@@ -1,10 +1,12 @@
-"""`mmsent extract --engine ray`: the feature store filled by a Ray job instead of hand-launched shards.
+"""`mmsent extract --engine ray` (and `mmsent run --engine ray`, before it trains): the feature
+store filled by a Ray job instead of hand-launched shards.
 
 Each Ray task extracts part i of N of both lists into the shared store, exactly as
 `mmsent extract-shard --shard i/N` would (`mmsent.finetune.extract_features`); Ray places the
 tasks on the cluster's machines, retries one that fails, and the driver then opens the lists'
-features as `mmsent extract` does, which merges the N parts (no model runs for that). The
-store folder must be one that every machine sees (a shared file system), as for extract-shard.
+features as `mmsent extract` (or the main job) does, which merges the N parts (no model runs
+for that). The store folder must be one that every machine sees (a shared file system), as for
+extract-shard.
 """
 
 from __future__ import annotations
@@ -32,11 +34,21 @@ def extract_on_ray(cfg: RunConfig, *, address: str | None = None, parts: int | N
     """Fill the store with both lists' features from `parts` Ray tasks (default: one per CPU of
     the cluster, at most one per pair); returns how many parts ran."""
     from mmsent.batch.ray_engine import import_ray
-    from mmsent.features.encode import load_list
 
     ray = import_ray()
-    if not ray.is_initialized():
+    started_here = not ray.is_initialized()
+    if started_here:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
+    try:
+        return _extract_parts(ray, cfg, parts)
+    finally:
+        if started_here:  # the main job trains next: a Ray started (or a cluster joined) for this goes
+            ray.shutdown()
+
+
+def _extract_parts(ray, cfg: RunConfig, parts: int | None) -> int:
+    from mmsent.features.encode import load_list
+
     smallest = min(len(load_list(cfg, name).pairs) for name in (cfg.data.train_list, cfg.data.test_list))
     parts = min(parts or max(1, int(ray.cluster_resources().get("CPU", 1))), smallest)
     if parts < 1:

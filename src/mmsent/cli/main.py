@@ -87,15 +87,21 @@ def cmd_audit(args) -> int:
     return EXIT_PROBLEMS if args.strict and report.get("problems") else EXIT_OK
 
 
-def cmd_extract(args) -> int:
-    cfg = resolve_config(args)
-    if args.engine == "ray":  # Ray tasks store the parts; the lists' encoding below merges them
+def extract_on_engine(args, cfg: RunConfig) -> None:
+    """With --engine ray, Ray tasks store the lists' features in parts first; the extraction
+    that follows (of `extract` or of the main job) then merges them without running a model."""
+    if args.engine == "ray":
         from mmsent.batch.ray_extract import extract_on_ray
 
         parts = extract_on_ray(cfg, address=args.ray_address)
         print(f"{parts} parts extracted on Ray")
     elif args.ray_address:
         raise MmsentError("--ray-address goes with --engine ray")
+
+
+def cmd_extract(args) -> int:
+    cfg = resolve_config(args)
+    extract_on_engine(args, cfg)
     from mmsent.features.encode import encode_lists, load_list
 
     names = (cfg.data.train_list, cfg.data.test_list)
@@ -121,6 +127,7 @@ def cmd_train(args) -> int:
 def cmd_run(args) -> int:
     started = time.perf_counter()
     cfg = resolve_config(args)
+    extract_on_engine(args, cfg)
     # torch and the models load only once the options are known to be good
     if cfg.quality:  # the tuned ensemble on per-fold fine-tuned text features instead of the candidates
         from mmsent.recipes.quality import quality_run
@@ -382,16 +389,7 @@ def add_commands(commands) -> None:
         usage="%(prog)s [options]",
     )
     add_run_options(extract, EXTRACTION)
-    extract.add_argument(
-        "--engine",
-        choices=("local", "ray"),
-        default="local",
-        help="local (default), or ray: one Ray task per CPU of the cluster each stores a part, then "
-        "they are merged (needs mmsent[ray] and a store folder every machine sees)",
-    )
-    extract.add_argument(
-        "--ray-address", metavar="ADDR", help="a Ray cluster to join (default: start a local Ray)"
-    )
+    add_engine_options(extract)
 
     train = add_command(
         commands,
@@ -418,6 +416,7 @@ def add_commands(commands) -> None:
         usage="%(prog)s [options]",
     )
     add_run_options(run, (*HEAD_TRAINING, "quality"), omit=SINGLE_SPLIT)
+    add_engine_options(run)
     add_json_flag(run)
 
     compare = add_command(
@@ -535,6 +534,20 @@ def add_commands(commands) -> None:
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000)")
     serve.add_argument(
         "--model", metavar="NAME", help="which of the run's models answers (default: the one it chose by CV)"
+    )
+
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="how the features are extracted: local (default), or ray: one Ray task per CPU of the "
+        "cluster each stores a part, then they are merged (needs mmsent[ray] and a store folder "
+        "every machine sees)",
+    )
+    parser.add_argument(
+        "--ray-address", metavar="ADDR", help="a Ray cluster to join (default: start a local Ray)"
     )
 
 
