@@ -143,6 +143,19 @@ def test_one_side_alone_is_answered_by_that_sides_model(tiny_lab, classifier, si
     assert all(s.startswith("A close call: ") for s in sentences[1:])
 
 
+def test_a_text_alone_loads_no_image_encoder_until_an_image_comes(tiny_run, tiny_lab, classifier):
+    from mmsent import Classifier
+
+    image, text = lab_pair(tiny_lab)
+    lazy = Classifier.load(tiny_run, sides=("text",))  # as `mmsent predict --text` alone loads it
+    answer = lazy.predict(text=text)
+    assert lazy._encoders["image"] is None  # never built for a text alone
+    assert answer.probabilities == pytest.approx(classifier.predict(text=text).probabilities, abs=1e-6)
+    pair = lazy.predict(image, text)  # an image later: its encoder is built (and checked) then
+    assert lazy._encoders["image"] is not None
+    assert pair.probabilities == pytest.approx(classifier.predict(image, text).probabilities, abs=1e-6)
+
+
 def test_a_batch_may_mix_pairs_and_single_sides_and_keeps_its_order(tiny_lab, classifier):
     (image, text), (image2, text2) = lab_pair(tiny_lab, 1), lab_pair(tiny_lab, 2)
     answers = classifier.predict_batch([image, None, image2], [None, text, text2])

@@ -294,7 +294,8 @@ def predict_pair(args) -> int:
         raise MmsentError("image not found" if not args.image.exists() else "not a file", args.image)
     from mmsent.serve.classifier import Classifier
 
-    classifier = Classifier.load(args.run, model=args.model)
+    given = tuple(side for side, value in (("image", args.image), ("text", text)) if value is not None)
+    classifier = Classifier.load(args.run, model=args.model, sides=given)  # only the encoders it needs
     prediction = classifier.predict(args.image, text).to_dict()
     answer(args, prediction, prediction_text(prediction))
     return EXIT_OK

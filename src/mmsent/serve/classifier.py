@@ -48,6 +48,7 @@ MAX_TEXT_CHARS = 5_000  # a tweet has at most 280; this leaves room for long pos
 # Measured: in a lab-data run's cross-validation, the 10.9% of answers under 0.5 were right 50.7% of
 # the time, the others 74.9% (README, "Low confidence").
 LOW_CONFIDENCE = 0.5
+SIDES = ("image", "text")
 
 
 # Two answers within this many points of each other are a close call, whatever the top one's probability.
@@ -145,12 +146,28 @@ def as_image(image: ImageInput, name: str = "image", draft_size: int | None = No
     raise BadInput(f"{name} is not a file path, bytes or a PIL image (got {type(image).__name__})")
 
 
+def run_encoder(run: RunFolder, cfg: RunConfig, side: str):
+    """The run's encoder of `side`, built here and refused unless it is the one the run was trained on."""
+    from mmsent.features.encode import encoder
+
+    built = encoder(cfg, side)
+    if built.identity() != run.meta["encoders"][side]:
+        raise MmsentError(
+            f"the {side} encoder {built.name!r} available here is not the one this run was trained on "
+            "(weights or preprocessing differ)",
+            run.path / "run.json",
+        )
+    return built
+
+
 class Classifier:
     """A run's model (`mmsent.model.load_run`) with the encoders and text cleaning it was trained with."""
 
     def __init__(self, run: RunFolder, cfg: RunConfig, image_encoder, text_encoder, model: Predictor):
         self.run, self.cfg = run, cfg
-        self.image_encoder, self.text_encoder = image_encoder, text_encoder
+        # An encoder given as None is built (and checked) when first needed: a text alone never
+        # loads the image encoders.
+        self._encoders = {"image": image_encoder, "text": text_encoder}
         self.model = model
         self.answering = model.name  # the answering model: the run's choice or the one `load(model=)` named
         # every model the run holds, by name: the answer's members and the other candidates
@@ -168,6 +185,19 @@ class Classifier:
         return self.model.labels
 
     @property
+    def image_encoder(self):
+        return self.encoder("image")
+
+    @property
+    def text_encoder(self):
+        return self.encoder("text")
+
+    def encoder(self, side: str):
+        if self._encoders[side] is None:
+            self._encoders[side] = run_encoder(self.run, self.cfg, side)
+        return self._encoders[side]
+
+    @property
     def hardest_class(self) -> dict[str, Any] | None:
         """The class the answering model finds hardest (`hardest_class`)."""
         return self.hardest_class_of(self.answering)
@@ -178,23 +208,19 @@ class Classifier:
         return self._hardest[name]
 
     @classmethod
-    def load(cls, run_dir: str | Path | None = None, model: str | None = None) -> Classifier:
+    def load(
+        cls,
+        run_dir: str | Path | None = None,
+        model: str | None = None,
+        sides: tuple[str, ...] = ("image", "text"),
+    ) -> Classifier:
         """`run_dir`: a run folder (default: the starter model shipped with mmsent, trained on the
-        lab's train.txt); `model`: which of the run's models answers (default: the one it chose)."""
-        from mmsent.features.encode import encoder
-
+        lab's train.txt); `model`: which of the run's models answers (default: the one it chose);
+        `sides`: the encoders loaded and checked now (the others when first needed)."""
         run = RunFolder.open(Path(run_dir) if run_dir is not None else starter_run())
         cfg = run.run_config()
-        meta = run.meta
-        encoders = {side: encoder(cfg, side) for side in ("image", "text")}
-        for side, enc in encoders.items():
-            if enc.identity() != meta["encoders"][side]:
-                raise MmsentError(
-                    f"the {side} encoder {enc.name!r} available here is not the one this run was trained on "
-                    "(weights or preprocessing differ)",
-                    run.path / "run.json",
-                )
-        predictor = load_run(run.path, expect_encoders=meta["encoders"])
+        encoders = {side: run_encoder(run, cfg, side) if side in sides else None for side in SIDES}
+        predictor = load_run(run.path, expect_encoders=run.meta["encoders"])
         if model is not None:
             predictor = predictor.answering_with(model)
         return cls(run, cfg, encoders["image"], encoders["text"], predictor)
