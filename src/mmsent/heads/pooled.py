@@ -79,7 +79,12 @@ class ConcatHead(Head):
         self.image_dim, self.text_dim = image_dim, text_dim
         self.image_norm = nn.LayerNorm(image_dim)
         self.text_norm = nn.LayerNorm(text_dim)
-        self.classifier = classifier(image_dim + text_dim, hidden, num_classes, dropout)
+        self.classifier = classifier(image_dim + text_dim + self.add_inputs(), hidden, num_classes, dropout)
+
+    def add_inputs(self) -> int:
+        """Layers of a variant that reads more than the two pooled vectors, made before the classifier
+        (so a seed initialises them as before); the width they add to its input."""
+        return 0
 
     def _inputs(self, image: Features, text: Features) -> tuple[torch.Tensor, torch.Tensor]:
         check_dim(image, self.image_dim, "image")
@@ -150,7 +155,7 @@ class GatedHead(Head):
         }
 
 
-class TextPoolHead(Head):
+class TextPoolHead(ConcatHead):
     """`concat` plus a third vector: the text tokens (the first text encoder's grid) averaged with
     weights it learns, one score per token from a linear layer over the layer-normed token, softmax
     over the real tokens. It reads no image tokens, so only the text grid is gathered for it."""
@@ -168,18 +173,16 @@ class TextPoolHead(Head):
         input_dropout: float = 0.0,
         text_token_dim: int = 0,  # 0: the pooled text vector's size (one text encoder)
     ):
-        super().__init__()
-        check_common(hidden, dropout)
-        check_common(0, input_dropout)
         require(text_token_dim >= 0, f"text_token_dim must be >= 0, got {text_token_dim}")
-        self.token_dim = text_token_dim or text_dim
-        self.input_drop = nn.Dropout(input_dropout)
-        self.image_dim, self.text_dim = image_dim, text_dim
-        self.image_norm = nn.LayerNorm(image_dim)
-        self.text_norm = nn.LayerNorm(text_dim)
+        self.token_dim = text_token_dim or text_dim  # read by add_inputs, inside ConcatHead.__init__
+        super().__init__(
+            image_dim, text_dim, num_classes, hidden=hidden, dropout=dropout, input_dropout=input_dropout
+        )
+
+    def add_inputs(self) -> int:
         self.token_norm = nn.LayerNorm(self.token_dim)
         self.score = nn.Linear(self.token_dim, 1)
-        self.classifier = classifier(image_dim + text_dim + self.token_dim, hidden, num_classes, dropout)
+        return self.token_dim
 
     def pool(self, text: Features) -> tuple[torch.Tensor, torch.Tensor]:
         """The learned mean of the text tokens [B, D], and each token's weight [B, T]."""
@@ -201,17 +204,9 @@ class TextPoolHead(Head):
         return (weights[..., None] * tokens).sum(1), weights
 
     def _inputs(self, image: Features, text: Features) -> tuple[torch.Tensor, torch.Tensor]:
-        check_dim(image, self.image_dim, "image")
-        check_dim(text, self.text_dim, "text")
-        pooled_text = self.text_norm(self.input_drop(text.pooled))
-        return self.image_norm(self.input_drop(image.pooled)), torch.cat(
-            [pooled_text, self.pool(text)[0]], -1
-        )
-
-    def forward(self, image: Features, text: Features) -> torch.Tensor:
-        return self.classifier(torch.cat(self._inputs(image, text), dim=-1))
+        pooled_image, pooled_text = super()._inputs(image, text)
+        return pooled_image, torch.cat([pooled_text, self.pool(text)[0]], -1)
 
     @torch.no_grad()
     def explain(self, image: Features, text: Features) -> dict[str, Any]:
-        share = input_share(first_linear(self.classifier), *self._inputs(image, text))
-        return {"image_share": share.tolist(), "text_token_weights": self.pool(text)[1].tolist()}
+        return {**super().explain(image, text), "text_token_weights": self.pool(text)[1].tolist()}
