@@ -147,7 +147,7 @@ class Service:
 
     def __init__(self, classifier):
         self.classifier = classifier
-        self.draft_size = getattr(classifier.image_encoder, "draft_size", None)
+        self.draft_size = classifier.draft_size  # pictures are decoded at the image encoder's size
         self.predicting = ThreadPoolExecutor(1, thread_name_prefix="mmsent-model")
         self.decoding = ThreadPoolExecutor(DECODE_THREADS, thread_name_prefix="mmsent-decode")
         self.budget = PixelBudget(PIXELS_IN_FLIGHT)
