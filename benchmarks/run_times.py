@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="more options for mmsent run (after --)")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="mmsent-bench-"))
-    for folder in ("cache", "fits", "runs"):
+    for folder in ("cache", "onnx", "fits", "runs"):  # cold: as on a new machine
         shutil.rmtree(work / folder, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     mmsent = str(Path(sys.executable).with_name("mmsent"))

@@ -107,6 +107,7 @@ def tiny_config(lab: Path, encoders: tuple[str, str], out: Path, **train):
     cfg.train.batch_size = 8
     cfg.train.lr = 5e-3
     cfg.train.repeats = 1
+    cfg.train.jobs = 1  # tiny fits: processes would cost more than they save, and spies see every fit
     for key, value in train.items():
         setattr(cfg.train, key, value)
     cfg.out = out / "runs"

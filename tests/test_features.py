@@ -325,6 +325,24 @@ def test_several_encoders_are_stored_apart_and_joined_side_by_side(store, images
     assert join_stored([second, first]).key != joined.key  # the order named is part of the features
 
 
+def test_only_the_first_encoder_of_a_side_keeps_token_grids_and_images_go_before_texts(
+    tiny_lab, tiny_encoders, tmp_path
+):
+    from conftest import tiny_config
+    from mmsent.features import encode
+
+    cfg = tiny_config(tiny_lab, tiny_encoders, tmp_path)
+    cfg.encoders.text = [tiny_encoders[1], tiny_encoders[1]]
+    (labelled,) = encode.encode_lists(cfg, [encode.load_list(cfg, cfg.data.train_list)], progress=False)
+    stored = [json.loads(m.read_text()) for m in encode.store_root(cfg).glob("*/meta.json")]
+    texts = [meta for meta in stored if meta["identity"]["modality"] == "text"]
+    # The second text encoder's grids would never be read (heads read the first one's tokens).
+    assert sorted(meta["tokens_stored"] for meta in texts) == [False, True]
+    assert labelled.text.tokens is not None and labelled.text.pooled.shape[1] == 2 * 16
+    # The image encoders were let go once the images were done; the text ones are still built.
+    assert {key[0] for key in encode._encoders} == {"text"}
+
+
 def test_an_item_one_joined_encoder_could_not_read_is_failed_for_the_join(store, images):
     from mmsent.features.encode import join_stored
 

@@ -216,3 +216,27 @@ def test_without_a_writable_folder_for_the_copy_the_graph_runs_as_it_is(tiny_enc
     again = create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)
     assert not list(tmp_path.glob("*.ort-*"))
     assert np.allclose(_features(again).numpy(), _features(first).numpy(), atol=1e-6)
+
+
+def test_the_export_keeps_its_weights_apart_and_a_copy_follows_them(tiny_encoders, tmp_path, caplog):
+    import onnx
+
+    from mmsent.encoders.ort_session import weights_file
+
+    _, text_name = tiny_encoders
+    first = create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)
+    graph = onnx.load(str(first.path), load_external_data=False)
+    # Every weight is an initializer stored in the weights file; the graph's inputs are the batch's.
+    batch_names = list(first.collate([first.preprocess("a")]))
+    assert [node.name for node in graph.graph.input] == batch_names
+    assert graph.graph.initializer and all(
+        t.data_location == onnx.TensorProto.EXTERNAL for t in graph.graph.initializer
+    )
+    assert weights_file(first.path).stat().st_size > first.path.stat().st_size
+    # Other weights under the same graph: the optimised copy is made again from them, not believed.
+    data = weights_file(first.path)
+    data.write_bytes(bytes(data.stat().st_size))
+    with caplog.at_level(logging.INFO):
+        again = create_encoder(text_name, runtime="onnx", onnx_folder=tmp_path)
+    assert "made from another source" in caplog.text
+    assert not torch.equal(_features(again), _features(first))

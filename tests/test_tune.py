@@ -194,3 +194,15 @@ def test_a_fit_made_before_is_read_back_and_a_changed_one_is_not(table, tmp_path
 
     key = fit_cache.fit_key(recipe, table, train, val, 1, "plain")
     assert fit_cache.load(cache.cache, key, recipe) is not None  # and the damaged entry was replaced
+
+
+def test_jobs_left_to_mmsent_are_one_per_core_within_free_memory(monkeypatch):
+    from mmsent.train import parallel
+
+    monkeypatch.setattr(parallel.os, "sched_getaffinity", lambda _: set(range(16)), raising=False)
+    monkeypatch.setattr(parallel, "available_memory", lambda: 3 * parallel.JOB_MEMORY + 1)
+    assert (parallel.processes(0), parallel.processes(5)) == (3, 5)  # 16 cores, 3 GiB free; asked for 5
+    monkeypatch.setattr(parallel, "available_memory", lambda: 0)
+    assert parallel.processes(0) == 1
+    monkeypatch.setattr(parallel, "available_memory", lambda: None)  # not Linux: the cores decide
+    assert parallel.processes(0) == 16

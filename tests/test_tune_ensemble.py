@@ -175,12 +175,17 @@ def test_run_quality_mode_builds_the_shipped_ensemble(work, tiny_lab, tiny_encod
     spec = work / "quality.yaml"
     spec.write_text(yaml.safe_dump(quick))
     monkeypatch.setattr(quality, "QUALITY_FILE", spec)
-    assert main(["run", *flags(tiny_lab, tiny_encoders, work, "quality"), "--quality"]) == 0
+    # Two text encoders: the first is fine-tuned, the second read beside it as it is.
+    text = tiny_encoders[1]
+    both = ["--encoders.text", text, text]
+    assert main(["run", *flags(tiny_lab, tiny_encoders, work, "quality"), *both, "--quality"]) == 0
     run = work / "runs" / "quality"
     assert (run / "model.json").is_file() and json.loads((run / "run.json").read_text())["kind"] == "ensemble"
     assert (run / "predictions" / "test_without_label.txt").is_file()
     stage1 = json.loads((run / "text-backbones.json").read_text())
     assert list(stage1) == ["fold0", "fold1", "fold2", "all"] and stage1["all"]["epochs_run"] == 1
+    saved = yaml.safe_load((run / "config.yaml").read_text())["encoders"]["text"]
+    assert saved[0] == f"finetuned:{(run / 'text-backbone').resolve()}" and saved[1:] == [text]
 
 
 def test_ensemble_is_served_over_http(ensemble_run: Path, tiny_lab: Path):
@@ -291,7 +296,7 @@ def test_run_quality_with_the_default_cache_writes_under_home(
         shipped,
         folds=2,
         seeds=[0],
-        recipes=[dict(shipped["recipes"][1], epochs=2)],
+        recipes=[dict(shipped["recipes"][0], epochs=2)],
         finetune_text={"epochs": 1, "batch_size": 8},
     )
     spec = tmp_path / "quality.yaml"
@@ -305,9 +310,10 @@ def test_run_quality_with_the_default_cache_writes_under_home(
     assert len(list(backbones.glob("*/tune-text/tuned/encoder.safetensors"))) == 3  # two folds and all pairs
 
 
-def test_run_quality_reads_the_first_encoder_of_each_modality(monkeypatch):
-    """The shipped recipes were tuned on one encoder per modality and stage 1 tunes one text backbone."""
+def test_run_quality_reads_every_named_encoder(monkeypatch):
+    """As the main job does; stage 1 fine-tunes the first text encoder (`with_first_replaced`)."""
     from mmsent.config import RunConfig
+    from mmsent.finetune.stages import with_first_replaced
     from mmsent.recipes import quality
 
     seen = {}
@@ -324,5 +330,7 @@ def test_run_quality_reads_the_first_encoder_of_each_modality(monkeypatch):
     cfg.encoders.image, cfg.encoders.text = ["efficientnet-lite0", "opennsfw"], ["minilm", "mpnet"]
     with pytest.raises(Stop):
         quality.quality_run(cfg, progress=False)
-    assert seen["cfg"].encoders.image == ["efficientnet-lite0"] and seen["cfg"].encoders.text == ["minilm"]
-    assert cfg.encoders.text == ["minilm", "mpnet"]  # the caller's configuration is left as it was
+    assert seen["cfg"].encoders.image == ["efficientnet-lite0", "opennsfw"]
+    assert seen["cfg"].encoders.text == ["minilm", "mpnet"]
+    assert with_first_replaced(["minilm", "mpnet"], "finetuned:/t") == ["finetuned:/t", "mpnet"]
+    assert with_first_replaced("minilm", "finetuned:/t") == with_first_replaced(["minilm"], "finetuned:/t")

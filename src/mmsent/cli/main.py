@@ -129,7 +129,7 @@ def cmd_run(args) -> int:
     cfg = resolve_config(args)
     extract_on_engine(args, cfg)
     # torch and the models load only once the options are known to be good
-    if cfg.quality:  # the tuned ensemble on per-fold fine-tuned text features instead of the candidates
+    if cfg.quality:  # quality.yaml's recipes on per-fold fine-tuned text features instead of the candidates
         from mmsent.recipes.quality import quality_run
 
         run, filled = quality_run(cfg, progress=not args.quiet)

@@ -64,7 +64,7 @@ def fast_session(
     model = graph if graph is not None else lambda: str(source)
     copy = (folder or source.parent) / f"{name or source.stem}.ort-{ort.__version__}"
     try:
-        derived_folder(copy, file_sha256(source), lambda temp: optimise(model(), temp, source))
+        derived_folder(copy, source_sha256(source), lambda temp: optimise(model(), temp, source))
     except Exception as error:  # noqa: BLE001 - no copy (a read-only folder, say): the graph runs as it is
         log.info("no optimised copy of %s (%s); using the graph as it is", source, error)
         return new_session(model())
@@ -74,6 +74,18 @@ def fast_session(
         log.warning("the optimised copy %s does not load (%s); it will be made again", copy, error)
         shutil.rmtree(copy, ignore_errors=True)
         return new_session(model())
+
+
+def weights_file(graph: Path) -> Path:
+    """Where a graph exported by mmsent keeps its weights (`mmsent.encoders.onnx.export_onnx`)."""
+    return graph.with_name(graph.name + ".data")
+
+
+def source_sha256(source: Path) -> str:
+    """The digest a copy is checked against: the graph's, and its weights file's where it has one."""
+    digest = file_sha256(source)
+    weights = weights_file(source)
+    return f"{digest}+{file_sha256(weights)}" if weights.is_file() else digest
 
 
 def new_session(model: bytes | str, options: Any = None):

@@ -5,7 +5,8 @@ features from it would flatter every cross-validated number. Here each fold gets
 backbone of its own, fine-tuned (stage 1 of `mmsent finetune`) on that fold's training
 pairs only, its best epoch picked on a split carved from those same pairs; that fold's
 heads train and validate on its features. The backbone of the final model is tuned the
-same way on all labelled pairs.
+same way on all labelled pairs. With several text encoders the first is tuned and the others
+are read beside it as they are (`stages.with_first_replaced`).
 
 Backbones live beside the features they make, in the feature store's folder:
   <cache>/text-backbones/<key>/tune-text/   metrics.json, history.json, tuned/
@@ -30,7 +31,7 @@ import numpy as np
 
 from mmsent.config import RunConfig
 from mmsent.data import train_val_split
-from mmsent.features.encode import store_root, stored_features
+from mmsent.features.encode import release_encoders, store_root, stored_features
 from mmsent.features.table import FeatureTable
 from mmsent.finetune import stages
 from mmsent.finetune.config import FinetuneConfig
@@ -66,6 +67,7 @@ def cross_fit_text(
     tables of their features. Without `final`, `final` and `final_cfg` are the frozen ones.
     Each backbone is a step of the overall progress display, when one is open."""
     text_only = dataclasses.replace(ft, tune=["text"])
+    release_encoders()  # the frozen encoders' features are stored: fine-tuning needs their memory
     tables, stage1 = [], {}
     progress = inner_bars(progress)  # each backbone's own bars, unless the overall display draws
     for i, (train_rows, _) in enumerate(folds):
@@ -98,6 +100,7 @@ def tuned_table(
     tuned_cfg = stages.with_tuned_encoders(cfg, ft, work)
     # Only the text side changes: the image features of `table` serve as they are.
     text_store = stored_features(tuned_cfg, "text", table.pairs, progress)
+    release_encoders("text")  # this backbone's network and session: the next fold has its own
     table = FeatureTable(table.pairs, table.image_store, text_store)
     return table, tuned_cfg, {**metrics, "folder": str(work.tuned("text"))}
 
@@ -105,7 +108,8 @@ def tuned_table(
 def backbone_key(cfg: RunConfig, ft: FinetuneConfig, table: FeatureTable, pairs: list) -> str:
     """What a tuned backbone depends on, digested: the same inputs give the same folder."""
     recipe = {
-        "encoder": table.text_store.identity,
+        # The tuned encoder's own identity (the first of the text side), whatever is read beside it.
+        "encoder": table.text_store.identity.get("parts", [table.text_store.identity])[0],
         "tuning": {k: v for k, v in dataclasses.asdict(ft.text).items() if k != "workers"},
         "max_tokens": cfg.encoders.max_text_tokens,
         "split": [cfg.split.val_fraction, cfg.split.seed],
@@ -122,5 +126,6 @@ def keep_final_backbone(fitted: CrossFitted, folder: Path) -> RunConfig:
     if folder.exists():
         shutil.rmtree(folder)
     shutil.copytree(source, folder)
-    encoders = dataclasses.replace(fitted.final_cfg.encoders, text=f"finetuned:{folder.resolve()}")
+    text = stages.with_first_replaced(fitted.final_cfg.encoders.text, f"finetuned:{folder.resolve()}")
+    encoders = dataclasses.replace(fitted.final_cfg.encoders, text=text)
     return dataclasses.replace(fitted.final_cfg, encoders=encoders)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from mmsent import pipeline
-from mmsent.config import RunConfig, single_encoder
+from mmsent.config import RunConfig, encoder_names
 from mmsent.data import Pair, image_size, split_pairs
 from mmsent.encoders.augment import TrainTransform
 from mmsent.encoders.base import Encoder
@@ -141,9 +141,16 @@ def with_tuned_encoders(cfg: RunConfig, ft: FinetuneConfig, work: Workspace) -> 
             raise MmsentError(
                 f"stage 1 has not finished for the {modality} backbone; run the 'tune' stage", folder
             )
-        names[modality] = f"finetuned:{folder.resolve()}"
+        names[modality] = with_first_replaced(names[modality], f"finetuned:{folder.resolve()}")
     encoders = dataclasses.replace(cfg.encoders, image=names["image"], text=names["text"])
     return dataclasses.replace(cfg, encoders=encoders)
+
+
+def with_first_replaced(names: str | list[str], tuned: str) -> str | list[str]:
+    """A modality's encoders with the first (the one stage 1 tunes) replaced by `tuned`; the
+    others stay beside it, frozen."""
+    rest = encoder_names(names)[1:]
+    return [tuned, *rest] if rest else tuned
 
 
 def training_inputs(encoder: Encoder, pairs: list[Pair], augment: bool) -> PairInputs:
@@ -187,7 +194,9 @@ def tune_backbone(
         log.info("stage 1 (%s): done already, %s", modality, work.tuned(modality))
         return json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
     tuning = getattr(ft, modality)
-    name = single_encoder(cfg.encoders.image if modality == "image" else cfg.encoders.text, modality)
+    name, *frozen = encoder_names(cfg.encoders.image if modality == "image" else cfg.encoders.text)
+    if frozen:
+        log.info("stage 1 tunes %s; %s stay beside it as they are", name, ", ".join(frozen))
     max_tokens = cfg.encoders.max_text_tokens if modality == "text" else None
     skipped: list[dict] = []
     if modality == "image":

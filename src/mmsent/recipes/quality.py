@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
-from mmsent.config import RunConfig, encoder_names, from_plain, to_plain
+from mmsent.config import RunConfig, from_plain, to_plain
 from mmsent.finetune.config import BackboneTuning, FinetuneConfig, text_tuning
 from mmsent.recipes.ensemble_run import ensemble_run
 from mmsent.runs import RunFolder
@@ -15,16 +14,14 @@ QUALITY_FILE = Path(__file__).with_name("quality.yaml")
 
 
 def quality_run(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
-    """`mmsent run --quality`: the tuned ensemble shipped with mmsent (quality.yaml beside this file),
-    cross-validated, retrained on all labelled pairs, then the test list filled in."""
+    """`mmsent run --quality`: the recipes shipped with mmsent (quality.yaml beside this file) as an
+    ensemble, cross-validated, retrained on all labelled pairs, then the test list filled in."""
     import yaml
 
     spec = yaml.safe_load(QUALITY_FILE.read_text(encoding="utf-8"))
     recipes = [Recipe.from_dict(r, str(QUALITY_FILE)) for r in spec["recipes"]]
-    # The shipped recipes were tuned on one encoder per modality, and stage 1 fine-tunes one text
-    # backbone: the first named of each (by default efficientnet-lite0 and minilm).
-    firsts = {side: encoder_names(getattr(cfg.encoders, side))[:1] for side in ("image", "text")}
-    cfg = dataclasses.replace(cfg, encoders=dataclasses.replace(cfg.encoders, **firsts))
+    # Every named encoder is read, as by the main job; stage 1 fine-tunes the first text encoder
+    # (by default minilm) inside each fold, and the others (mpnet) are read beside it as they are.
     finetune_text = None
     if spec.get("finetune_text"):
         # `finetune_text: true`, or a mapping of stage-1 options over the text defaults.

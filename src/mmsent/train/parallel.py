@@ -12,12 +12,29 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+JOB_MEMORY = 1 << 30  # bytes of free memory asked of each process when their number is left to us
+
 
 def processes(jobs: int) -> int:
-    """`jobs` processes; 0: one per CPU core this process may use."""
+    """`jobs` processes; 0: one per CPU core this process may use, no more than one per GiB of
+    memory free (a machine with many cores and little memory must not swap)."""
     if jobs > 0:
         return jobs
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    free = available_memory()
+    return max(1, min(cores, free // JOB_MEMORY)) if free is not None else cores
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the kernel says are available (Linux); None where it does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
 
 def imap_tasks(

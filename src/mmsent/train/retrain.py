@@ -48,25 +48,23 @@ def fixed_epochs(recipe: Recipe, cv_epochs: list[int]) -> Recipe:
 def retrain(
     candidates: dict[str, Candidate], table: FeatureTable, settings: FitSettings
 ) -> dict[str, Member]:
-    """Every candidate trained on all rows of `table`, the candidates side by side (`settings.jobs`);
-    each finished candidate is a step of the overall progress display."""
-    tasks = [(name, candidate, table, settings) for name, candidate in candidates.items()]
+    """Every candidate trained on all rows of `table`; its seeds, and the candidates, side by side
+    (`settings.jobs`: one task per seed, so a slow candidate does not leave the other processes
+    idle); each finished candidate is a step of the overall progress display."""
+    tasks = [(c.final_recipe, table, seed, settings) for c in candidates.values() for seed in c.seeds]
+    answers = imap_tasks(retrain_seed, tasks, settings.jobs, quick=is_retrained)
     members: dict[str, Member] = {}
-    for name, member in zip(
-        candidates, imap_tasks(retrain_one, tasks, settings.jobs, quick=is_retrained), strict=True
-    ):
-        members[name] = member
-        step_done(len(member.models), what=f"retraining {name}")
+    for name, candidate in candidates.items():
+        models = [next(answers) for _ in candidate.seeds]
+        members[name] = Member(name, candidate.final_recipe.to_dict(), models)
+        step_done(len(models), what=f"retraining {name}")
     return members
 
 
-def retrain_one(name: str, candidate: Candidate, table: FeatureTable, settings: FitSettings) -> Member:
-    recipe, every = candidate.final_recipe, np.arange(len(table))
-    models = [fit(recipe, table, every, seed=seed, settings=settings).model for seed in candidate.seeds]
-    return Member(name, recipe.to_dict(), models)
+def retrain_seed(recipe: Recipe, table: FeatureTable, seed: int, settings: FitSettings):
+    return fit(recipe, table, np.arange(len(table)), seed=seed, settings=settings).model
 
 
-def is_retrained(name: str, candidate: Candidate, table: FeatureTable, settings: FitSettings) -> bool:
-    """True when every fit of `retrain_one` would be read back from the fit cache."""
-    recipe, every = candidate.final_recipe, np.arange(len(table))
-    return all(is_stored(recipe, table, every, None, seed, settings) for seed in candidate.seeds)
+def is_retrained(recipe: Recipe, table: FeatureTable, seed: int, settings: FitSettings) -> bool:
+    """True when `retrain_seed` would read its fit back from the fit cache."""
+    return is_stored(recipe, table, np.arange(len(table)), None, seed, settings)
