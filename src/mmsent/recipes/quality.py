@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from mmsent.config import RunConfig, from_plain, to_plain
@@ -22,6 +23,10 @@ def quality_run(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]
     recipes = [Recipe.from_dict(r, str(QUALITY_FILE)) for r in spec["recipes"]]
     # Every named encoder is read, as by the main job; stage 1 fine-tunes the first text encoder
     # (by default minilm) inside each fold, and the others (mpnet) are read beside it as they are.
+    if cfg.train.jobs == 0:
+        # Left to mmsent: one process. After six backbones this one holds ~2 GB, and a second
+        # training process took a cold run from 2.2 GB to 3.8 GB (benchmarks/cv_results.md).
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, jobs=1))
     finetune_text = None
     if spec.get("finetune_text"):
         # `finetune_text: true`, or a mapping of stage-1 options over the text defaults.
