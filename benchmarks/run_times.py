@@ -1,10 +1,11 @@
 """Cold and warm time, and peak memory, of `mmsent run` on a data folder.
 
-Cold: an empty feature store and no finished fits, so both encoders run over every
-pair and every candidate trains. Warm, retrained: the features are stored but the
-fits are gone (what a run with changed training options costs). Warm: the same
-command again, reading features and fits back. Peak memory is the resident memory
-of mmsent and its worker processes together, sampled every 0.1 s.
+Cold: an empty feature store, no exported encoders and no finished fits (a new machine),
+so every encoder is exported and runs over every pair, and every candidate trains.
+Warm, retrained: the features are stored but the fits are gone (what a run with changed
+training options costs). Warm: the same command again, reading features and fits back.
+Peak memory is the resident memory of mmsent and its worker processes together, sampled
+every 0.1 s.
 
     python benchmarks/run_times.py [--data ../shared/datasets/mvsa-lab5] [-- extra mmsent run options]
 """
