@@ -400,7 +400,7 @@ def test_a_missing_mpnet_piece_is_named(monkeypatch):
 
 
 def test_joined_encoder_puts_pooled_vectors_side_by_side(tiny_bert, tmp_path):
-    from mmsent.encoders import JoinedEncoder, joined_identity
+    from mmsent.encoders import JoinedEncoder, first_identity, joined_identity
 
     cls = create_encoder(f"hf-text:{tiny_bert}", pooling="cls", max_tokens=12)
     mean = create_encoder(f"hf-text:{tiny_bert}", pooling="mean", max_tokens=12)
@@ -413,5 +413,6 @@ def test_joined_encoder_puts_pooled_vectors_side_by_side(tiny_bert, tmp_path):
     identity = joined.identity()
     assert identity["dim"] == 2 * cls.dim and identity["parts"] == [cls.identity(), mean.identity()]
     assert joined_identity([cls.identity()]) == cls.identity()  # one encoder: its own identity
+    assert first_identity(identity) == cls.identity() and first_identity(cls.identity()) == cls.identity()
     with pytest.raises(ValueError, match="one modality"):
         JoinedEncoder([cls, create_encoder("efficientnet-lite0")])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from mmsent.encoders.base import Encoder, EncoderOutput
 from mmsent.encoders.image import ImageEncoder
-from mmsent.encoders.joined import JoinedEncoder, joined_identity
+from mmsent.encoders.joined import JoinedEncoder, first_identity, joined_identity
 from mmsent.encoders.registry import EncoderEntry, create_encoder, list_encoders, register_encoder
 from mmsent.encoders.text import TextEncoder
 from mmsent.encoders.transforms import ImageTransform
@@ -24,6 +24,7 @@ __all__ = [
     "JoinedEncoder",
     "TextEncoder",
     "create_encoder",
+    "first_identity",
     "joined_identity",
     "list_encoders",
     "register_encoder",

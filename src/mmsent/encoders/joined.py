@@ -30,6 +30,11 @@ def joined_identity(identities: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def first_identity(identity: dict[str, Any]) -> dict[str, Any]:
+    """The first encoder's identity of a `joined_identity` (one encoder's: itself)."""
+    return identity.get("parts", [identity])[0]
+
+
 class JoinedEncoder(Encoder):
     """`parts` (two or more encoders of one modality): pooled = their pooled vectors side by side."""
 

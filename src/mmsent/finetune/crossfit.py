@@ -31,6 +31,7 @@ import numpy as np
 
 from mmsent.config import RunConfig
 from mmsent.data import train_val_split
+from mmsent.encoders import first_identity
 from mmsent.features.encode import release_encoders, store_root, stored_features
 from mmsent.features.table import FeatureTable
 from mmsent.finetune import stages
@@ -109,7 +110,7 @@ def backbone_key(cfg: RunConfig, ft: FinetuneConfig, table: FeatureTable, pairs:
     """What a tuned backbone depends on, digested: the same inputs give the same folder."""
     recipe = {
         # The tuned encoder's own identity (the first of the text side), whatever is read beside it.
-        "encoder": table.text_store.identity.get("parts", [table.text_store.identity])[0],
+        "encoder": first_identity(table.text_store.identity),
         "tuning": {k: v for k, v in dataclasses.asdict(ft.text).items() if k != "workers"},
         "max_tokens": cfg.encoders.max_text_tokens,
         "split": [cfg.split.val_fraction, cfg.split.seed],
