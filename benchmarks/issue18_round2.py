@@ -8,10 +8,16 @@ five differences). Fits go to the fit cache beside the store, so a second call t
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py self_training 0.8 0.9
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py heads concat_text_pool
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py probe_grid 3e-5,1e-4,3e-4,1e-3
+  OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py extra_text nade.npz e5.npz
 
 `probe_grid`: the linear probe with its C chosen inside each training fold from the grid given (in
 place of `mmsent.train.probe.C_GRID`; these fits skip the fit cache, whose key does not hold the
 grid), alone and as the mean of fusion models with the default concat.
+
+`extra_text`: concat with more text features beside the stored ones, from .npz files whose rows
+follow `load_table`'s order (`nade_features.py`: emoji probabilities, as log-probabilities, emotions
+and fastText vector; `e5_features.py`: multilingual-e5-small); `a.npz+b.npz` reads both. Each array
+is standardised, then brought to the stored text columns' mean standard deviation.
 """
 
 from __future__ import annotations
@@ -29,8 +35,8 @@ from common import bench_parser
 def main() -> None:
     parser = bench_parser(__doc__, cache=True)
     parser.set_defaults(cache=str(Path("~/.cache/mmsent/features").expanduser()))
-    parser.add_argument("lever", choices=["self_training", "heads", "probe_grid"])
-    parser.add_argument("values", nargs="+", help="thresholds, head names or comma-separated C grids")
+    parser.add_argument("lever", choices=["self_training", "heads", "probe_grid", "extra_text"])
+    parser.add_argument("values", nargs="+", help="thresholds, head names, C grids or .npz files")
     args = parser.parse_args()
 
     import torch
@@ -78,6 +84,12 @@ def main() -> None:
             print(row(f"linear_probe, C chosen from {value}", metrics, base, seconds))
             fused = fold_scores((oof + base_oof) / 2, table.labels.numpy(), folds)
             metrics, name = fused, f"mean of fusion models (that probe + concat), C from {value}"
+        elif args.lever == "extra_text":
+            wider = with_text_columns(table, value)
+            started = time.perf_counter()
+            result = cross_validate(recipe_for("concat", cfg.train), wider, folds, seeds, settings)
+            metrics, seconds = result.fold_metrics, time.perf_counter() - started
+            name = f"concat + {value} ({wider.text.shape[1] - table.text.shape[1]} text columns)"
         else:
             from mmsent.train.cv import fold_scores
 
@@ -86,6 +98,33 @@ def main() -> None:
             metrics = fold_scores((oof + base_oof) / 2, table.labels.numpy(), folds)
             name = f"mean of {value} and concat"
         print(row(name, metrics, base, seconds), flush=True)
+
+
+def with_text_columns(table, files: str):
+    """`table` with the arrays of the .npz `files` ("a.npz+b.npz") beside its text vectors, each
+    standardised and scaled to the stored text columns' mean sd. The store gets its own key, so the
+    fit cache keeps these fits apart from the default's."""
+    from mmsent.features.table import FeatureTable
+
+    store = table.text_store
+    scale = float(table.text.std(dim=0).mean())
+    blocks = []
+    for path in files.split("+"):
+        with np.load(path) as arrays:
+            for key in arrays.files:
+                block = arrays[key].astype(np.float64)
+                if key == "emoji":  # probabilities: their logarithm spreads the small ones
+                    block = np.log(block + 1e-4)
+                blocks.append((block - block.mean(0)) / (block.std(0) + 1e-8) * scale)
+    extra = np.zeros((len(store.guids), sum(b.shape[1] for b in blocks)), np.float32)
+    extra[table.text_rows] = np.concatenate(blocks, axis=1)
+    wider = dataclasses.replace(
+        store,
+        pooled=np.concatenate([store.pooled, extra], axis=1),
+        key=f"{store.key}+{files}",
+        identity={**store.identity, "extra_text": files},
+    )
+    return FeatureTable(table.pairs, table.image_store, wider)
 
 
 class CountAdded(logging.Handler):

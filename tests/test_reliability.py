@@ -191,7 +191,7 @@ def test_7_ctrl_c_during_training_exits_130_with_one_line_and_blocks_nothing(
     engine, tmp_path, tiny_encoders, monkeypatch, capsys
 ):
     from mmsent.train import loop
-    from mmsent.train.module import HeadModule
+    from mmsent.train.lightning import HeadModule
 
     lab = make_lab(tmp_path / "lab", n_per_class=4, n_test=3)
     # Ctrl-C in the middle of an epoch, in either training engine

@@ -96,7 +96,7 @@ def test_sigterm_exits_143_with_one_line_and_leaves_the_partial_folder(
     engine, tmp_path, tiny_encoders, monkeypatch, capsys
 ):
     from mmsent.train import loop
-    from mmsent.train.module import HeadModule
+    from mmsent.train.lightning import HeadModule
 
     lab = make_lab(tmp_path / "lab", n_per_class=4, n_test=3)
     target, name = (loop, "validation_loss") if engine == "plain" else (HeadModule, "training_step")

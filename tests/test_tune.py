@@ -206,3 +206,40 @@ def test_jobs_left_to_mmsent_are_one_per_core_within_free_memory(monkeypatch):
     assert parallel.processes(0) == 1
     monkeypatch.setattr(parallel, "available_memory", lambda: None)  # not Linux: the cores decide
     assert parallel.processes(0) == 16
+
+
+def test_a_training_process_gives_its_free_heap_back_after_each_fit(monkeypatch):
+    from mmsent.train import parallel
+
+    released = []
+    monkeypatch.setattr(parallel, "release_memory", lambda: released.append(True))
+    assert parallel._trimmed(lambda a, b: a + b, 2, 3) == 5
+    with pytest.raises(ZeroDivisionError):
+        parallel._trimmed(lambda: 1 / 0)
+    assert released == [True, True]  # after a fit that failed too
+
+
+def test_the_plain_engine_trains_without_importing_lightning(table, tmp_path):
+    # Lightning's import costs each training process ~130 MB and ~2.5 s; the main job's fits
+    # (the plain loop and the probe, as `train.cv` runs them in its processes) never need it.
+    import pickle
+    import subprocess
+    import sys
+
+    (tmp_path / "table.pkl").write_bytes(pickle.dumps(table))
+    script = f"""
+import pickle, sys
+from mmsent.train.cv import fit_fold
+from mmsent.train.fit import PLAIN
+from mmsent.train.recipe import PROBE, Recipe
+table = pickle.loads(open({str(tmp_path / "table.pkl")!r}, "rb").read())
+rows = table.folds(3, 0)[0]
+head = Recipe("concat", {{"hidden": 16}}, lr=5e-3, batch_size=8, epochs=2, patience=1)
+for recipe in (head, Recipe(PROBE)):
+    probs = fit_fold(recipe, table, rows, 0, PLAIN)[0]
+    assert probs.shape == (len(rows[1]), 3), probs.shape
+print(sorted(name for name in sys.modules if name.split(".")[0] in ("lightning", "pytorch_lightning")))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

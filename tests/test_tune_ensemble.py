@@ -175,6 +175,14 @@ def test_run_quality_mode_builds_the_shipped_ensemble(work, tiny_lab, tiny_encod
     spec = work / "quality.yaml"
     spec.write_text(yaml.safe_dump(quick))
     monkeypatch.setattr(quality, "QUALITY_FILE", spec)
+    # The test list's features are read with the training list's, and by the final backbone while
+    # it is built: nothing builds the encoders again at the end, in a process grown by training.
+    from mmsent import lists
+
+    def read_again(*_args, **_kwargs):
+        raise AssertionError("the test list's features were read again at the end")
+
+    monkeypatch.setattr(lists, "encode_for_run", read_again)
     # Two text encoders: the first is fine-tuned, the second read beside it as it is.
     text = tiny_encoders[1]
     both = ["--encoders.text", text, text]

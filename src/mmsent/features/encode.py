@@ -156,13 +156,18 @@ def list_features(cfg: RunConfig, load: LoadResult, modality: str, progress: boo
 
 
 def encode(
-    cfg: RunConfig, load: LoadResult, progress: bool = True, image: StoredFeatures | None = None
+    cfg: RunConfig,
+    load: LoadResult,
+    progress: bool = True,
+    image: StoredFeatures | None = None,
+    text: StoredFeatures | None = None,
 ) -> Encoded:
-    """Features of every pair of a list, from the store or extracted into it (`image`: the image
-    side, when the caller has it already)."""
+    """Features of every pair of a list, from the store or extracted into it (`image`, `text`: a
+    side's features when the caller has them already; its encoders are then not built)."""
     if image is None:
         image = list_features(cfg, load, "image", progress)
-    text = list_features(cfg, load, "text", progress)
+    if text is None:
+        text = list_features(cfg, load, "text", progress)
     by_guid = {p.guid: p for p in load.pairs}
     skipped = list(load.skipped) + [
         Skipped(

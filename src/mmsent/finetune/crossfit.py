@@ -24,15 +24,17 @@ import hashlib
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from mmsent.config import RunConfig
-from mmsent.data import train_val_split
+from mmsent.data import Pair, train_val_split
 from mmsent.encoders import first_identity
 from mmsent.features.encode import release_encoders, store_root, stored_features
+from mmsent.features.store import StoredFeatures
 from mmsent.features.table import FeatureTable
 from mmsent.finetune import stages
 from mmsent.finetune.config import FinetuneConfig
@@ -54,6 +56,7 @@ class CrossFitted:
     final: FeatureTable
     final_cfg: RunConfig  # the run config naming the final backbone (`finetuned:<folder>`)
     stage1: dict[str, dict]  # each backbone's stage-1 figures and folder: fold0, ..., all
+    unlabelled_text: StoredFeatures | None = None  # the final backbone's features of unlabelled pairs
 
 
 def cross_fit_text(
@@ -63,30 +66,41 @@ def cross_fit_text(
     folds: list[tuple[np.ndarray, np.ndarray]],
     progress: bool = True,
     final: bool = True,
+    unlabelled: Sequence[Pair] = (),
 ) -> CrossFitted:
     """Fine-tune the text backbone once per fold and (with `final`) once on every row;
     tables of their features. Without `final`, `final` and `final_cfg` are the frozen ones.
-    Each backbone is a step of the overall progress display, when one is open."""
+    The final backbone also reads the `unlabelled` pairs' texts (the test list, to be answered:
+    `unlabelled_text`), while it is built. Each backbone is a step of the overall progress
+    display, when one is open."""
     text_only = dataclasses.replace(ft, tune=["text"])
     release_encoders()  # the frozen encoders' features are stored: fine-tuning needs their memory
     tables, stage1 = [], {}
     progress = inner_bars(progress)  # each backbone's own bars, unless the overall display draws
     for i, (train_rows, _) in enumerate(folds):
-        fold_table, _, stage1[f"fold{i}"] = tuned_table(cfg, text_only, table, train_rows, progress)
+        fold_table, _, stage1[f"fold{i}"], _ = tuned_table(cfg, text_only, table, train_rows, progress)
         tables.append(fold_table)
         step_done(weight=BACKBONE_STEP_WEIGHT, what=f"text backbone of fold {i}")
     if not final:
         return CrossFitted(tables, table, cfg, stage1)
     every_row = np.arange(len(table))
-    last, last_cfg, stage1["all"] = tuned_table(cfg, text_only, table, every_row, progress)
+    last, last_cfg, stage1["all"], unlabelled_text = tuned_table(
+        cfg, text_only, table, every_row, progress, unlabelled
+    )
     step_done(weight=BACKBONE_STEP_WEIGHT, what="text backbone of all pairs")
-    return CrossFitted(tables, last, last_cfg, stage1)
+    return CrossFitted(tables, last, last_cfg, stage1, unlabelled_text)
 
 
 def tuned_table(
-    cfg: RunConfig, ft: FinetuneConfig, table: FeatureTable, rows: np.ndarray, progress: bool
-) -> tuple[FeatureTable, RunConfig, dict]:
-    """The table with text features from a backbone fine-tuned on `rows` only (reused if done)."""
+    cfg: RunConfig,
+    ft: FinetuneConfig,
+    table: FeatureTable,
+    rows: np.ndarray,
+    progress: bool,
+    unlabelled: Sequence[Pair] = (),
+) -> tuple[FeatureTable, RunConfig, dict, StoredFeatures | None]:
+    """The table with text features from a backbone fine-tuned on `rows` only (reused if done), and
+    the `unlabelled` pairs' text features under the same encoders (None without them)."""
     pairs = [table.pairs[j] for j in rows]
     work = stages.Workspace(store_root(cfg) / BACKBONES / backbone_key(cfg, ft, table, pairs))
     inner_train, inner_val = train_val_split(pairs, cfg.split.val_fraction, cfg.split.seed)
@@ -101,9 +115,12 @@ def tuned_table(
     tuned_cfg = stages.with_tuned_encoders(cfg, ft, work)
     # Only the text side changes: the image features of `table` serve as they are.
     text_store = stored_features(tuned_cfg, "text", table.pairs, progress)
+    # Their own store (the frozen encoders read beside the tuned one have theirs already), while
+    # the encoders are built: building them again at the end would cost ~400 MB on top of training.
+    unlabelled_text = stored_features(tuned_cfg, "text", list(unlabelled), progress) if unlabelled else None
     release_encoders("text")  # this backbone's network and session: the next fold has its own
     table = FeatureTable(table.pairs, table.image_store, text_store)
-    return table, tuned_cfg, {**metrics, "folder": str(work.tuned("text"))}
+    return table, tuned_cfg, {**metrics, "folder": str(work.tuned("text"))}, unlabelled_text
 
 
 def backbone_key(cfg: RunConfig, ft: FinetuneConfig, table: FeatureTable, pairs: list) -> str:

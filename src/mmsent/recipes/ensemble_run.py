@@ -13,7 +13,7 @@ from mmsent.ensemble import Combine, build_ensemble, cross_validate_ensemble
 from mmsent.errors import MmsentError
 from mmsent.evaluate.calibration import expected_calibration_error, nll, reliability_plot
 from mmsent.evaluate.metrics import classification_metrics, confusion_table
-from mmsent.features.encode import load_table
+from mmsent.features.encode import encode, encode_lists, load_list
 from mmsent.finetune.config import FinetuneConfig
 from mmsent.finetune.crossfit import BACKBONE_STEP_WEIGHT, cross_fit_text, keep_final_backbone
 from mmsent.lists import predict
@@ -47,15 +47,28 @@ def ensemble_run(
     (`finetune.crossfit`), and the saved ensemble reads the final backbone's features.
     """
     started = time.perf_counter()
-    table = load_table(cfg, progress=progress)
+    # Both lists' features first, as the main job reads them (a bad row stops us before training);
+    # the test list's are then at hand at the end, where building the encoders again to read them
+    # would add ~0.5-1 GB to a process grown by training.
+    loads = [load_list(cfg, cfg.data.train_list)]
+    if predict_test:
+        loads.append(load_list(cfg, cfg.data.test_list))
+    labelled, *rest = encode_lists(cfg, loads, progress)
+    test = rest[0] if rest else None
+    if not labelled.pairs:
+        raise MmsentError("the list has no usable pairs", labelled.load.list_path)
+    table = labelled.table()
     splits = table.folds(folds, fold_seed)
     # Written in place, not as <name>.partial: the tuned backbone's path inside it is saved in its config.
     with RunFolder.create(cfg, partial=False) as run:
         tables: Tables = table
         with ensemble_progress(recipes, seeds, folds, finetune_text is not None, progress):
             if finetune_text is not None:
-                fitted = cross_fit_text(cfg, finetune_text, table, splits, progress)
+                unlabelled = test.pairs if test is not None else []
+                fitted = cross_fit_text(cfg, finetune_text, table, splits, progress, unlabelled=unlabelled)
                 tables, table = fitted.tables, fitted.final
+                if fitted.unlabelled_text is not None:  # the test list as the final backbone reads it
+                    test = encode(cfg, test.load, image=test.image, text=fitted.unlabelled_text)
                 cfg = keep_final_backbone(fitted, run.path / TEXT_BACKBONE)
                 run.write_yaml("config.yaml", to_plain(cfg))  # predictions must read the tuned backbone
                 run.write_json("text-backbones.json", fitted.stage1)
@@ -104,8 +117,8 @@ def ensemble_run(
         )
         run.write_json("run.json", record)
         write_ensemble_report(run, cv, summaries, chosen, calibration, ensemble, table)
-        if predict_test:
-            predict(run, cfg.data.test_list, progress=progress)
+        if test is not None:
+            predict(run, cfg.data.test_list, progress=progress, encoded=test)
         return run.finish()  # in place: nothing to rename, but from now on a failure keeps it
 
 

@@ -2,7 +2,7 @@
 
 - "plain": a short hand-driven loop over in-memory features (`train.loop`),
   the fastest on a CPU for heads that train in seconds;
-- "lightning": the same `HeadModule` under a Lightning Trainer (`train.lightning`),
+- "lightning": the same `HeadTraining`, as `train.lightning.HeadModule`, under a Lightning Trainer,
   for several processes (DDP) or a GPU;
 - the linear probe (`spec.head == "linear_probe"`) is fitted by scikit-learn.
 
@@ -200,11 +200,11 @@ def fit_lightning(recipe, table, train_rows, val_rows, seed, options, progress):
 
     from mmsent.train.dataset import TableRows, as_batch
     from mmsent.train.distributed import RankSampler
-    from mmsent.train.lightning import make_trainer, tensorboard_logger
+    from mmsent.train.lightning import HeadModule, make_trainer, tensorboard_logger
     from mmsent.train.loop import build_module
 
     L.seed_everything(seed, workers=True, verbose=False)
-    module = build_module(recipe, table, table.labels[torch.as_tensor(train_rows)])
+    module = build_module(recipe, table, table.labels[torch.as_tensor(train_rows)], HeadModule)
     with tempfile.TemporaryDirectory(prefix="mmsent-fit-") as scratch:
         folder = Path(scratch)
         callbacks: list = []

@@ -2,8 +2,8 @@
 
 On pooled vectors a fit is a few hundred small steps, where a Lightning
 Trainer's per-step and per-epoch machinery costs more than the arithmetic. So
-this loop drives the very same `HeadModule` (head, loss, AdamW + cosine
-schedule from its `configure_optimizers`) by hand; `train.fit` picks it or the
+this loop drives the very same `HeadTraining` (head, loss, AdamW + cosine
+schedule from its `configure_optimizers`) by hand, without importing Lightning; `train.fit` picks it or the
 Lightning engine, which does the same for several processes or a GPU.
 
 With `patience` > 0 it keeps the epoch of lowest loss on the validation rows;
@@ -15,16 +15,16 @@ validation loss (the learning curve in a run's report).
 from __future__ import annotations
 
 import copy
+import random
 from dataclasses import dataclass, field
 
-import lightning as L
 import numpy as np
 import torch
 
 from mmsent.features.table import FeatureTable
 from mmsent.model import HEAD_THREADS, HeadModel, torch_threads
 from mmsent.train.losses import class_weights_for
-from mmsent.train.module import HeadModule
+from mmsent.train.module import HeadTraining
 from mmsent.train.recipe import Recipe
 
 
@@ -35,7 +35,10 @@ class LoopResult:
     history: list[dict] = field(default_factory=list)  # per epoch: train_loss, val_loss
 
 
-def build_module(recipe: Recipe, table: FeatureTable, train_labels: torch.Tensor) -> HeadModule:
+def build_module(
+    recipe: Recipe, table: FeatureTable, train_labels: torch.Tensor, kind: type[HeadTraining] = HeadTraining
+) -> HeadTraining:
+    """`recipe`'s head with its training settings, as `kind` (the Lightning engine's `HeadModule`)."""
     image_dim, text_dim = table.dims(recipe.lexicon)
     hparams = recipe.head_hparams()
     if "max_image_tokens" in hparams and recipe.needs_tokens:  # position tables sized to the sequences
@@ -43,7 +46,7 @@ def build_module(recipe: Recipe, table: FeatureTable, train_labels: torch.Tensor
         hparams.setdefault("max_text_tokens", table.text_store.tokens.shape[1])
     if hparams.get("text_token_dim") == 0:  # the stored text grid's width (the first text encoder's)
         hparams["text_token_dim"] = table.text_store.tokens.shape[2]
-    return HeadModule(
+    return kind(
         recipe.head,
         image_dim=image_dim,
         text_dim=text_dim,
@@ -71,7 +74,7 @@ def fit_plain(
 
 
 def _fit(recipe, table, train_rows, val_rows, seed) -> LoopResult:
-    L.seed_everything(seed, verbose=False)
+    seed_everything(seed)
     train_rows = torch.as_tensor(train_rows, dtype=torch.long)
     module = build_module(recipe, table, table.labels[train_rows])
     optimisers = module.configure_optimizers()
@@ -109,7 +112,15 @@ def _fit(recipe, table, train_rows, val_rows, seed) -> LoopResult:
     return LoopResult(module.to_model(recipe.lexicon), best[2], history)
 
 
-def validation_loss(module: HeadModule, table: FeatureTable, rows: np.ndarray, recipe: Recipe) -> float:
+def seed_everything(seed: int) -> None:
+    """Python's, NumPy's and torch's generators seeded, as Lightning's `seed_everything` seeds them:
+    the Lightning engine draws the same initial weights and dropout masks."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def validation_loss(module: HeadTraining, table: FeatureTable, rows: np.ndarray, recipe: Recipe) -> float:
     model = module.to_model(recipe.lexicon)
     with torch.inference_mode():
         logits = model.logits(table, rows)

@@ -12,6 +12,8 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+from mmsent.runtime import release_memory
+
 JOB_MEMORY = 1 << 30  # bytes of free memory asked of each process when their number is left to us
 
 
@@ -50,9 +52,19 @@ def imap_tasks(
         from joblib import Parallel, delayed
 
         parallel = Parallel(n_jobs=min(processes(jobs), len(slow)), return_as="generator")
-        answers = parallel(delayed(func)(*tasks[i]) for i in slow)
+        answers = parallel(delayed(_trimmed)(func, *tasks[i]) for i in slow)
     else:
         slow = []
     in_parallel = set(slow)
     for i, task in enumerate(tasks):
         yield next(answers) if i in in_parallel else func(*task)
+
+
+def _trimmed(func: Callable[..., Any], *task: Any) -> Any:
+    """`func(*task)` in a training process, whose free heap then goes back to the kernel: the
+    allocator settings (`mmsent.runtime`) let a process keep up to 1 GiB of it, so each process
+    would otherwise hold on to its largest fit's memory (the probe's, ~150 MB) for the whole run."""
+    try:
+        return func(*task)
+    finally:
+        release_memory()
