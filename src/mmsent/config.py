@@ -174,7 +174,7 @@ class TrainConfig:
     jobs: Natural = 0
     """processes that train folds and seeds side by side with the plain engine, this one included
     (0: one per CPU core, no more than one per GiB of free memory; each other one holds its own copy
-    of torch and the features, ~600 MB)"""
+    of torch and the features, ~400-700 MB)"""
     engine: Literal["auto", "plain", "lightning"] = "auto"
     """training loop: plain (fast, one CPU process), lightning (DDP, GPU); auto picks by devices"""
     devices: Count = 1
@@ -210,7 +210,7 @@ class RunConfig:
     """folder under `out` that the command writes; empty: its default (for run and train, a timestamp)"""
     quality: bool = False
     """the recipe of mmsent/recipes/quality.yaml on the text backbone fine-tuned inside each fold,
-    instead of the candidates (CV accuracy 0.738 against 0.731; ~17 min on 2 CPU cores)"""
+    instead of the candidates (CV accuracy 0.738 against 0.731; 14-24 min on 2 CPU cores)"""
 
 
 def encoder_names(value: str | list[str]) -> list[str]:

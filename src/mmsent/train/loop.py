@@ -3,8 +3,9 @@
 On pooled vectors a fit is a few hundred small steps, where a Lightning
 Trainer's per-step and per-epoch machinery costs more than the arithmetic. So
 this loop drives the very same `HeadTraining` (head, loss, AdamW + cosine
-schedule from its `configure_optimizers`) by hand, without importing Lightning; `train.fit` picks it or the
-Lightning engine, which does the same for several processes or a GPU.
+schedule from its `configure_optimizers`) by hand, without importing Lightning;
+`train.fit` picks it or the Lightning engine, which does the same for several
+processes or a GPU.
 
 With `patience` > 0 it keeps the epoch of lowest loss on the validation rows;
 otherwise it trains exactly `epochs` epochs, which is what a recipe retrained
