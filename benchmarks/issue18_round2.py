@@ -9,6 +9,8 @@ five differences). Fits go to the fit cache beside the store, so a second call t
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py heads concat_text_pool
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py probe_grid 3e-5,1e-4,3e-4,1e-3
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py extra_text nade.npz e5.npz
+  OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py text_layers layers.npz:6-6,6-12
+  OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py clean_labels 0.03 0.06
 
 `probe_grid`: the linear probe with its C chosen inside each training fold from the grid given (in
 place of `mmsent.train.probe.C_GRID`; these fits skip the fit cache, whose key does not hold the
@@ -18,6 +20,14 @@ grid), alone and as the mean of fusion models with the default concat.
 follow `load_table`'s order (`nade_features.py`: emoji probabilities, as log-probabilities, emotions
 and fastText vector; `e5_features.py`: multilingual-e5-small); `a.npz+b.npz` reads both. Each array
 is standardised, then brought to the stored text columns' mean standard deviation.
+
+`text_layers`: concat (and the probe) with the stored text vectors replaced by means of layers
+(`layer_features.py`): `layers.npz:A-B,C-D` is MiniLM's layers A..B averaged beside MPNet's C..D
+(`6-6,12-12` is the stored vectors).
+
+`clean_labels`: concat trained without the given share of each training fold's pairs whose own
+label a probe (C 3e-4, fitted on the fold's other pairs, stratified inner 5 folds) finds least
+likely: the labels are crowd votes, some surely wrong. Validation pairs are never touched.
 """
 
 from __future__ import annotations
@@ -35,8 +45,10 @@ from common import bench_parser
 def main() -> None:
     parser = bench_parser(__doc__, cache=True)
     parser.set_defaults(cache=str(Path("~/.cache/mmsent/features").expanduser()))
-    parser.add_argument("lever", choices=["self_training", "heads", "probe_grid", "extra_text"])
-    parser.add_argument("values", nargs="+", help="thresholds, head names, C grids or .npz files")
+    parser.add_argument(
+        "lever", choices=["self_training", "heads", "probe_grid", "extra_text", "text_layers", "clean_labels"]
+    )
+    parser.add_argument("values", nargs="+", help="thresholds, head names, C grids, .npz files, shares")
     args = parser.parse_args()
 
     import torch
@@ -90,6 +102,26 @@ def main() -> None:
             result = cross_validate(recipe_for("concat", cfg.train), wider, folds, seeds, settings)
             metrics, seconds = result.fold_metrics, time.perf_counter() - started
             name = f"concat + {value} ({wider.text.shape[1] - table.text.shape[1]} text columns)"
+        elif args.lever == "text_layers":
+            # the probe too (on text alone the lower layers paid), the stored layers' row beside it:
+            # the paired differences are against the default concat
+            layered = with_text_layers(table, value)
+            first = value == args.values[0]
+            for probed, what in [(table, "stored")] * first + [(layered, value)]:
+                started = time.perf_counter()
+                probe = cross_validate(recipe_for("linear_probe", cfg.train), probed, folds, [0], settings)
+                seconds = time.perf_counter() - started
+                print(row(f"linear_probe, text layers {what}", probe.fold_metrics, base, seconds))
+            started = time.perf_counter()
+            result = cross_validate(recipe_for("concat", cfg.train), layered, folds, seeds, settings)
+            metrics, seconds = result.fold_metrics, time.perf_counter() - started
+            name = f"concat, text layers {value}"
+        elif args.lever == "clean_labels":
+            cleaned, dropped = cleaned_folds(table, folds, float(value))
+            started = time.perf_counter()
+            result = cross_validate(recipe_for("concat", cfg.train), table, cleaned, seeds, settings)
+            metrics, seconds = result.fold_metrics, time.perf_counter() - started
+            name = f"concat, {value} of each training fold left out ({dropped})"
         else:
             from mmsent.train.cv import fold_scores
 
@@ -125,6 +157,46 @@ def with_text_columns(table, files: str):
         identity={**store.identity, "extra_text": files},
     )
     return FeatureTable(table.pairs, table.image_store, wider)
+
+
+def with_text_layers(table, spec: str):
+    """`table` with its text vectors replaced by layer means (`path:A-B,C-D`, see the docstring)."""
+    from mmsent.features.table import FeatureTable
+
+    path, _, ranges = spec.rpartition(":")
+    with np.load(path) as arrays:
+        parts = []
+        for name, span in zip(("minilm", "mpnet"), ranges.split(","), strict=True):
+            first, last = (int(n) for n in span.split("-"))
+            parts.append(np.mean([arrays[f"{name}_{i}"] for i in range(first, last + 1)], axis=0))
+    store = table.text_store
+    pooled = store.pooled.copy()
+    pooled[table.text_rows] = np.concatenate(parts, axis=1)
+    layered = dataclasses.replace(
+        store, pooled=pooled, key=f"{store.key}+layers{ranges}", identity={**store.identity, "layers": ranges}
+    )
+    return FeatureTable(table.pairs, table.image_store, layered)
+
+
+def cleaned_folds(table, folds, share: float):
+    """The folds with `share` of each training side left out: the pairs whose own label gets the
+    lowest probability from a probe fitted without them (stratified inner 5 folds)."""
+    from sklearn.model_selection import StratifiedKFold
+
+    from mmsent.train.probe import fit_probe
+
+    labels = table.labels.numpy()
+    cleaned, dropped = [], []
+    for train_rows, val_rows in folds:
+        own = np.zeros(len(train_rows))
+        inner = StratifiedKFold(5, shuffle=True, random_state=0)
+        for fit_at, score_at in inner.split(train_rows, labels[train_rows]):
+            probs = fit_probe(table, train_rows[fit_at], C=3e-4).predict_proba(table, train_rows[score_at])
+            own[score_at] = probs[np.arange(len(score_at)), labels[train_rows[score_at]]]
+        keep = own > np.quantile(own, share)
+        cleaned.append((train_rows[keep], val_rows))
+        dropped.append(int((~keep).sum()))
+    return cleaned, f"{statistics.fmean(dropped):.0f} pairs per fold"
 
 
 class CountAdded(logging.Handler):

@@ -4,8 +4,8 @@ Cold: an empty feature store, no exported encoders and no finished fits (a new m
 so every encoder is exported and runs over every pair, and every candidate trains.
 Warm, retrained: the features are stored but the fits are gone (what a run with changed
 training options costs). Warm: the same command again, reading features and fits back.
-Peak memory is the resident memory of mmsent and its worker processes together, sampled
-every 0.1 s.
+Peak memory is the memory (PSS) of mmsent and its worker processes together, sampled every
+0.1 s, or less often when a sample costs more (`memory.run_sampled`: at most a tenth of a core).
 
     python benchmarks/run_times.py [--data ../shared/datasets/mvsa-lab5] [-- extra mmsent run options]
 """
@@ -29,7 +29,7 @@ def main() -> None:
     parser.add_argument("extra", nargs="*", help="more options for mmsent run (after --)")
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="mmsent-bench-"))
-    for folder in ("cache", "onnx", "fits", "runs"):  # cold: as on a new machine
+    for folder in ("cache", "onnx", "fits", "audits", "runs"):  # cold: as on a new machine
         shutil.rmtree(work / folder, ignore_errors=True)
     work.mkdir(parents=True, exist_ok=True)
     mmsent = str(Path(sys.executable).with_name("mmsent"))

@@ -99,6 +99,12 @@ def test_cli_run_then_predict_and_evaluate(tmp_path, tiny_lab, tiny_encoders, ca
     assert main(["run", *common, *tiny, *quick, "--name", "cli"]) == 0
     out = capsys.readouterr().out
     assert "filled-in test list" in out and "| **concat** (chosen) |" in out
+    # the same folder again: the audit is read back from beside the store, not decoded afresh
+    assert main(["run", *common, *tiny, *quick, "--name", "again"]) == 0
+    first, again = (json.loads((tmp_path / "runs" / n / "audit.json").read_text()) for n in ("cli", "again"))
+    assert again.pop("memo").startswith(str(tmp_path / "audits")) and "memo" not in first
+    assert {**first, "seconds": 0} == {**again, "seconds": 0}
+    capsys.readouterr()
     run = tmp_path / "runs" / "cli"
     target = tmp_path / "mine.txt"
     assert main(["predict", str(run), "--output", str(target), "--quiet"]) == 0

@@ -23,7 +23,7 @@ from mmsent.config import RunConfig
 from mmsent.data import LoadResult
 from mmsent.errors import MmsentError
 from mmsent.evaluate.run_report import write_run_report
-from mmsent.features.encode import Encoded, encode, encode_lists, load_list, release_encoders
+from mmsent.features.encode import Encoded, encode, encode_lists, load_list, release_encoders, store_root
 from mmsent.features.table import FeatureTable
 from mmsent.lists import predict
 from mmsent.model import PROBE, Predictor
@@ -229,16 +229,16 @@ def mean_curve(histories: list[list[dict]]) -> dict[str, list[float]]:
 
 def run_all(cfg: RunConfig, progress: bool = True) -> tuple[RunFolder, Path]:
     """The main job: audit, check both lists, train (extracting features as needed), fill in the test list."""
-    from mmsent.data.audit import audit
+    from mmsent.data.audit_memo import audited
 
     check_heads(cfg.train.heads)
     check_logger(cfg.train, cfg.train.engine)
     # a bad row stops us before any training
     loads = [load_list(cfg, list_name) for list_name in (cfg.data.train_list, cfg.data.test_list)]
     with RunFolder.create(cfg) as run:
-        findings = audit(
-            Path(cfg.data.root), [cfg.data.train_list, cfg.data.test_list], cfg.data.clean, progress=progress
-        )
+        lists = [cfg.data.train_list, cfg.data.test_list]
+        memos = store_root(cfg).parent / "audits"  # beside the store and the fits
+        findings = audited(Path(cfg.data.root), lists, cfg.data.clean, memos, progress=progress)
         run.write_json("audit.json", findings)
         if findings["problems"]:
             log.warning(

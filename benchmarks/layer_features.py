@@ -1,0 +1,62 @@
+"""Every layer's pooled vector of the default text encoders, for `issue18_round2.py text_layers`.
+
+    PYTHONPATH=src python benchmarks/layer_features.py layers.npz
+
+For MiniLM (6 layers) and MPNet (12) as the main job builds them (64 tokens, the same
+tokenizers), the masked mean of each layer's hidden states, the embeddings' output included:
+arrays `minilm_0` .. `minilm_6` and `mpnet_0` .. `mpnet_12`, rows in `load_table`'s order. The
+last layer's are the stored vectors (PyTorch here, ONNX Runtime in the store: equal to ~1e-6).
+The main job pools the last layer only; sentence-transformers trained that layer for similarity,
+and sentiment may sit lower.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from common import bench_parser
+
+
+def main() -> None:
+    parser = bench_parser(__doc__, cache=True)
+    parser.set_defaults(cache=str(Path("~/.cache/mmsent/features").expanduser()))
+    parser.add_argument("out", type=Path, help="the .npz to write")
+    args = parser.parse_args()
+
+    import numpy as np
+    import torch
+
+    from mmsent.config import RunConfig
+    from mmsent.encoders.registry import create_encoder
+    from mmsent.encoders.text import masked_mean
+    from mmsent.features.encode import load_table
+
+    cfg = RunConfig()
+    cfg.data.root, cfg.encoders.cache = Path(args.data), Path(args.cache)
+    texts = [pair.text for pair in load_table(cfg, progress=False).pairs]
+    order = np.argsort([len(text) for text in texts])  # similar lengths together: less padding
+    arrays = {}
+    for name in ("minilm", "mpnet"):
+        started = time.perf_counter()
+        encoder = create_encoder(name)
+        layers: list[list] = []
+        with torch.inference_mode():
+            for start in range(0, len(texts), 64):
+                rows = order[start : start + 64]
+                batch = encoder.collate([encoder.preprocess(texts[i]) for i in rows])
+                states = encoder.model(**batch, output_hidden_states=True).hidden_states
+                for layer, hidden in enumerate(states):
+                    if len(layers) <= layer:
+                        layers.append([None] * len(texts))
+                    pooled = masked_mean(hidden, batch["attention_mask"]).numpy()
+                    for j, i in enumerate(rows):
+                        layers[layer][i] = pooled[j]
+        for layer, rows_of_layer in enumerate(layers):
+            arrays[f"{name}_{layer}"] = np.stack(rows_of_layer).astype(np.float32)
+        print(f"{name}: {len(layers)} layers of {len(texts)} texts in {time.perf_counter() - started:.1f} s")
+    np.savez(args.out, **arrays)
+
+
+if __name__ == "__main__":
+    main()
