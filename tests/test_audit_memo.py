@@ -12,6 +12,7 @@ import pytest
 from conftest import make_lab
 from mmsent.config import CleanConfig
 from mmsent.data import audit_memo
+from mmsent.errors import BadInput
 
 LISTS = ["train.txt", "test_without_label.txt"]
 
@@ -133,3 +134,14 @@ def test_an_unwritable_memo_folder_only_costs_the_next_audit(lab, tmp_path, monk
     assert findings["pairs_ok"] == 12 and "was not written" in caplog.text
     audited(lab, blocker)
     assert len(calls) == 2
+
+
+def test_odd_file_names_and_a_missing_data_folder(lab, tmp_path, monkeypatch):
+    calls = count_audits(monkeypatch)
+    with open(os.fsencode(lab / "data") + b"/\xff\xfe.txt", "wb") as odd:  # not UTF-8
+        odd.write(b"an unlisted text")
+    assert audited(lab, tmp_path / "memos")["unlisted"]["texts_only"] == 1
+    assert "memo" in audited(lab, tmp_path / "memos") and len(calls) == 1
+    shutil.rmtree(lab / "data")
+    with pytest.raises(BadInput, match="no data/ folder"):
+        audited(lab, tmp_path / "memos")

@@ -38,8 +38,11 @@ def audited(
 ) -> dict:
     """`audit(root, list_names, clean)`, read back from `memo_folder` when nothing it reads changed."""
     started = time.perf_counter()
-    stamp = data_stamp(root, list_names, clean)
-    memo = memo_folder / f"audit-{hashlib.sha256(f'{root}|{list_names}'.encode()).hexdigest()[:24]}.json"
+    try:
+        stamp = data_stamp(root, list_names, clean)
+    except OSError:  # no data/ folder, or one that cannot be listed: the audit says so properly
+        return audit(root, list_names, clean, progress=progress)
+    memo = memo_folder / f"audit-{hashlib.sha256(_bytes(f'{root}|{list_names}')).hexdigest()[:24]}.json"
     findings = _read(memo, stamp)
     if findings is not None:
         log.info("the lab folder is unchanged since its last audit: findings read back from %s", memo)
@@ -64,11 +67,16 @@ def data_stamp(root: Path, list_names: list[str], clean: CleanConfig) -> str:
         except OSError as err:
             digest.update(f"list\0unreadable {err.errno}".encode())
     data_dir = root / "data"
-    digest.update(str(data_dir.resolve()).encode())
+    digest.update(_bytes(str(data_dir.resolve())))
     with os.scandir(data_dir) as entries:
         for entry in sorted(entries, key=lambda e: e.name):
-            digest.update(_entry_stamp(entry).encode())
+            digest.update(_bytes(_entry_stamp(entry)))
     return digest.hexdigest()
+
+
+def _bytes(text: str) -> bytes:
+    """UTF-8, file names that are not UTF-8 included (Python keeps their bytes as surrogates)."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def _entry_stamp(entry: os.DirEntry) -> str:
