@@ -134,10 +134,7 @@ def main() -> None:
 
 def with_text_columns(table, files: str):
     """`table` with the arrays of the .npz `files` ("a.npz+b.npz") beside its text vectors, each
-    standardised and scaled to the stored text columns' mean sd. The store gets its own key, so the
-    fit cache keeps these fits apart from the default's."""
-    from mmsent.features.table import FeatureTable
-
+    standardised and scaled to the stored text columns' mean sd."""
     store = table.text_store
     scale = float(table.text.std(dim=0).mean())
     blocks = []
@@ -150,32 +147,32 @@ def with_text_columns(table, files: str):
                 blocks.append((block - block.mean(0)) / (block.std(0) + 1e-8) * scale)
     extra = np.zeros((len(store.guids), sum(b.shape[1] for b in blocks)), np.float32)
     extra[table.text_rows] = np.concatenate(blocks, axis=1)
-    wider = dataclasses.replace(
-        store,
-        pooled=np.concatenate([store.pooled, extra], axis=1),
-        key=f"{store.key}+{files}",
-        identity={**store.identity, "extra_text": files},
-    )
-    return FeatureTable(table.pairs, table.image_store, wider)
+    return with_text_pooled(table, np.concatenate([store.pooled, extra], axis=1), "extra_text", files)
 
 
 def with_text_layers(table, spec: str):
     """`table` with its text vectors replaced by layer means (`path:A-B,C-D`, see the docstring)."""
-    from mmsent.features.table import FeatureTable
-
     path, _, ranges = spec.rpartition(":")
     with np.load(path) as arrays:
         parts = []
         for name, span in zip(("minilm", "mpnet"), ranges.split(","), strict=True):
             first, last = (int(n) for n in span.split("-"))
             parts.append(np.mean([arrays[f"{name}_{i}"] for i in range(first, last + 1)], axis=0))
-    store = table.text_store
-    pooled = store.pooled.copy()
+    pooled = table.text_store.pooled.copy()
     pooled[table.text_rows] = np.concatenate(parts, axis=1)
-    layered = dataclasses.replace(
-        store, pooled=pooled, key=f"{store.key}+layers{ranges}", identity={**store.identity, "layers": ranges}
+    return with_text_pooled(table, pooled, "layers", ranges)
+
+
+def with_text_pooled(table, pooled: np.ndarray, what: str, value: str):
+    """`table` whose text store holds `pooled` instead, under its own key (`what` = `value` in its
+    identity), so the fit cache keeps these fits apart from the default's."""
+    from mmsent.features.table import FeatureTable
+
+    store = table.text_store
+    changed = dataclasses.replace(
+        store, pooled=pooled, key=f"{store.key}+{what}={value}", identity={**store.identity, what: value}
     )
-    return FeatureTable(table.pairs, table.image_store, layered)
+    return FeatureTable(table.pairs, table.image_store, changed)
 
 
 def cleaned_folds(table, folds, share: float):

@@ -40,21 +40,17 @@ def main() -> None:
     for name in ("minilm", "mpnet"):
         started = time.perf_counter()
         encoder = create_encoder(name)
-        layers: list[list] = []
+        batches = []  # per batch, in length order: (layers, texts, dim)
         with torch.inference_mode():
             for start in range(0, len(texts), 64):
-                rows = order[start : start + 64]
-                batch = encoder.collate([encoder.preprocess(texts[i]) for i in rows])
+                batch = encoder.collate([encoder.preprocess(texts[i]) for i in order[start : start + 64]])
                 states = encoder.model(**batch, output_hidden_states=True).hidden_states
-                for layer, hidden in enumerate(states):
-                    if len(layers) <= layer:
-                        layers.append([None] * len(texts))
-                    pooled = masked_mean(hidden, batch["attention_mask"]).numpy()
-                    for j, i in enumerate(rows):
-                        layers[layer][i] = pooled[j]
-        for layer, rows_of_layer in enumerate(layers):
-            arrays[f"{name}_{layer}"] = np.stack(rows_of_layer).astype(np.float32)
-        print(f"{name}: {len(layers)} layers of {len(texts)} texts in {time.perf_counter() - started:.1f} s")
+                batches.append(np.stack([masked_mean(h, batch["attention_mask"]).numpy() for h in states]))
+        in_length_order = np.concatenate(batches, axis=1)
+        pooled = np.empty_like(in_length_order, dtype=np.float32)
+        pooled[:, order] = in_length_order  # back to the table's order
+        arrays.update({f"{name}_{layer}": vectors for layer, vectors in enumerate(pooled)})
+        print(f"{name}: {len(pooled)} layers of {len(texts)} texts in {time.perf_counter() - started:.1f} s")
     np.savez(args.out, **arrays)
 
 

@@ -39,6 +39,12 @@ class Encoded:
     def table(self) -> FeatureTable:
         return FeatureTable(self.pairs, self.image, self.text)
 
+    def usable_table(self) -> FeatureTable:
+        """`table()`, or an MmsentError naming the list when none of its pairs is usable."""
+        if not self.pairs:
+            raise MmsentError("the list has no usable pairs", self.load.list_path)
+        return self.table()
+
 
 def store_root(cfg: RunConfig) -> Path:
     """The feature store's folder: `~` expanded, so the per-user default works from any directory."""
@@ -193,7 +199,4 @@ def encode_lists(cfg: RunConfig, loads: list[LoadResult], progress: bool = True)
 
 def load_table(cfg: RunConfig, list_name: str | None = None, progress: bool = True) -> FeatureTable:
     """The pairs of a list (default: the training list) with their stored features (extracted if missing)."""
-    encoded = encode(cfg, load_list(cfg, list_name or cfg.data.train_list), progress)
-    if not encoded.pairs:
-        raise MmsentError("the list has no usable pairs", encoded.load.list_path)
-    return encoded.table()
+    return encode(cfg, load_list(cfg, list_name or cfg.data.train_list), progress).usable_table()

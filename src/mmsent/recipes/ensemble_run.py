@@ -55,9 +55,7 @@ def ensemble_run(
         loads.append(load_list(cfg, cfg.data.test_list))
     labelled, *rest = encode_lists(cfg, loads, progress)
     test = rest[0] if rest else None
-    if not labelled.pairs:
-        raise MmsentError("the list has no usable pairs", labelled.load.list_path)
-    table = labelled.table()
+    table = labelled.usable_table()
     splits = table.folds(folds, fold_seed)
     # Written in place, not as <name>.partial: the tuned backbone's path inside it is saved in its config.
     with RunFolder.create(cfg, partial=False) as run:
