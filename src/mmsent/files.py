@@ -15,10 +15,18 @@ With `replace=False` the target is linked into place instead of renamed, which
 fails if it exists, so even a file created meanwhile is never overwritten.
 Path mistakes (a file where a folder should be, a folder where a file should
 be) are MmsentErrors naming the path, not tracebacks.
+
+What mmsent keeps to read back later (feature stores' meta.json, model.json, the
+audit's memo) is also checked before it is believed: `sealed` adds a digest of a
+JSON record's content, `unsealed` gives the content back only while it matches;
+`source_sha256` digests mmsent's own code, so what changed code would make
+differently is made again.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import os
 import uuid
@@ -64,6 +72,38 @@ def write_text(path: str | Path, text: str, *, replace: bool = True) -> Path:
 def write_json(path: str | Path, data: Any, *, replace: bool = True) -> Path:
     """`data` as indented JSON (non-ASCII kept readable), through `write_bytes`."""
     return write_text(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n", replace=replace)
+
+
+def json_sha256(data: Any) -> str:
+    """SHA-256 of `data` as JSON with sorted keys: the same content gives the same digest anywhere."""
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def sealed(record: dict[str, Any], field: str) -> dict[str, Any]:
+    """`record` with `field` added, holding the digest of the rest, so a reader can tell it is whole."""
+    return {**record, field: json_sha256(record)}
+
+
+def unsealed(record: Any, field: str) -> dict[str, Any] | None:
+    """`record` without `field` when `field` holds the digest of the rest; None for anything else
+    (a record cut short, edited by hand, or not a JSON object at all)."""
+    if not isinstance(record, dict):
+        return None
+    content = {key: value for key, value in record.items() if key != field}
+    return content if record.get(field) == json_sha256(content) else None
+
+
+@functools.cache
+def source_sha256(*parts: str) -> str:
+    """SHA-256 of mmsent's own source files under `parts` (folders or files of the package): what
+    was made and kept by code that has changed since is made again, never reused."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for part in parts:
+        files = sorted((root / part).rglob("*.py")) if (root / part).is_dir() else [root / part]
+        for path in files:
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def make_folder(folder: str | Path) -> Path:

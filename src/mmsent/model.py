@@ -20,7 +20,6 @@ safetensors and JSON (`mmsent.weightfiles`), checked before they are read.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import re
@@ -35,7 +34,7 @@ from mmsent import LABELS
 from mmsent.errors import MmsentError
 from mmsent.evaluate.calibration import EPS, Calibration
 from mmsent.features.table import FeatureTable
-from mmsent.files import write_text
+from mmsent.files import json_sha256, write_text
 from mmsent.heads import create_head
 from mmsent.heads.base import Head
 from mmsent.weightfiles import (
@@ -446,8 +445,7 @@ class Predictor:
 
 def spec_digest(spec: dict[str, Any]) -> str:
     """SHA-256 of model.json's content without its own digest, in a canonical form."""
-    content = {k: v for k, v in spec.items() if k != "digest"}
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
+    return json_sha256({k: v for k, v in spec.items() if k != "digest"})
 
 
 def _save_member(member: Member, folder: Path, files: dict[str, dict]) -> dict[str, Any]:

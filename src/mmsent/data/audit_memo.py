@@ -26,11 +26,11 @@ import PIL
 from mmsent.config import CleanConfig
 from mmsent.data.audit import audit
 from mmsent.errors import MmsentError
-from mmsent.files import write_json
+from mmsent.files import sealed, source_sha256, unsealed, write_json
 
 log = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: the digest covers the whole record; 1: only the stamp and findings
 
 
 def audited(
@@ -49,8 +49,7 @@ def audited(
         return {**findings, "seconds": round(time.perf_counter() - started, 2), "memo": str(memo)}
     findings = audit(root, list_names, clean, progress=progress)
     try:
-        record = {"format": FORMAT, "stamp": stamp, "findings": findings, "sha256": _digest(stamp, findings)}
-        write_json(memo, record)
+        write_json(memo, sealed({"format": FORMAT, "stamp": stamp, "findings": findings}, "sha256"))
     except MmsentError as err:  # a memo not written only costs the next run its audit
         log.warning("the audit's memo was not written (%s)", err)
     return findings
@@ -60,7 +59,7 @@ def data_stamp(root: Path, list_names: list[str], clean: CleanConfig) -> str:
     """SHA-256 of everything an audit of `root` reads; see the module docstring."""
     digest = hashlib.sha256()
     settings = {"root": str(root), "lists": list_names, "clean": asdict(clean), "pillow": PIL.__version__}
-    digest.update(json.dumps(settings, sort_keys=True).encode() + _code_digest().encode())
+    digest.update(json.dumps(settings, sort_keys=True).encode() + source_sha256("data").encode())
     for name in list_names:
         try:
             digest.update(b"list\0" + hashlib.sha256((root / name).read_bytes()).digest())
@@ -93,18 +92,6 @@ def _stat_fields(stat: os.stat_result) -> list[int]:
     return [stat.st_mode, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino, stat.st_dev]
 
 
-def _code_digest() -> str:
-    """The audit's own code: a changed check is audited afresh."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def _digest(stamp: str, findings: dict) -> str:
-    return hashlib.sha256(json.dumps([stamp, findings], sort_keys=True).encode()).hexdigest()
-
-
 def _read(memo: Path, stamp: str) -> dict | None:
     """The memo's findings if it is whole and was made under `stamp`, else None."""
     try:
@@ -114,14 +101,10 @@ def _read(memo: Path, stamp: str) -> dict | None:
     except (OSError, ValueError) as err:
         log.warning("the audit's memo %s is unreadable (%s); auditing again", memo, err)
         return None
-    if (
-        not isinstance(record, dict)
-        or record.get("format") != FORMAT
-        or record.get("stamp") != stamp
-        or not isinstance(record.get("findings"), dict)
-    ):
-        return None
-    if record.get("sha256") != _digest(stamp, record["findings"]):
+    if not isinstance(record, dict) or record.get("format") != FORMAT or record.get("stamp") != stamp:
+        return None  # another version's memo, or one of the folder as it was: audited again, quietly
+    content = unsealed(record, "sha256")
+    if content is None or not isinstance(content.get("findings"), dict):
         log.warning("the audit's memo %s does not match its digest; auditing again", memo)
         return None
-    return record["findings"]
+    return content["findings"]

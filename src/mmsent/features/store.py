@@ -50,7 +50,7 @@ from mmsent.encoders.base import Encoder
 from mmsent.errors import BadInput, MmsentError
 from mmsent.features.extract import extract_to_folder
 from mmsent.features.shards import PART_PATTERN, check_shard, merge_arrays, part_suffix, shard_bounds
-from mmsent.files import process_alive, write_json
+from mmsent.files import process_alive, sealed, unsealed, write_json
 
 log = logging.getLogger(__name__)
 
@@ -440,14 +440,9 @@ def _describe(path: Path) -> dict[str, Any]:
     return info
 
 
-def _meta_digest(meta: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()
-
-
 def _write_meta(folder: Path, meta: dict[str, Any]) -> None:
-    meta = {**meta, "meta_sha256": _meta_digest(meta)}
     path = folder / "meta.json"
-    path.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    path.write_text(json.dumps(sealed(meta, "meta_sha256"), indent=1), encoding="utf-8")
     _fsync(path)
 
 
@@ -458,9 +453,10 @@ def _read_meta(folder: Path) -> dict[str, Any]:
         raise _Damaged("meta.json is missing") from None
     except (OSError, ValueError) as error:
         raise _Damaged(f"meta.json is unreadable ({error})") from None
-    if not isinstance(meta, dict) or meta.pop("meta_sha256", None) != _meta_digest(meta):
+    content = unsealed(meta, "meta_sha256")
+    if content is None:
         raise _Damaged("meta.json does not match its checksum")
-    return meta
+    return content
 
 
 def _fsync(path: Path) -> None:

@@ -2,7 +2,7 @@
 
 Extract once, train many times; and a fit that was already made is not made again. The
 key digests the recipe, the seed, the engine, the code that trains and runs a model
-(`code_digest`: a changed head or loop never reuses a stale fit), the feature
+(`FIT_CODE`: a changed head or loop never reuses a stale fit), the feature
 store keys of both modalities (which digest the encoders and the data's content), the
 pairs' order and labels, and the training and validation rows. Every fit is seeded, so
 a fit read back is the fit that would have been made. Features made just now (an
@@ -19,7 +19,6 @@ whose files differ from what its fit.json recorded is made again, never used.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
@@ -31,7 +30,7 @@ import numpy as np
 
 from mmsent.errors import MmsentError
 from mmsent.features.table import FeatureTable
-from mmsent.files import make_folder, write_json
+from mmsent.files import make_folder, source_sha256, write_json
 from mmsent.model import HeadModel, ProbeModel
 from mmsent.train.recipe import Recipe
 from mmsent.weightfiles import record, settings_path, verify
@@ -46,24 +45,12 @@ FORMAT = 2  # 2: safetensors files checked against fit.json; 1: torch.save
 FIT_CODE = ("heads", "train", "model.py", "features/table.py")
 
 
-@functools.cache
-def code_digest() -> str:
-    """SHA-256 of the source files that decide what a fit makes (`FIT_CODE`)."""
-    root = Path(__file__).resolve().parents[1]
-    digest = hashlib.sha256()
-    for part in FIT_CODE:
-        files = sorted((root / part).rglob("*.py")) if (root / part).is_dir() else [root / part]
-        for path in files:
-            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
 def fit_key(recipe: Recipe, table: FeatureTable, train_rows, val_rows, seed: int, engine: str) -> str | None:
     stores = (table.image_store.key, table.text_store.key)
     if not all(stores):
         return None
     digest = hashlib.sha256()
-    about = {"format": FORMAT, "code": code_digest(), "recipe": recipe.to_dict(), "seed": seed}
+    about = {"format": FORMAT, "code": source_sha256(*FIT_CODE), "recipe": recipe.to_dict(), "seed": seed}
     digest.update(json.dumps({**about, "engine": engine, "stores": stores}, sort_keys=True).encode())
     digest.update("\n".join(f"{p.guid}\t{p.label}" for p in table.pairs).encode())
     for rows in (train_rows, val_rows):
