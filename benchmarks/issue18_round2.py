@@ -11,6 +11,7 @@ five differences). Fits go to the fit cache beside the store, so a second call t
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py extra_text nade.npz e5.npz
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py text_layers layers.npz:6-6,6-12
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py clean_labels 0.03 0.06
+  OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py tuned_text tuned.npz
 
 `probe_grid`: the linear probe with its C chosen inside each training fold from the grid given (in
 place of `mmsent.train.probe.C_GRID`; these fits skip the fit cache, whose key does not hold the
@@ -28,6 +29,9 @@ is standardised, then brought to the stored text columns' mean standard deviatio
 `clean_labels`: concat trained without the given share of each training fold's pairs whose own
 label a probe (C 3e-4, fitted on the fold's other pairs, stratified inner 5 folds) finds least
 likely: the labels are crowd votes, some surely wrong. Validation pairs are never touched.
+
+`tuned_text`: concat with the stored MPNet vectors replaced, in each fold, by those of MPNet's top
+layers tuned on that fold's training pairs (`tuned_top_layers.py`: array `fold<k>` for fold k).
 """
 
 from __future__ import annotations
@@ -45,9 +49,8 @@ from common import bench_parser
 def main() -> None:
     parser = bench_parser(__doc__, cache=True)
     parser.set_defaults(cache=str(Path("~/.cache/mmsent/features").expanduser()))
-    parser.add_argument(
-        "lever", choices=["self_training", "heads", "probe_grid", "extra_text", "text_layers", "clean_labels"]
-    )
+    levers = "self_training heads probe_grid extra_text text_layers clean_labels tuned_text".split()
+    parser.add_argument("lever", choices=levers)
     parser.add_argument("values", nargs="+", help="thresholds, head names, C grids, .npz files, shares")
     args = parser.parse_args()
 
@@ -122,6 +125,15 @@ def main() -> None:
             result = cross_validate(recipe_for("concat", cfg.train), table, cleaned, seeds, settings)
             metrics, seconds = result.fold_metrics, time.perf_counter() - started
             name = f"concat, {value} of each training fold left out ({dropped})"
+        elif args.lever == "tuned_text":
+            started, metrics = time.perf_counter(), []
+            with np.load(value) as tuned:
+                for k, fold in enumerate(folds):  # fold k reads the vectors tuned on its training pairs
+                    foldwise = with_mpnet_replaced(table, tuned[f"fold{k}"], f"{value}:{k}")
+                    concat = recipe_for("concat", cfg.train)
+                    result = cross_validate(concat, foldwise, [fold], seeds, settings)
+                    metrics += result.fold_metrics
+            seconds, name = time.perf_counter() - started, f"concat, MPNet tuned per fold ({value})"
         else:
             from mmsent.train.cv import fold_scores
 
@@ -161,6 +173,13 @@ def with_text_layers(table, spec: str):
     pooled = table.text_store.pooled.copy()
     pooled[table.text_rows] = np.concatenate(parts, axis=1)
     return with_text_pooled(table, pooled, "layers", ranges)
+
+
+def with_mpnet_replaced(table, vectors: np.ndarray, value: str):
+    """`table` with the stored MPNet columns (after MiniLM's) replaced by `vectors` (`load_table`'s order)."""
+    pooled = table.text_store.pooled.copy()
+    pooled[table.text_rows, -vectors.shape[1] :] = vectors
+    return with_text_pooled(table, pooled, "tuned_mpnet", value)
 
 
 def with_text_pooled(table, pooled: np.ndarray, what: str, value: str):
