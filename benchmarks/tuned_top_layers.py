@@ -63,7 +63,8 @@ def main() -> None:
             batch = encoder.collate([encoder.preprocess(texts[i]) for i in rows])
             states = model(**batch, output_hidden_states=True).hidden_states[frozen_depth]
             cached.append((torch.as_tensor(rows), states.clone(), batch["attention_mask"]))
-    print(f"frozen layers 0..{frozen_depth} for {len(texts)} texts: {time.perf_counter() - started:.1f} s")
+    seconds = time.perf_counter() - started
+    print(f"embeddings and the lowest {frozen_depth} layers, {len(texts)} texts: {seconds:.1f} s")
 
     def top(layers, states, mask):
         attention = create_bidirectional_mask(config=model.config, inputs_embeds=states, attention_mask=mask)
