@@ -12,6 +12,7 @@ five differences). Fits go to the fit cache beside the store, so a second call t
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py text_layers layers.npz:6-6,6-12
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py clean_labels 0.03 0.06
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py tuned_text tuned.npz
+  OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py flipped_images flipped.npz
 
 `probe_grid`: the linear probe with its C chosen inside each training fold from the grid given (in
 place of `mmsent.train.probe.C_GRID`; these fits skip the fit cache, whose key does not hold the
@@ -32,6 +33,9 @@ likely: the labels are crowd votes, some surely wrong. Validation pairs are neve
 
 `tuned_text`: concat with the stored MPNet vectors replaced, in each fold, by those of MPNet's top
 layers tuned on that fold's training pairs (`tuned_top_layers.py`: array `fold<k>` for fold k).
+
+`flipped_images`: concat with each stored image vector averaged with its mirrored image's
+(`flipped_images.py`), in training and validation alike.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ def main() -> None:
     parser = bench_parser(__doc__, cache=True)
     parser.set_defaults(cache=str(Path("~/.cache/mmsent/features").expanduser()))
     levers = "self_training heads probe_grid extra_text text_layers clean_labels tuned_text".split()
+    levers.append("flipped_images")
     parser.add_argument("lever", choices=levers)
     parser.add_argument("values", nargs="+", help="thresholds, head names, C grids, .npz files, shares")
     args = parser.parse_args()
@@ -134,6 +139,12 @@ def main() -> None:
                     result = cross_validate(concat, foldwise, [fold], seeds, settings)
                     metrics += result.fold_metrics
             seconds, name = time.perf_counter() - started, f"concat, MPNet tuned per fold ({value})"
+        elif args.lever == "flipped_images":
+            mirrored = with_images_averaged(table, value)
+            started = time.perf_counter()
+            result = cross_validate(recipe_for("concat", cfg.train), mirrored, folds, seeds, settings)
+            metrics, seconds = result.fold_metrics, time.perf_counter() - started
+            name = f"concat, images averaged with their mirror ({value})"
         else:
             from mmsent.train.cv import fold_scores
 
@@ -159,7 +170,7 @@ def with_text_columns(table, files: str):
                 blocks.append((block - block.mean(0)) / (block.std(0) + 1e-8) * scale)
     extra = np.zeros((len(store.guids), sum(b.shape[1] for b in blocks)), np.float32)
     extra[table.text_rows] = np.concatenate(blocks, axis=1)
-    return with_text_pooled(table, np.concatenate([store.pooled, extra], axis=1), "extra_text", files)
+    return with_pooled(table, "text", np.concatenate([store.pooled, extra], axis=1), "extra_text", files)
 
 
 def with_text_layers(table, spec: str):
@@ -172,25 +183,35 @@ def with_text_layers(table, spec: str):
             parts.append(np.mean([arrays[f"{name}_{i}"] for i in range(first, last + 1)], axis=0))
     pooled = table.text_store.pooled.copy()
     pooled[table.text_rows] = np.concatenate(parts, axis=1)
-    return with_text_pooled(table, pooled, "layers", ranges)
+    return with_pooled(table, "text", pooled, "layers", ranges)
 
 
 def with_mpnet_replaced(table, vectors: np.ndarray, value: str):
     """`table` with the stored MPNet columns (after MiniLM's) replaced by `vectors` (`load_table`'s order)."""
     pooled = table.text_store.pooled.copy()
     pooled[table.text_rows, -vectors.shape[1] :] = vectors
-    return with_text_pooled(table, pooled, "tuned_mpnet", value)
+    return with_pooled(table, "text", pooled, "tuned_mpnet", value)
 
 
-def with_text_pooled(table, pooled: np.ndarray, what: str, value: str):
-    """`table` whose text store holds `pooled` instead, under its own key (`what` = `value` in its
-    identity), so the fit cache keeps these fits apart from the default's."""
+def with_images_averaged(table, path: str):
+    """`table` whose image vectors are the mean of the stored ones and the mirrored images' (`path`)."""
+    pooled = table.image_store.pooled.copy()
+    with np.load(path) as arrays:
+        pooled[table.image_rows] = (pooled[table.image_rows] + arrays["pooled"]) / 2
+    return with_pooled(table, "image", pooled, "mirrored", path)
+
+
+def with_pooled(table, side: str, pooled: np.ndarray, what: str, value: str):
+    """`table` whose `side` ("image" or "text") store holds `pooled` instead, under its own key (`what`
+    = `value` in its identity), so the fit cache keeps these fits apart from the default's."""
     from mmsent.features.table import FeatureTable
 
-    store = table.text_store
+    store = table.image_store if side == "image" else table.text_store
     changed = dataclasses.replace(
         store, pooled=pooled, key=f"{store.key}+{what}={value}", identity={**store.identity, what: value}
     )
+    if side == "image":
+        return FeatureTable(table.pairs, changed, table.text_store)
     return FeatureTable(table.pairs, table.image_store, changed)
 
 
