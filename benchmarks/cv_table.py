@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import bench_parser
+from common import bench_parser, lab_table
 
 
 def main() -> None:
@@ -39,20 +39,15 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every summary here")
     args = parser.parse_args()
 
-    from mmsent.config import RunConfig
     from mmsent.ensemble import cross_validate_ensemble
     from mmsent.evaluate.calibration import cross_fitted
-    from mmsent.features.encode import load_table
     from mmsent.recipes.ensemble_run import calibration_rows
     from mmsent.train.cv import cross_validate, cv_table, fold_scores, summarise
     from mmsent.train.fit import PLAIN
     from mmsent.train.recipe import read_recipes, recipe_for
 
     started = time.perf_counter()
-    cfg = RunConfig()
-    cfg.data.root, cfg.encoders.cache = Path(args.data), Path(args.cache)
-    cfg.encoders.image, cfg.encoders.text = args.image_encoder, args.text_encoder
-    table = load_table(cfg, progress=False)
+    cfg, table = lab_table(args, args.image_encoder, args.text_encoder)
     folds = table.folds(args.folds, args.fold_seed)
     rows: dict[str, dict] = {}
     for head in ("text_only", "image_only", "concat"):

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from common import bench_parser
+from common import bench_parser, lab_table
 
 
 def main() -> None:
@@ -25,13 +25,10 @@ def main() -> None:
 
     import numpy as np
 
-    from mmsent.config import RunConfig
-    from mmsent.features.encode import encoder_parts, load_table
+    from mmsent.features.encode import encoder_parts
     from mmsent.features.extract import _image_batches
 
-    cfg = RunConfig()
-    cfg.data.root, cfg.encoders.cache = Path(args.data), Path(args.cache)
-    table = load_table(cfg, progress=False)
+    cfg, table = lab_table(args)
     paths = [pair.image_path for pair in table.pairs]
     stored = table.image_store.pooled[table.image_rows]
     blocks = []

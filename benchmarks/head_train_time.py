@@ -10,13 +10,9 @@ scores on the first cross-validation fold.
 
 from __future__ import annotations
 
-from pathlib import Path
+from common import bench_parser, lab_table
 
-from common import bench_parser
-
-from mmsent.config import RunConfig
 from mmsent.evaluate.metrics import classification_metrics
-from mmsent.features.encode import load_table
 from mmsent.train.fit import fit
 from mmsent.train.recipe import recipe_for
 
@@ -25,9 +21,7 @@ def main() -> None:
     parser = bench_parser(__doc__, cache=True)
     parser.add_argument("--heads", nargs="+", default=["single_stream", "dual_stream", "concat"])
     args = parser.parse_args()
-    cfg = RunConfig()
-    cfg.data.root, cfg.encoders.cache = Path(args.data), Path(args.cache)
-    table = load_table(cfg, progress=False)
+    cfg, table = lab_table(args)
     train, val = table.folds(cfg.split.folds, cfg.split.seed)[0]
     print(f"{len(train)} training / {len(val)} validation pairs; features from the store\n")
     print("| head | fit (s) | epochs | s/epoch | val accuracy | val macro F1 |")

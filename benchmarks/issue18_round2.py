@@ -47,7 +47,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import bench_parser
+from common import bench_parser, lab_table
 
 
 def main() -> None:
@@ -61,16 +61,12 @@ def main() -> None:
 
     import torch
 
-    from mmsent.config import RunConfig
-    from mmsent.features.encode import load_table
     from mmsent.train.cv import cross_validate
     from mmsent.train.fit import FitSettings
     from mmsent.train.recipe import recipe_for
 
     torch.set_num_threads(1)
-    cfg = RunConfig()
-    cfg.data.root, cfg.encoders.cache = Path(args.data), Path(args.cache)
-    table = load_table(cfg, progress=False)
+    cfg, table = lab_table(args)
     folds = table.folds(cfg.split.folds, cfg.split.seed)
     seeds = [cfg.train.seed + i for i in range(cfg.train.repeats)]
     settings = FitSettings.of(cfg)

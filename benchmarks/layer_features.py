@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from common import bench_parser
+from common import bench_parser, lab_table
 
 
 def main() -> None:
@@ -27,14 +27,11 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from mmsent.config import RunConfig
     from mmsent.encoders.registry import create_encoder
     from mmsent.encoders.text import masked_mean
-    from mmsent.features.encode import load_table
 
-    cfg = RunConfig()
-    cfg.data.root, cfg.encoders.cache = Path(args.data), Path(args.cache)
-    texts = [pair.text for pair in load_table(cfg, progress=False).pairs]
+    _, table = lab_table(args)
+    texts = [pair.text for pair in table.pairs]
     order = np.argsort([len(text) for text in texts])  # similar lengths together: less padding
     arrays = {}
     for name in ("minilm", "mpnet"):

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from common import bench_parser
+from common import bench_parser, lab_table
 
 from mmsent.data import kfold
 from mmsent.evaluate.metrics import classification_metrics
@@ -339,14 +339,8 @@ def main() -> None:
     parser.add_argument("--curves", action="store_true", help="print learning curves (fold 1) and stop")
     args = parser.parse_args()
 
-    from mmsent.config import RunConfig
-    from mmsent.features.encode import load_table
-
     torch.set_num_threads(1)  # as mmsent.train.loop: small heads step fastest on one thread
-    cfg = RunConfig()
-    cfg.data.root, cfg.encoders.cache = Path(args.data), Path(args.cache)
-    cfg.encoders.image, cfg.encoders.text = args.image_encoder, args.text_encoder
-    table = load_table(cfg, progress=False)
+    _, table = lab_table(args, args.image_encoder, args.text_encoder)
     folds = table.folds(5, 0)
     data = Inputs(table.image, table.text, table.labels.numpy(), table.pairs)
 

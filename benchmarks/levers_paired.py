@@ -5,23 +5,17 @@ PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/levers_paired.py --cache /wor
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import torch
-from common import bench_parser
+from common import bench_parser, lab_table
 from levers import LEAN, Inputs, cv_levers, cv_probe
 
 
 def main() -> None:
     args = bench_parser(__doc__, cache=True).parse_args()
-    from mmsent.config import RunConfig
-    from mmsent.features.encode import load_table
 
     torch.set_num_threads(1)
-    cfg = RunConfig()
-    cfg.data.root, cfg.encoders.cache = Path(args.data), Path(args.cache)
-    table = load_table(cfg, progress=False)
+    _, table = lab_table(args)
     folds = table.folds(5, 0)
     data = Inputs(table.image, table.text, table.labels.numpy(), table.pairs)
     probe = cv_probe(data, folds, "both", fixed_c=1e-3)

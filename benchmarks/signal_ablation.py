@@ -15,7 +15,7 @@ import dataclasses
 import time
 from pathlib import Path
 
-from common import ROOT, bench_parser
+from common import ROOT, bench_parser, lab_table
 
 
 def main() -> None:
@@ -25,14 +25,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
 
-    from mmsent.config import RunConfig
     from mmsent.features.table import FeatureTable, load_table
     from mmsent.train.cv import cross_validate
     from mmsent.train.recipe import read_recipes
 
-    cfg = RunConfig()
-    cfg.data.root, cfg.encoders.cache = Path(args.data), Path(args.cache)
-    base = load_table(cfg, progress=False)
+    cfg, base = lab_table(args)
     folds = base.folds(5, 0)
     recipes = [r for r in read_recipes(args.recipes) if r.head in args.heads]
 

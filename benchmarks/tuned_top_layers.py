@@ -19,7 +19,7 @@ import copy
 import time
 from pathlib import Path
 
-from common import bench_parser
+from common import bench_parser, lab_table
 
 
 def main() -> None:
@@ -38,15 +38,11 @@ def main() -> None:
     from transformers.masking_utils import create_bidirectional_mask
 
     from mmsent import LABELS
-    from mmsent.config import RunConfig
     from mmsent.encoders.registry import create_encoder
     from mmsent.encoders.text import masked_mean
-    from mmsent.features.encode import load_table
     from mmsent.finetune.optim import make_schedule
 
-    cfg = RunConfig()
-    cfg.data.root, cfg.encoders.cache = Path(args.data), Path(args.cache)
-    table = load_table(cfg, progress=False)
+    cfg, table = lab_table(args)
     texts = [pair.text for pair in table.pairs]
     labels = torch.tensor([LABELS.index(pair.label) for pair in table.pairs])
     folds = table.folds(cfg.split.folds, cfg.split.seed)
