@@ -343,6 +343,25 @@ def test_only_the_first_encoder_of_a_side_keeps_token_grids_and_images_go_before
     assert {key[0] for key in encode._encoders} == {"text"}
 
 
+@pytest.mark.parametrize("head", ["single_stream", "dual_stream"])
+def test_token_heads_read_joined_encoders(tiny_lab, tiny_encoders, tmp_path, head):
+    # The default run joins two encoders a side; only the first keeps its grid, narrower than the
+    # joined pooled vector. A head that reads tokens trains and answers on them all the same.
+    from conftest import tiny_config
+    from mmsent.features.encode import load_table
+    from mmsent.train.fit import FitSettings, fit
+    from mmsent.train.recipe import recipe_for
+
+    cfg = tiny_config(tiny_lab, tiny_encoders, tmp_path, max_epochs=2)
+    cfg.encoders.image, cfg.encoders.text = [tiny_encoders[0]] * 2, [tiny_encoders[1]] * 2
+    table = load_table(cfg, progress=False)
+    assert table.image_store.tokens.shape[2] * 2 == table.image.shape[1]
+    rows = np.arange(len(table.pairs))
+    model = fit(recipe_for(head, cfg.train), table, rows[4:], rows[:4], settings=FitSettings("plain")).model
+    probabilities = model.predict_proba(table, rows[:4])
+    assert probabilities.shape == (4, 3) and np.allclose(probabilities.sum(1), 1, atol=1e-5)
+
+
 def test_an_item_one_joined_encoder_could_not_read_is_failed_for_the_join(store, images):
     from mmsent.features.encode import join_stored
 

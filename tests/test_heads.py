@@ -218,3 +218,20 @@ def test_concat_explain_image_share_follows_the_weights():
     with torch.no_grad():
         head.classifier[-1].weight[:, IMAGE_DIM:] = 0  # text half cut off
     assert head.explain(*features())["image_share"] == pytest.approx([1.0] * 6)
+
+
+def test_a_token_grid_narrower_than_the_pooled_vector_gets_the_rest_beside_every_real_token():
+    from mmsent.heads.layers import sequence
+
+    image, _ = features()
+    wider = torch.randn(6, IMAGE_DIM + 3)  # a second encoder's 3 columns after the first's
+    wider[:, :IMAGE_DIM] = image.pooled
+    mask = torch.ones(6, 4, dtype=torch.bool)
+    mask[0, 1:] = False
+    tokens, kept = sequence(Features(wider, image.tokens, mask), "image", True)
+    assert tokens.shape == (6, 4, IMAGE_DIM + 3) and torch.equal(kept, mask)
+    assert torch.equal(tokens[1:, :, :IMAGE_DIM], image.tokens[1:])
+    assert torch.equal(tokens[:, :, IMAGE_DIM:][mask], wider[:, None, IMAGE_DIM:].expand(-1, 4, -1)[mask])
+    assert not tokens[~mask].any()  # padding stays zero, the added columns too
+    with pytest.raises(MmsentError, match="do not match"):  # a grid wider than its pooled vector
+        sequence(Features(image.pooled[:, :5], image.tokens, mask), "image", True)

@@ -41,7 +41,12 @@ def input_share(layer: nn.Linear, first: torch.Tensor, second: torch.Tensor) -> 
 
 def sequence(features: Features, modality: str, use_tokens: bool) -> tuple[torch.Tensor, torch.Tensor]:
     """A modality as (tokens [B, T, D], mask [B, T]); the pooled vector is one token when
-    `use_tokens` is False. Padded positions are zeroed, so no garbage (or NaN) there can leak."""
+    `use_tokens` is False. Padded positions are zeroed, so no garbage (or NaN) there can leak.
+
+    Token grids narrower than the pooled vector are a side's first encoder's: several encoders
+    read side by side keep only the first one's grid (`features.encode.join_stored`), and lexicon
+    columns have none. The rest of the pooled vector then goes beside every real token, so a head
+    that reads tokens sees all that a head of pooled vectors sees, at the width D it was built for."""
     pooled = features.pooled
     if not use_tokens:
         return pooled[:, None, :], torch.ones(pooled.shape[0], 1, dtype=torch.bool, device=pooled.device)
@@ -51,7 +56,7 @@ def sequence(features: Features, modality: str, use_tokens: bool) -> tuple[torch
             "extract features with tokens enabled (encoders.tokens: true) or use a *_light head"
         )
     tokens = features.tokens
-    if tokens.dim() != 3 or tokens.shape[0] != pooled.shape[0] or tokens.shape[2] != pooled.shape[1]:
+    if tokens.dim() != 3 or tokens.shape[0] != pooled.shape[0] or tokens.shape[2] > pooled.shape[1]:
         raise MmsentError(
             f"{modality} tokens {tuple(tokens.shape)} do not match pooled {tuple(pooled.shape)}"
         )
@@ -63,6 +68,9 @@ def sequence(features: Features, modality: str, use_tokens: bool) -> tuple[torch
         )
     else:
         mask = features.mask.bool()
+    if tokens.shape[2] < pooled.shape[1]:
+        rest = pooled[:, None, tokens.shape[2] :].expand(-1, tokens.shape[1], -1)
+        tokens = torch.cat([tokens, rest.to(tokens.dtype)], dim=2)
     return tokens.masked_fill(~mask[..., None], 0.0), mask
 
 
