@@ -79,6 +79,11 @@ def main() -> None:
         result = cross_validate(recipe_for(head, cfg.train), table, folds, every, fit_settings)
         return result.fold_metrics, time.perf_counter() - started, result.oof
 
+    def concat_on(variant, on_folds=folds):  # the default concat on other features or folds
+        started = time.perf_counter()
+        result = cross_validate(recipe_for("concat", cfg.train), variant, on_folds, seeds, settings)
+        return result.fold_metrics, time.perf_counter() - started
+
     base, seconds, base_oof = scored("concat", settings)
     print(header())
     print(row("concat (default)", base, base, seconds))
@@ -102,9 +107,7 @@ def main() -> None:
             metrics, name = fused, f"mean of fusion models (that probe + concat), C from {value}"
         elif args.lever == "extra_text":
             wider = with_text_columns(table, value)
-            started = time.perf_counter()
-            result = cross_validate(recipe_for("concat", cfg.train), wider, folds, seeds, settings)
-            metrics, seconds = result.fold_metrics, time.perf_counter() - started
+            metrics, seconds = concat_on(wider)
             name = f"concat + {value} ({wider.text.shape[1] - table.text.shape[1]} text columns)"
         elif args.lever == "text_layers":
             # the probe too (on text alone the lower layers paid), the stored layers' row beside it:
@@ -116,30 +119,24 @@ def main() -> None:
                 probe = cross_validate(recipe_for("linear_probe", cfg.train), probed, folds, [0], settings)
                 seconds = time.perf_counter() - started
                 print(row(f"linear_probe, text layers {what}", probe.fold_metrics, base, seconds))
-            started = time.perf_counter()
-            result = cross_validate(recipe_for("concat", cfg.train), layered, folds, seeds, settings)
-            metrics, seconds = result.fold_metrics, time.perf_counter() - started
+            metrics, seconds = concat_on(layered)
             name = f"concat, text layers {value}"
         elif args.lever == "clean_labels":
             cleaned, dropped = cleaned_folds(table, folds, float(value))
-            started = time.perf_counter()
-            result = cross_validate(recipe_for("concat", cfg.train), table, cleaned, seeds, settings)
-            metrics, seconds = result.fold_metrics, time.perf_counter() - started
+            metrics, seconds = concat_on(table, cleaned)
             name = f"concat, {value} of each training fold left out ({dropped})"
         elif args.lever == "tuned_text":
-            started, metrics = time.perf_counter(), []
+            metrics, seconds = [], 0.0
             with np.load(value) as tuned:
                 for k, fold in enumerate(folds):  # fold k reads the vectors tuned on its training pairs
-                    foldwise = with_mpnet_replaced(table, tuned[f"fold{k}"], f"{value}:{k}")
-                    concat = recipe_for("concat", cfg.train)
-                    result = cross_validate(concat, foldwise, [fold], seeds, settings)
-                    metrics += result.fold_metrics
-            seconds, name = time.perf_counter() - started, f"concat, MPNet tuned per fold ({value})"
+                    fold_metrics, fold_seconds = concat_on(
+                        with_mpnet_replaced(table, tuned[f"fold{k}"], f"{value}:{k}"), [fold]
+                    )
+                    metrics, seconds = metrics + fold_metrics, seconds + fold_seconds
+            name = f"concat, MPNet tuned per fold ({value})"
         elif args.lever == "flipped_images":
             mirrored = with_images_averaged(table, value)
-            started = time.perf_counter()
-            result = cross_validate(recipe_for("concat", cfg.train), mirrored, folds, seeds, settings)
-            metrics, seconds = result.fold_metrics, time.perf_counter() - started
+            metrics, seconds = concat_on(mirrored)
             name = f"concat, images averaged with their mirror ({value})"
         else:
             from mmsent.train.cv import fold_scores
