@@ -69,10 +69,14 @@ def main() -> None:
             states = layer(states, attention, bias)[0]
         return masked_mean(states, mask)
 
-    untuned = np.empty((len(texts), model.config.hidden_size), np.float32)
-    with torch.inference_mode():  # the cache is right if the untouched layers give the stored vectors
-        for rows, states, mask in cached:
-            untuned[rows.numpy()] = top(model.encoder.layer[frozen_depth:], states, mask).numpy()
+    def every_text(layers) -> np.ndarray:  # rows in the table's order
+        pooled = np.empty((len(texts), model.config.hidden_size), np.float32)
+        with torch.inference_mode():
+            for rows, states, mask in cached:
+                pooled[rows.numpy()] = top(layers, states, mask).numpy()
+        return pooled
+
+    untuned = every_text(model.encoder.layer[frozen_depth:])  # the cache is right if these are the stored
     stored = table.text_store.pooled[table.text_rows, -model.config.hidden_size :]
     print(
         f"untuned top layers against the stored MPNet vectors: max |diff| {abs(untuned - stored).max():.1e}"
@@ -109,12 +113,7 @@ def main() -> None:
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
-        layers.eval()
-        pooled = np.empty((len(texts), model.config.hidden_size), np.float32)
-        with torch.inference_mode():
-            for rows, states, mask in cached:
-                pooled[rows.numpy()] = top(layers, states, mask).numpy()
-        arrays[f"fold{k}"] = pooled
+        arrays[f"fold{k}"] = every_text(layers.eval())
         seconds = time.perf_counter() - started
         print(f"fold {k}: {len(train_rows)} training pairs, {seconds:.1f} s", flush=True)
     np.savez(args.out, **arrays)

@@ -34,7 +34,7 @@ from mmsent import LABELS
 from mmsent.errors import MmsentError
 from mmsent.evaluate.calibration import EPS, Calibration
 from mmsent.features.table import FeatureTable
-from mmsent.files import json_sha256, write_text
+from mmsent.files import sealed, unsealed, write_text
 from mmsent.heads import create_head
 from mmsent.heads.base import Head
 from mmsent.weightfiles import (
@@ -389,8 +389,7 @@ class Predictor:
             "reference": self.reference,
             "files": files,
         }
-        spec["digest"] = spec_digest(spec)
-        return write_text(folder / MODEL_FILE, json.dumps(spec, indent=2) + "\n")
+        return write_text(folder / MODEL_FILE, json.dumps(sealed(spec, "digest"), indent=2) + "\n")
 
     @classmethod
     def load(cls, folder: Path) -> Predictor:
@@ -403,7 +402,7 @@ class Predictor:
             if not isinstance(spec, dict):
                 raise TypeError("not a JSON object")
             checked = spec.get("format", 1) >= 2
-            if checked and spec.get("digest") != spec_digest(spec):
+            if checked and unsealed(spec, "digest") is None:
                 raise MmsentError(
                     f"{MODEL_FILE} differs from what mmsent wrote (its digest does not match its content): "
                     "damaged or edited; restore it, or train again",
@@ -441,11 +440,6 @@ class Predictor:
         for side, vector in self.reference.items():
             if side not in ("image", "text") or not all(isinstance(v, (int, float)) for v in vector):
                 raise MmsentError(f"{MODEL_FILE} is malformed (reference {side!r})", path)
-
-
-def spec_digest(spec: dict[str, Any]) -> str:
-    """SHA-256 of model.json's content without its own digest, in a canonical form."""
-    return json_sha256({k: v for k, v in spec.items() if k != "digest"})
 
 
 def _save_member(member: Member, folder: Path, files: dict[str, dict]) -> dict[str, Any]:
