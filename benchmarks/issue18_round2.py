@@ -13,6 +13,8 @@ five differences). Fits go to the fit cache beside the store, so a second call t
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py clean_labels 0.03 0.06
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py tuned_text tuned.npz
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py flipped_images flipped.npz
+  OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py image_stages lite0.npz:3-5
+  OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py tuned_image lite0.npz
 
 `probe_grid`: the linear probe with its C chosen inside each training fold from the grid given (in
 place of `mmsent.train.probe.C_GRID`; these fits skip the fit cache, whose key does not hold the
@@ -36,6 +38,12 @@ layers tuned on that fold's training pairs (`tuned_top_layers.py`: array `fold<k
 
 `flipped_images`: concat with each stored image vector averaged with its mirrored image's
 (`flipped_images.py`), in training and validation alike.
+
+`image_stages`: concat with the means and spreads of Lite0's stages A..B (`image_top_layers.py`;
+`lite0.npz:A-B`) beside the stored image vectors, scaled as `extra_text` scales its columns.
+
+`tuned_image`: concat with the stored Lite0 vectors (the first image columns) replaced, in each
+fold, by those of Lite0's top blocks tuned on that fold's training pairs (`image_top_layers.py`).
 """
 
 from __future__ import annotations
@@ -54,7 +62,7 @@ def main() -> None:
     parser = bench_parser(__doc__, cache=True)
     parser.set_defaults(cache=str(Path("~/.cache/mmsent/features").expanduser()))
     levers = "self_training heads probe_grid extra_text text_layers clean_labels tuned_text".split()
-    levers.append("flipped_images")
+    levers += ["flipped_images", "image_stages", "tuned_image"]
     parser.add_argument("lever", choices=levers)
     parser.add_argument("values", nargs="+", help="thresholds, head names, C grids, .npz files, shares")
     args = parser.parse_args()
@@ -125,19 +133,25 @@ def main() -> None:
             cleaned, dropped = cleaned_folds(table, folds, float(value))
             metrics, seconds = concat_on(table, cleaned)
             name = f"concat, {value} of each training fold left out ({dropped})"
-        elif args.lever == "tuned_text":
+        elif args.lever in ("tuned_text", "tuned_image"):
             metrics, seconds = [], 0.0
+            side = args.lever.removeprefix("tuned_")
             with np.load(value) as tuned:
                 for k, fold in enumerate(folds):  # fold k reads the vectors tuned on its training pairs
                     fold_metrics, fold_seconds = concat_on(
-                        with_mpnet_replaced(table, tuned[f"fold{k}"], f"{value}:{k}"), [fold]
+                        with_encoder_replaced(table, side, tuned[f"fold{k}"], f"{value}:{k}"), [fold]
                     )
                     metrics, seconds = metrics + fold_metrics, seconds + fold_seconds
-            name = f"concat, MPNet tuned per fold ({value})"
+            name = f"concat, {'MPNet' if side == 'text' else 'Lite0'} tuned per fold ({value})"
         elif args.lever == "flipped_images":
             mirrored = with_images_averaged(table, value)
             metrics, seconds = concat_on(mirrored)
             name = f"concat, images averaged with their mirror ({value})"
+        elif args.lever == "image_stages":
+            wider = with_image_stages(table, value)
+            metrics, seconds = concat_on(wider)
+            added = wider.image.shape[1] - table.image.shape[1]
+            name = f"concat + Lite0 stages {value} ({added} image columns)"
         else:
             from mmsent.train.cv import fold_scores
 
@@ -151,8 +165,6 @@ def main() -> None:
 def with_text_columns(table, files: str):
     """`table` with the arrays of the .npz `files` ("a.npz+b.npz") beside its text vectors, each
     standardised and scaled to the stored text columns' mean sd."""
-    store = table.text_store
-    scale = float(table.text.std(dim=0).mean())
     blocks = []
     for path in files.split("+"):
         with np.load(path) as arrays:
@@ -160,10 +172,30 @@ def with_text_columns(table, files: str):
                 block = arrays[key].astype(np.float64)
                 if key == "emoji":  # probabilities: their logarithm spreads the small ones
                     block = np.log(block + 1e-4)
-                blocks.append((block - block.mean(0)) / (block.std(0) + 1e-8) * scale)
-    extra = np.zeros((len(store.guids), sum(b.shape[1] for b in blocks)), np.float32)
-    extra[table.text_rows] = np.concatenate(blocks, axis=1)
-    return with_pooled(table, "text", np.concatenate([store.pooled, extra], axis=1), "extra_text", files)
+                blocks.append(block)
+    return with_columns(table, "text", blocks, "extra_text", files)
+
+
+def with_image_stages(table, spec: str):
+    """`table` with the means and spreads of Lite0's stages A..B (`path:A-B`) beside its image vectors."""
+    path, _, span = spec.rpartition(":")
+    first, last = (int(n) for n in span.split("-"))
+    with np.load(path) as arrays:
+        blocks = [arrays[f"stage{s}_{what}"] for s in range(first, last + 1) for what in ("mean", "std")]
+    return with_columns(table, "image", blocks, "image_stages", spec)
+
+
+def with_columns(table, side: str, blocks: list[np.ndarray], what: str, value: str):
+    """`table` with `blocks` (rows in `load_table`'s order) beside its `side` vectors, each column
+    standardised and scaled to the stored columns' mean sd."""
+    store = table.image_store if side == "image" else table.text_store
+    scale = float((table.image if side == "image" else table.text).std(dim=0).mean())
+    block = np.concatenate(blocks, axis=1).astype(np.float64)
+    extra = np.zeros((len(store.guids), block.shape[1]), np.float32)
+    extra[table.image_rows if side == "image" else table.text_rows] = (
+        (block - block.mean(0)) / (block.std(0) + 1e-8) * scale
+    )
+    return with_pooled(table, side, np.concatenate([store.pooled, extra], axis=1), what, value)
 
 
 def with_text_layers(table, spec: str):
@@ -179,11 +211,16 @@ def with_text_layers(table, spec: str):
     return with_pooled(table, "text", pooled, "layers", ranges)
 
 
-def with_mpnet_replaced(table, vectors: np.ndarray, value: str):
-    """`table` with the stored MPNet columns (after MiniLM's) replaced by `vectors` (`load_table`'s order)."""
-    pooled = table.text_store.pooled.copy()
-    pooled[table.text_rows, -vectors.shape[1] :] = vectors
-    return with_pooled(table, "text", pooled, "tuned_mpnet", value)
+def with_encoder_replaced(table, side: str, vectors: np.ndarray, value: str):
+    """`table` with one encoder's stored columns replaced by `vectors` (`load_table`'s order): MPNet's
+    (the last text columns, after MiniLM's) or Lite0's (the first image columns, before open_nsfw's)."""
+    if side == "text":
+        store, rows, columns = table.text_store, table.text_rows, slice(-vectors.shape[1], None)
+    else:
+        store, rows, columns = table.image_store, table.image_rows, slice(0, vectors.shape[1])
+    pooled = store.pooled.copy()
+    pooled[rows, columns] = vectors
+    return with_pooled(table, side, pooled, f"tuned_{side}", value)
 
 
 def with_images_averaged(table, path: str):
