@@ -28,3 +28,36 @@ def lab_table(args: argparse.Namespace, image: str | None = None, text: str | No
     cfg.data.root, cfg.encoders.cache = Path(args.data), Path(args.cache)
     cfg.encoders.image, cfg.encoders.text = image or cfg.encoders.image, text or cfg.encoders.text
     return cfg, load_table(cfg, progress=False)
+
+
+def top_tuning_parser(
+    doc: str | None, count: str, default: int, what: str, lr: float
+) -> argparse.ArgumentParser:
+    """The parser of a script that tunes an encoder's top `--<count>` layers inside each fold
+    (`tuned_top_layers.py`, `image_top_layers.py`): the store, the output and the tuning's settings."""
+    parser = bench_parser(doc, cache=True)
+    parser.set_defaults(cache=str(Path("~/.cache/mmsent/features").expanduser()))
+    parser.add_argument("out", type=Path, help="the .npz to write")
+    parser.add_argument(f"--{count}", type=int, default=default, help=f"top {what} tuned")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--lr", type=float, default=lr, help="the tuned layers' learning rate")
+    parser.add_argument("--head-lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def fold_optimizer(args: argparse.Namespace, layers, classifier, steps: int):
+    """AdamW over the tuned layers (`--lr`) and their classifier (`--head-lr`), warm-up then cosine
+    over `steps`, as `mmsent finetune` tunes a text backbone: (optimizer, scheduler)."""
+    import torch
+
+    from mmsent.finetune.optim import make_schedule
+
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": layers.parameters(), "lr": args.lr},
+            {"params": classifier.parameters(), "lr": args.head_lr},
+        ],
+        weight_decay=0.01,
+    )
+    return optimizer, make_schedule(optimizer, steps, 0.1, "cosine")["scheduler"]

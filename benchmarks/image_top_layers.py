@@ -20,21 +20,12 @@ from __future__ import annotations
 
 import copy
 import time
-from pathlib import Path
 
-from common import bench_parser, lab_table
+from common import fold_optimizer, lab_table, top_tuning_parser
 
 
 def main() -> None:
-    parser = bench_parser(__doc__, cache=True)
-    parser.set_defaults(cache=str(Path("~/.cache/mmsent/features").expanduser()))
-    parser.add_argument("out", type=Path, help="the .npz to write")
-    parser.add_argument("--blocks", type=int, default=1, help="top MBConv blocks tuned")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--lr", type=float, default=1e-4, help="the tuned layers' learning rate")
-    parser.add_argument("--head-lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = top_tuning_parser(__doc__, "blocks", 1, "MBConv blocks", lr=1e-4).parse_args()
 
     import numpy as np
     import torch
@@ -42,7 +33,6 @@ def main() -> None:
     from mmsent import LABELS
     from mmsent.encoders.efficientnet import EfficientNetLite
     from mmsent.features.extract import _image_batches
-    from mmsent.finetune.optim import make_schedule
 
     cfg, table = lab_table(args)
     paths = [pair.image_path for pair in table.pairs]
@@ -103,16 +93,9 @@ def main() -> None:
         layers = copy.deepcopy(frozen_top).eval()  # eval: batch norms keep their ImageNet statistics
         classifier = torch.nn.Linear(encoder.dim, len(LABELS))
         dropout = torch.nn.Dropout(0.2)
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": layers.parameters(), "lr": args.lr},
-                {"params": classifier.parameters(), "lr": args.head_lr},
-            ],
-            weight_decay=0.01,
-        )
         generator = torch.Generator().manual_seed(args.seed + k)
         batches = len(range(0, len(train_rows), 32))
-        scheduler = make_schedule(optimizer, args.epochs * batches, 0.1, "cosine")["scheduler"]
+        optimizer, scheduler = fold_optimizer(args, layers, classifier, args.epochs * batches)
         for _ in range(args.epochs):
             order = torch.as_tensor(train_rows)[torch.randperm(len(train_rows), generator=generator)]
             for rows in order.split(32):

@@ -15,6 +15,7 @@ five differences). Fits go to the fit cache beside the store, so a second call t
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py flipped_images flipped.npz
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py image_stages lite0.npz:3-5
   OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py tuned_image lite0.npz
+  OMP_NUM_THREADS=1 PYTHONPATH=src python benchmarks/issue18_round2.py members opennsfw/minilm opennsfw/mpnet
 
 `probe_grid`: the linear probe with its C chosen inside each training fold from the grid given (in
 place of `mmsent.train.probe.C_GRID`; these fits skip the fit cache, whose key does not hold the
@@ -44,6 +45,10 @@ layers tuned on that fold's training pairs (`tuned_top_layers.py`: array `fold<k
 
 `tuned_image`: concat with the stored Lite0 vectors (the first image columns) replaced, in each
 fold, by those of Lite0's top blocks tuned on that fold's training pairs (`image_top_layers.py`).
+
+`members`: the default encoders as separate members rather than side by side: concat on each
+`IMAGE,.../TEXT,...` subset named (from the same store), then the mean of the members' probabilities,
+and that mean with the default concat's.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ def main() -> None:
     parser = bench_parser(__doc__, cache=True)
     parser.set_defaults(cache=str(Path("~/.cache/mmsent/features").expanduser()))
     levers = "self_training heads probe_grid extra_text text_layers clean_labels tuned_text".split()
-    levers += ["flipped_images", "image_stages", "tuned_image"]
+    levers += ["flipped_images", "image_stages", "tuned_image", "members"]
     parser.add_argument("lever", choices=levers)
     parser.add_argument("values", nargs="+", help="thresholds, head names, C grids, .npz files, shares")
     args = parser.parse_args()
@@ -92,7 +97,13 @@ def main() -> None:
         result = cross_validate(recipe_for("concat", cfg.train), variant, on_folds, seeds, settings)
         return result.fold_metrics, time.perf_counter() - started
 
+    def fused(oofs):  # the fold metrics of the mean of out-of-fold probabilities
+        from mmsent.train.cv import fold_scores
+
+        return fold_scores(np.mean(oofs, axis=0), table.labels.numpy(), folds)
+
     base, seconds, base_oof = scored("concat", settings)
+    member_oofs = []
     print(header())
     print(row("concat (default)", base, base, seconds))
     for value in args.values:
@@ -106,13 +117,12 @@ def main() -> None:
             name = f"concat, self-training {value} ({share})"
         elif args.lever == "probe_grid":
             from mmsent.train import probe
-            from mmsent.train.cv import fold_scores
 
             probe.C_GRID = tuple(float(c) for c in value.split(","))
             metrics, seconds, oof = scored("linear_probe", dataclasses.replace(settings, cache=None), [0])
             print(row(f"linear_probe, C chosen from {value}", metrics, base, seconds))
-            fused = fold_scores((oof + base_oof) / 2, table.labels.numpy(), folds)
-            metrics, name = fused, f"mean of fusion models (that probe + concat), C from {value}"
+            metrics = fused([oof, base_oof])
+            name = f"mean of fusion models (that probe + concat), C from {value}"
         elif args.lever == "extra_text":
             wider = with_text_columns(table, value)
             metrics, seconds = concat_on(wider)
@@ -147,19 +157,28 @@ def main() -> None:
             mirrored = with_images_averaged(table, value)
             metrics, seconds = concat_on(mirrored)
             name = f"concat, images averaged with their mirror ({value})"
+        elif args.lever == "members":
+            images, texts = (side.split(",") for side in value.split("/"))
+            started = time.perf_counter()
+            member = lab_table(args, image=images, text=texts)[1]
+            result = cross_validate(recipe_for("concat", cfg.train), member, folds, seeds, settings)
+            metrics, seconds = result.fold_metrics, time.perf_counter() - started
+            member_oofs.append(result.oof)
+            name = f"concat on {value}"
         elif args.lever == "image_stages":
             wider = with_image_stages(table, value)
             metrics, seconds = concat_on(wider)
             added = wider.image.shape[1] - table.image.shape[1]
             name = f"concat + Lite0 stages {value} ({added} image columns)"
         else:
-            from mmsent.train.cv import fold_scores
-
             metrics, seconds, oof = scored(value, settings)
             print(row(value, metrics, base, seconds))
-            metrics = fold_scores((oof + base_oof) / 2, table.labels.numpy(), folds)
+            metrics = fused([oof, base_oof])
             name = f"mean of {value} and concat"
         print(row(name, metrics, base, seconds), flush=True)
+    if member_oofs:
+        print(row(f"mean of the {len(member_oofs)} members", fused(member_oofs), base, 0))
+        print(row("mean of the members and the default concat", fused([*member_oofs, base_oof]), base, 0))
 
 
 def with_text_columns(table, files: str):

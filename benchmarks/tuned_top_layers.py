@@ -17,21 +17,12 @@ from __future__ import annotations
 
 import copy
 import time
-from pathlib import Path
 
-from common import bench_parser, lab_table
+from common import fold_optimizer, lab_table, top_tuning_parser
 
 
 def main() -> None:
-    parser = bench_parser(__doc__, cache=True)
-    parser.set_defaults(cache=str(Path("~/.cache/mmsent/features").expanduser()))
-    parser.add_argument("out", type=Path, help="the .npz to write")
-    parser.add_argument("--layers", type=int, default=2, help="top transformer layers tuned")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--lr", type=float, default=4e-5, help="the tuned layers' learning rate")
-    parser.add_argument("--head-lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
+    args = top_tuning_parser(__doc__, "layers", 2, "transformer layers", lr=4e-5).parse_args()
 
     import numpy as np
     import torch
@@ -40,7 +31,6 @@ def main() -> None:
     from mmsent import LABELS
     from mmsent.encoders.registry import create_encoder
     from mmsent.encoders.text import masked_mean
-    from mmsent.finetune.optim import make_schedule
 
     cfg, table = lab_table(args)
     texts = [pair.text for pair in table.pairs]
@@ -89,20 +79,13 @@ def main() -> None:
         layers = copy.deepcopy(model.encoder.layer[frozen_depth:]).train()
         classifier = torch.nn.Linear(model.config.hidden_size, len(LABELS))
         dropout = torch.nn.Dropout(0.1)
-        optimizer = torch.optim.AdamW(
-            [
-                {"params": layers.parameters(), "lr": args.lr},
-                {"params": classifier.parameters(), "lr": args.head_lr},
-            ],
-            weight_decay=0.01,
-        )
         in_fold = torch.zeros(len(texts), dtype=torch.bool)
         in_fold[torch.as_tensor(train_rows)] = True
         steps = []  # minibatches of <= 32 training rows of one cached batch (similar lengths)
         for rows, states, mask in cached:
             keep = in_fold[rows].nonzero().squeeze(1)
             steps += [(rows[part], states[part], mask[part]) for part in keep.split(32)]
-        scheduler = make_schedule(optimizer, args.epochs * len(steps), 0.1, "cosine")["scheduler"]
+        optimizer, scheduler = fold_optimizer(args, layers, classifier, args.epochs * len(steps))
         generator = torch.Generator().manual_seed(args.seed + k)
         for _ in range(args.epochs):
             for i in torch.randperm(len(steps), generator=generator).tolist():
