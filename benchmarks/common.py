@@ -61,3 +61,15 @@ def fold_optimizer(args: argparse.Namespace, layers, classifier, steps: int):
         weight_decay=0.01,
     )
     return optimizer, make_schedule(optimizer, steps, 0.1, "cosine")["scheduler"]
+
+
+def lab_folds(args: argparse.Namespace):
+    """`lab_table`'s configuration and table, its labels as a tensor of class indices, and the main
+    job's folds (train rows, validation rows): what a script that tunes inside each fold starts from."""
+    import torch
+
+    from mmsent import LABELS
+
+    cfg, table = lab_table(args)
+    labels = torch.tensor([LABELS.index(pair.label) for pair in table.pairs])
+    return cfg, table, labels, table.folds(cfg.split.folds, cfg.split.seed)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import copy
 import time
 
-from common import fold_optimizer, lab_table, top_tuning_parser
+from common import fold_optimizer, lab_folds, top_tuning_parser
 
 
 def main() -> None:
@@ -34,10 +34,8 @@ def main() -> None:
     from mmsent.encoders.efficientnet import EfficientNetLite
     from mmsent.features.extract import _image_batches
 
-    cfg, table = lab_table(args)
+    cfg, table, labels, folds = lab_folds(args)
     paths = [pair.image_path for pair in table.pairs]
-    labels = torch.tensor([LABELS.index(pair.label) for pair in table.pairs])
-    folds = table.folds(cfg.split.folds, cfg.split.seed)
 
     encoder = EfficientNetLite(0)
     net = encoder.model.eval()

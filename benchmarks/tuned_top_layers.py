@@ -18,7 +18,7 @@ from __future__ import annotations
 import copy
 import time
 
-from common import fold_optimizer, lab_table, top_tuning_parser
+from common import fold_optimizer, lab_folds, top_tuning_parser
 
 
 def main() -> None:
@@ -32,10 +32,8 @@ def main() -> None:
     from mmsent.encoders.registry import create_encoder
     from mmsent.encoders.text import masked_mean
 
-    cfg, table = lab_table(args)
+    cfg, table, labels, folds = lab_folds(args)
     texts = [pair.text for pair in table.pairs]
-    labels = torch.tensor([LABELS.index(pair.label) for pair in table.pairs])
-    folds = table.folds(cfg.split.folds, cfg.split.seed)
 
     started = time.perf_counter()
     encoder = create_encoder("mpnet")
