@@ -30,14 +30,22 @@ def lab_table(args: argparse.Namespace, image: str | None = None, text: str | No
     return cfg, load_table(cfg, progress=False)
 
 
+def store_parser(doc: str | None, out: bool = True) -> argparse.ArgumentParser:
+    """`bench_parser` for a script that reads the main job's own store (~/.cache/mmsent/features by
+    default), with the .npz it writes as its argument when `out`."""
+    parser = bench_parser(doc, cache=True)
+    parser.set_defaults(cache=str(Path("~/.cache/mmsent/features").expanduser()))
+    if out:
+        parser.add_argument("out", type=Path, help="the .npz to write")
+    return parser
+
+
 def top_tuning_parser(
     doc: str | None, count: str, default: int, what: str, lr: float
 ) -> argparse.ArgumentParser:
     """The parser of a script that tunes an encoder's top `--<count>` layers inside each fold
     (`tuned_top_layers.py`, `image_top_layers.py`): the store, the output and the tuning's settings."""
-    parser = bench_parser(doc, cache=True)
-    parser.set_defaults(cache=str(Path("~/.cache/mmsent/features").expanduser()))
-    parser.add_argument("out", type=Path, help="the .npz to write")
+    parser = store_parser(doc)
     parser.add_argument(f"--{count}", type=int, default=default, help=f"top {what} tuned")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--lr", type=float, default=lr, help="the tuned layers' learning rate")

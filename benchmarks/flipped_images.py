@@ -12,16 +12,12 @@ rows in `load_table`'s order.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
-from common import bench_parser, lab_table
+from common import lab_table, store_parser
 
 
 def main() -> None:
-    parser = bench_parser(__doc__, cache=True)
-    parser.set_defaults(cache=str(Path("~/.cache/mmsent/features").expanduser()))
-    parser.add_argument("out", type=Path, help="the .npz to write")
-    args = parser.parse_args()
+    args = store_parser(__doc__).parse_args()
 
     import numpy as np
 

@@ -57,15 +57,13 @@ import dataclasses
 import logging
 import statistics
 import time
-from pathlib import Path
 
 import numpy as np
-from common import bench_parser, lab_table
+from common import lab_table, store_parser
 
 
 def main() -> None:
-    parser = bench_parser(__doc__, cache=True)
-    parser.set_defaults(cache=str(Path("~/.cache/mmsent/features").expanduser()))
+    parser = store_parser(__doc__, out=False)
     levers = "self_training heads probe_grid extra_text text_layers clean_labels tuned_text".split()
     levers += ["flipped_images", "image_stages", "tuned_image", "members"]
     parser.add_argument("lever", choices=levers)
